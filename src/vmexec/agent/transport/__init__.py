@@ -1,0 +1,5 @@
+"""Transports that carry agent commands: libvirt (local or remote URI) and unix sockets."""
+
+from vmexec.agent.transport.base import AgentTransport, HandlerTransport
+
+__all__ = ["AgentTransport", "HandlerTransport"]

@@ -1,0 +1,101 @@
+"""What the exec service takes and gives: internal types, separate from any wire schema."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+#: The guest agent's own cap on captured output per stream.
+AGENT_OUTPUT_CAP = 16 * 1024 * 1024
+MAX_COMMAND_CHARS = 65_536
+MAX_TIMEOUT_SECONDS = 86_400
+
+
+class Platform(enum.StrEnum):
+    LINUX = "Linux"
+    WINDOWS = "Windows"
+
+
+class Shell(enum.StrEnum):
+    """How the command text is interpreted in the guest."""
+
+    DEFAULT = "default"          # Linux: bash if present, else /bin/sh (a #! line wins); Windows: cmd
+    SH = "sh"
+    BASH = "bash"
+    CMD = "cmd"
+    POWERSHELL = "powershell"
+
+
+@dataclass(frozen=True, slots=True)
+class ExecRequest:
+    """One command to run in one guest.
+
+    ``command`` is a script (multi-line text), as in ZStack's ExecuteGuestVmCommand.
+    """
+
+    command: str
+    platform: Platform = Platform.LINUX
+    timeout: float = 60.0
+    stdin: bytes | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    working_directory: str | None = None
+    run_as: str | None = None
+    shell: Shell = Shell.DEFAULT
+    max_output_bytes: int = AGENT_OUTPUT_CAP
+
+
+@dataclass(frozen=True, slots=True)
+class StreamOutput:
+    """One output stream of a finished command."""
+
+    data: bytes = b""
+    #: Bytes the command wrote to the stream, including any not kept.
+    total_bytes: int = 0
+    truncated: bool = False
+    #: Text decoding used for :attr:`text` (utf-8, or the Windows console code page).
+    encoding: str = "utf-8"
+
+    @property
+    def text(self) -> str:
+        return self.data.decode(self.encoding, errors="replace")
+
+
+class Outcome(enum.StrEnum):
+    EXITED = "exited"        # exited on its own (exit_code set, maybe signal)
+    TIMED_OUT = "timed_out"  # killed by vmexec because the timeout passed
+
+
+@dataclass(frozen=True, slots=True)
+class ExecResult:
+    run_id: str
+    outcome: Outcome
+    exit_code: int | None
+    #: Signal number that ended the command, when it was killed by one.
+    signal: int | None
+    stdout: StreamOutput
+    stderr: StreamOutput
+    started_at: datetime
+    finished_at: datetime
+
+    @property
+    def timed_out(self) -> bool:
+        return self.outcome is Outcome.TIMED_OUT
+
+    @property
+    def duration_ms(self) -> int:
+        return round((self.finished_at - self.started_at).total_seconds() * 1000)
+
+
+class StreamName(enum.StrEnum):
+    STDOUT = "stdout"
+    STDERR = "stderr"
+
+
+@dataclass(frozen=True, slots=True)
+class OutputChunk:
+    """Output that appeared while a command runs (for streaming)."""
+
+    stream: StreamName
+    data: bytes

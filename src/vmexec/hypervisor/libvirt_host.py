@@ -1,0 +1,142 @@
+"""libvirt hosts used from asyncio: one connection per host URI, blocking calls in a bounded pool.
+
+Everything libvirt-specific that more than one layer needs lives here: opening and reopening
+connections (libvirtd restarts), running calls off the event loop, and translating
+``libvirt.libvirtError`` into :mod:`vmexec.hypervisor.errors`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+import libvirt
+
+from vmexec.hypervisor import errors
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+LOCAL_URI = "qemu:///system"
+
+#: Threads shared by every host: bounds how many blocking libvirt calls run at once.
+DEFAULT_POOL_SIZE = 32
+
+
+def _silence_libvirt_stderr() -> None:
+    # libvirt prints every error to stderr by default; we raise them instead.
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+
+
+_silence_libvirt_stderr()
+
+
+def translate(exc: libvirt.libvirtError, what: str = "") -> errors.HypervisorError:
+    """Map a libvirt error to the hypervisor error a caller can act on."""
+    code = exc.get_error_code()
+    message = exc.get_error_message() or str(exc)
+    if what:
+        message = f"{what}: {message}"
+    lowered = message.lower()
+    if code in (libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_INVALID_DOMAIN):
+        return errors.DomainNotFound(message, code=code)
+    if code in (libvirt.VIR_ERR_SYSTEM_ERROR, libvirt.VIR_ERR_RPC, libvirt.VIR_ERR_NO_CONNECT,
+                libvirt.VIR_ERR_AUTH_FAILED, libvirt.VIR_ERR_AUTH_UNAVAILABLE,
+                libvirt.VIR_ERR_AUTH_CANCELLED):
+        return errors.HostUnreachable(message, code=code)
+    if "not running" in lowered or "domain is not active" in lowered:
+        return errors.DomainNotRunning(message, code=code)
+    if "agent is not configured" in lowered:
+        return errors.AgentNotConfigured(message, code=code)
+    if code in (libvirt.VIR_ERR_AGENT_UNRESPONSIVE, libvirt.VIR_ERR_AGENT_UNSYNCED):
+        return errors.AgentNotResponding(message, code=code)
+    if code == getattr(libvirt, "VIR_ERR_AGENT_COMMAND_TIMEOUT", -1):
+        return errors.AgentNotResponding(message, code=code)
+    if "unable to execute qemu agent command" in lowered or code == getattr(
+            libvirt, "VIR_ERR_AGENT_COMMAND_FAILED", -1):
+        return errors.AgentReplyError(message, code=code)
+    return errors.OperationFailed(message, code=code)
+
+
+class LibvirtHost:
+    """One libvirt connection, opened lazily and reopened when libvirtd went away."""
+
+    def __init__(self, uri: str, pool: ThreadPoolExecutor) -> None:
+        self.uri = uri
+        self._pool = pool
+        self._conn: libvirt.virConnect | None = None
+        self._lock = threading.Lock()
+
+    def _connection(self) -> libvirt.virConnect:
+        # Runs in a pool thread. isAlive() notices a restarted libvirtd, so the next call
+        # reconnects instead of failing; a call already sent is never retried (not idempotent).
+        with self._lock:
+            conn = self._conn
+            if conn is not None:
+                try:
+                    if conn.isAlive():
+                        return conn
+                except libvirt.libvirtError:
+                    pass
+                self._conn = None
+                try:
+                    conn.close()
+                except libvirt.libvirtError:
+                    pass
+            try:
+                self._conn = libvirt.open(self.uri)
+            except libvirt.libvirtError as exc:
+                raise errors.HostUnreachable(
+                    f"cannot connect to libvirt at {self.uri}: {exc.get_error_message()}",
+                    code=exc.get_error_code()) from None
+            return self._conn
+
+    def _run(self, fn: Callable[[libvirt.virConnect], T], what: str) -> T:
+        conn = self._connection()
+        try:
+            return fn(conn)
+        except libvirt.libvirtError as exc:
+            raise translate(exc, what) from None
+
+    async def call(self, fn: Callable[[libvirt.virConnect], T], what: str = "") -> T:
+        """Run ``fn(connection)`` in the pool; libvirt errors come out translated.
+
+        Raises:
+            HypervisorError: the translated libvirt failure.
+        """
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self._run, fn, what)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                try:
+                    self._conn.close()
+                except libvirt.libvirtError:
+                    pass
+                self._conn = None
+
+
+class LibvirtHosts:
+    """The set of libvirt hosts the process talks to, sharing one bounded thread pool."""
+
+    def __init__(self, pool_size: int = DEFAULT_POOL_SIZE) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="libvirt")
+        self._hosts: dict[str, LibvirtHost] = {}
+
+    def get(self, uri: str) -> LibvirtHost:
+        host = self._hosts.get(uri)
+        if host is None:
+            host = self._hosts[uri] = LibvirtHost(uri, self._pool)
+        return host
+
+    def close(self) -> None:
+        for host in self._hosts.values():
+            host.close()
+        self._hosts.clear()
+        self._pool.shutdown(wait=False, cancel_futures=True)
