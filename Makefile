@@ -1,0 +1,24 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Both install what is missing.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: bootstrap demo demo-down test lint bench
+
+bootstrap:
+	@bash scripts/bootstrap.sh
+
+demo: bootstrap
+	@bash scripts/demo.sh
+
+demo-down: bootstrap
+	@bash scripts/demo.sh down
+
+test: bootstrap
+	@$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+lint: bootstrap
+	@$(VENV)/bin/ruff check src tests bench && $(VENV)/bin/mypy src
+
+bench: bootstrap
+	@$(PY) bench/run.py
