@@ -1,0 +1,116 @@
+"""Core tables: accounts, sessions, async API jobs and the execution record.
+
+Times are stored as timezone-aware UTC (:class:`UtcDateTime`), whatever the database.
+UUIDs are ZStack's form: 32 lowercase hex characters.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from vmexec.db.base import Base
+
+UUID_LEN = 32
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A datetime that comes back timezone-aware UTC (SQLite drops the zone otherwise)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UtcDateTime column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+
+    uuid: Mapped[str] = mapped_column(String(UUID_LEN), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    #: argon2 hash of the SHA-512 hex digest clients send as the password.
+    password_hash: Mapped[str] = mapped_column(String(255))
+    create_date: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    last_op_date: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Session(Base):
+    __tablename__ = "sessions"
+
+    uuid: Mapped[str] = mapped_column(String(UUID_LEN), primary_key=True)
+    account_uuid: Mapped[str] = mapped_column(
+        String(UUID_LEN), ForeignKey("accounts.uuid", ondelete="CASCADE"), index=True)
+    user_uuid: Mapped[str] = mapped_column(String(UUID_LEN))
+    create_date: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    expired_date: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+
+class Job(Base):
+    """An API call whose reply is kept: ``running`` until ``status``/``result`` are set."""
+
+    __tablename__ = "api_jobs"
+
+    uuid: Mapped[str] = mapped_column(String(UUID_LEN), primary_key=True)
+    api: Mapped[str] = mapped_column(String(128))
+    account_uuid: Mapped[str] = mapped_column(String(UUID_LEN), index=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)  # running | done
+    #: What is needed to resume the job after a restart (API-specific JSON).
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: HTTP status and JSON body of the reply, once done.
+    status: Mapped[int | None] = mapped_column(Integer)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    webhook: Mapped[str | None] = mapped_column(Text)
+    #: pending | delivered | failed (null without a webhook).
+    webhook_state: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+
+class Execution(Base):
+    """One ExecuteGuestVmCommand call: who ran what on which VM, and how it ended."""
+
+    __tablename__ = "executions"
+
+    #: The job UUID, which is also the engine's run id.
+    uuid: Mapped[str] = mapped_column(String(UUID_LEN), primary_key=True)
+    account_uuid: Mapped[str] = mapped_column(String(UUID_LEN), index=True)
+    account_name: Mapped[str] = mapped_column(String(255))
+    vm_uuid: Mapped[str] = mapped_column(String(UUID_LEN), index=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    command: Mapped[str] = mapped_column(Text)
+    timeout_seconds: Mapped[int] = mapped_column(Integer)
+    #: running | exited | timed_out | failed
+    outcome: Mapped[str] = mapped_column(String(16), index=True)
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    signal: Mapped[int | None] = mapped_column(Integer)
+    stdout_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    stderr_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    stdout_truncated: Mapped[bool | None]
+    stderr_truncated: Mapped[bool | None]
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    error_details: Mapped[str | None] = mapped_column(Text)
+    requested_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    __table_args__ = (Index("ix_executions_requested_at", "requested_at"),)
