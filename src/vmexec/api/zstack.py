@@ -1,15 +1,15 @@
-"""Small ZStack wire conventions: date format, UUIDs, the ``schema`` map of typed replies."""
+"""Small ZStack wire conventions: UUIDs, the ``schema`` map of typed replies.
+
+Dates: :func:`vmexec.api.zstack_dates.format_date`.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{32}$")
-# Not strftime's %b: that follows the process locale, the wire format is always English.
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 #: ZStack server class names the SDKs map to their own classes (``SourceClassMap``).
 VM_INSTANCE_INVENTORY = "org.zstack.header.vm.VmInstanceInventory"
@@ -23,15 +23,6 @@ SESSION_INVENTORY = "org.zstack.header.identity.SessionInventory"
 NESTED: Mapping[str, Mapping[str, str]] = {
     VM_INSTANCE_INVENTORY: {"vmNics": VM_NIC_INVENTORY, "allVolumes": VOLUME_INVENTORY},
 }
-
-
-def zstack_date(value: datetime) -> str:
-    """``"Oct 17, 2024 5:43:35 AM"``: Java's medium US date format, in the server's local time,
-    which is what ZStack writes and what its SDKs parse."""
-    local = value.astimezone() if value.tzinfo else value
-    hour = local.hour % 12 or 12
-    return (f"{_MONTHS[local.month - 1]} {local.day}, {local.year} "
-            f"{hour}:{local:%M:%S} {'AM' if local.hour < 12 else 'PM'}")
 
 
 def is_uuid(value: str) -> bool:
