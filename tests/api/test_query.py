@@ -17,7 +17,6 @@ from vmexec.api.query import (
     evaluate,
     parse_condition,
     parse_query,
-    schema_map,
 )
 
 SCHEMA = {
@@ -187,21 +186,3 @@ def test_bad_input_is_a_query_error(params: list[tuple[str, str]], malformed: bo
         parse_query(params, SCHEMA)
     assert info.value.malformed is malformed
     assert fragment in info.value.message
-
-
-def test_schema_map_lists_parents_before_children_and_skips_nulls() -> None:
-    items = [
-        {"uuid": "a", "vmNics": [{"ip": "1"}, {"ip": "2"}]},
-        {"uuid": "b", "vmNics": []},
-        {"uuid": "c"},
-    ]
-    schema = schema_map("inventories", items, "org.zstack.header.vm.VmInstanceInventory",
-                        {"vmNics": "org.zstack.header.vm.VmNicInventory"})
-    assert list(schema.items()) == [
-        ("inventories[0]", "org.zstack.header.vm.VmInstanceInventory"),
-        ("inventories[0].vmNics[0]", "org.zstack.header.vm.VmNicInventory"),
-        ("inventories[0].vmNics[1]", "org.zstack.header.vm.VmNicInventory"),
-        ("inventories[1]", "org.zstack.header.vm.VmInstanceInventory"),
-        ("inventories[2]", "org.zstack.header.vm.VmInstanceInventory"),
-    ]
-    assert schema_map("inventories", [], "X") == {}

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -220,25 +220,6 @@ def evaluate(query: Query, records: Iterable[Mapping[str, Any]]) -> QueryResult:
         wanted = query.fields
         return QueryResult(records=[{f: r.get(f) for f in wanted} for r in page], total=total)
     return QueryResult(records=[dict(r) for r in page], total=total)
-
-
-def schema_map(key: str, items: Sequence[Mapping[str, Any]], class_name: str,
-               children: Mapping[str, str] | None = None) -> dict[str, str]:
-    """ZStack's ``"schema"`` map for a reply list: JSON path → server class, parents first.
-
-    ``children`` maps a list field of each item to the class of its elements (e.g.
-    ``{"vmNics": "org.zstack.header.vm.VmNicInventory"}``). Only paths that hold an object are
-    listed: the Java SDK throws on a path that resolves to null.
-    """
-    schema: dict[str, str] = {}
-    for i, item in enumerate(items):
-        path = f"{key}[{i}]"
-        schema[path] = class_name
-        for child, child_class in (children or {}).items():
-            for j, element in enumerate(item.get(child) or ()):
-                if isinstance(element, Mapping):
-                    schema[f"{path}.{child}[{j}]"] = child_class
-    return schema
 
 
 def _known_field(name: str, schema: Mapping[str, FieldKind], where: str) -> str:
