@@ -1,0 +1,67 @@
+"""Inventory tables: the hosts vmexec manages and the VMs discovered on them.
+
+The hypervisor is the source of truth for what VMs exist and their state; these rows keep what
+it does not know: when vmexec first saw a VM (``createDate``), when its state last changed
+(``lastOpDate``), and the per-VM guest-agent switch (``SetVmQga``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from vmexec.db.base import Base
+from vmexec.db.models import UUID_LEN, UtcDateTime, utcnow
+
+#: Host kinds: a libvirt connection URI, or a directory of agent sockets (``unix:///dir``).
+KIND_LIBVIRT = "libvirt"
+KIND_SOCKET_DIR = "socketdir"
+
+
+class HostRow(Base):
+    __tablename__ = "hosts"
+
+    uuid: Mapped[str] = mapped_column(String(UUID_LEN), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text)
+    #: ``qemu:///system``, ``qemu+ssh://user@ip:port/system``, ``unix:///dir``, ...
+    uri: Mapped[str] = mapped_column(String(1024), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    management_ip: Mapped[str | None] = mapped_column(String(255))
+    username: Mapped[str | None] = mapped_column(String(255))
+    ssh_port: Mapped[int | None] = mapped_column(Integer)
+    zone_uuid: Mapped[str | None] = mapped_column(String(UUID_LEN))
+    cluster_uuid: Mapped[str | None] = mapped_column(String(UUID_LEN))
+    #: ZStack's admin state: Enabled / Disabled.
+    state: Mapped[str] = mapped_column(String(32), default="Enabled")
+    #: ZStack's connection status: Connected / Disconnected / Connecting.
+    status: Mapped[str] = mapped_column(String(32), default="Connecting")
+    create_date: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    last_op_date: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class VmRow(Base):
+    __tablename__ = "vms"
+
+    #: The libvirt domain UUID (or the socket-derived one) as 32 lowercase hex characters.
+    uuid: Mapped[str] = mapped_column(String(UUID_LEN), primary_key=True)
+    host_uuid: Mapped[str] = mapped_column(
+        String(UUID_LEN), ForeignKey("hosts.uuid", ondelete="CASCADE"), index=True)
+    last_host_uuid: Mapped[str | None] = mapped_column(String(UUID_LEN))
+    name: Mapped[str] = mapped_column(String(255), index=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    #: ZStack's VM state: Running, Stopped, Paused, Stopping, Crashed, Unknown, ...
+    state: Mapped[str] = mapped_column(String(32))
+    platform: Mapped[str] = mapped_column(String(32), default="Linux")
+    architecture: Mapped[str | None] = mapped_column(String(32))
+    cpu_num: Mapped[int] = mapped_column(Integer, default=0)
+    memory_size: Mapped[int] = mapped_column(BigInteger, default=0)
+    has_agent_channel: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: For VMs of agent-socket directories: the socket of the agent.
+    socket_path: Mapped[str | None] = mapped_column(String(1024))
+    #: SetVmQga: false makes vmexec refuse to use the agent of this VM.
+    qga_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    create_date: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    last_op_date: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
