@@ -3,19 +3,41 @@
 from __future__ import annotations
 
 from vmexec.agent.client import GuestAgent
-from vmexec.agent.targets import AgentTarget
+from vmexec.agent.targets import AgentTarget, LibvirtTarget
+from vmexec.agent.transport.base import AgentTransport
+from vmexec.agent.transport.libvirt import LibvirtTransport, dashed_uuid
+from vmexec.agent.transport.unix import UnixSocketTransport
 from vmexec.hypervisor.libvirt_host import LibvirtHosts
 
 
 class AgentDirectory:
+    """Keeps the agent client (and so its transport and per-VM state) of every target."""
+
     def __init__(self, hosts: LibvirtHosts) -> None:
         self.hosts = hosts
         self._agents: dict[AgentTarget, GuestAgent] = {}
 
     def get(self, target: AgentTarget) -> GuestAgent:
-        raise NotImplementedError
+        if isinstance(target, LibvirtTarget):
+            # One client per domain whatever UUID spelling the caller used.
+            target = LibvirtTarget(target.uri, dashed_uuid(target.domain_uuid))
+        agent = self._agents.get(target)
+        if agent is None:
+            agent = self._agents[target] = GuestAgent(self._transport(target))
+        return agent
+
+    def _transport(self, target: AgentTarget) -> AgentTransport:
+        if isinstance(target, LibvirtTarget):
+            return LibvirtTransport(self.hosts.get(target.uri), target.domain_uuid)
+        return UnixSocketTransport(target.path)
+
+    async def forget(self, target: AgentTarget) -> None:
+        """Drop a target's client (its VM was removed)."""
+        agent = self._agents.pop(target, None)
+        if agent is not None:
+            await agent.aclose()
 
     async def aclose(self) -> None:
-        for agent in self._agents.values():
+        agents, self._agents = list(self._agents.values()), {}
+        for agent in agents:
             await agent.aclose()
-        self._agents.clear()

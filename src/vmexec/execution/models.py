@@ -21,7 +21,8 @@ class Platform(enum.StrEnum):
 class Shell(enum.StrEnum):
     """How the command text is interpreted in the guest."""
 
-    DEFAULT = "default"          # Linux: bash if present, else /bin/sh (a #! line wins); Windows: cmd
+    #: Linux: bash if present, else /bin/sh (a #! line wins); Windows: cmd.
+    DEFAULT = "default"
     SH = "sh"
     BASH = "bash"
     CMD = "cmd"

@@ -1,0 +1,53 @@
+"""What differs between guest operating systems, behind one small contract.
+
+Each platform supplies a supervisor that runs the command (see :mod:`.linux`, :mod:`.windows`),
+the guest paths of a run's files, and how to kill or clean up a run.  The engine knows nothing
+else about the guest OS.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from vmexec.execution.models import ExecRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """One ``guest-exec``: program, arguments and stdin data."""
+
+    path: str
+    args: Sequence[str]
+    input_data: bytes | None = None
+
+
+class GuestPlatform(abc.ABC):
+    #: Directories a supervisor may keep run files in, in its order of preference.
+    run_dirs: tuple[str, ...]
+    separator: str = "/"
+
+    @abc.abstractmethod
+    def launch(self, request: ExecRequest, run_id: str, *, inline_cap: int,
+               finished: Sequence[str]) -> Launch:
+        """The guest-exec that runs ``request`` as run ``run_id`` under the supervisor.
+
+        Raises:
+            InvalidExecRequest: the request cannot be expressed on this platform.
+        """
+
+    @abc.abstractmethod
+    def kill(self, run_id: str) -> Launch:
+        """A guest-exec that kills every process of run ``run_id``."""
+
+    @abc.abstractmethod
+    def cleanup(self, run_dir: str, run_ids: Sequence[str]) -> Launch:
+        """A guest-exec that deletes the files of finished runs."""
+
+    def file(self, run_dir: str, run_id: str, kind: str) -> str:
+        return f"{run_dir}{self.separator}{run_id}.{kind}"
+
+    def decode(self, data: bytes, code_page: str | None) -> str:
+        """Pick the text encoding of output: UTF-8, else the guest console's code page."""
+        return "utf-8"
