@@ -20,12 +20,12 @@ from vmexec.execution.models import ExecRequest, Platform, Shell
 from vmexec.execution.windows import SUPERVISOR, WindowsPlatform, decode_powershell
 from vmexec.hypervisor.libvirt_host import LibvirtHosts
 
-NIHAO_GBK = "你好，世界\r\n".encode("gbk")
+NIHAO_GBK = "你好 世界\r\n".encode("gbk")
 
 
 def chinese_console(run: WindowsRun) -> Outcome:
     script = run.params["script"]
-    if script == "echo 你好，世界":
+    if script == "echo 你好 世界":
         return Outcome(stdout=NIHAO_GBK)
     if script == "Write-Output 'ünïcödé'":
         return Outcome(stdout="ünïcödé\r\n".encode())
@@ -58,13 +58,13 @@ def test_supervisor_is_passed_as_encoded_command() -> None:
 
 async def test_cmd_output_in_gbk_is_decoded(windows) -> None:
     peer, executor, target = windows
-    result = await executor.run(target, ExecRequest("echo 你好，世界", platform=Platform.WINDOWS))
+    result = await executor.run(target, ExecRequest("echo 你好 世界", platform=Platform.WINDOWS))
     assert result.exit_code == 0
-    assert result.stdout.text == "你好，世界\r\n"
+    assert result.stdout.text == "你好 世界\r\n"
     assert result.stdout.encoding == "cp936"
     run = peer.runs[-1]
     assert run.params["shell"] == "cmd"
-    assert run.params["script"] == "echo 你好，世界"
+    assert run.params["script"] == "echo 你好 世界"
 
 
 async def test_powershell_utf8_output_and_parameters(windows) -> None:
