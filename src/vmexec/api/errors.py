@@ -42,7 +42,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vmexec.execution import errors as exec_errors
-from vmexec.services import auth
+from vmexec.services import auth, jobs
+from vmexec.services.executions import QgaDisabled
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +176,8 @@ _UNAVAILABLE_CODES: Mapping[exec_errors.UnavailableReason, str] = {
 
 def _exec_error(exc: exec_errors.ExecError) -> ApiError:
     match exc:
+        case QgaDisabled():
+            return api_error(VM_EXEC_QGA_DISABLED, exc.message)
         case exec_errors.InvalidExecRequest():
             return invalid_argument(exc.message)
         case exec_errors.GuestUnavailable(reason=exec_errors.UnavailableReason.VM_NOT_FOUND):
@@ -206,6 +209,12 @@ def to_api_error(exc: BaseException) -> ApiError:
             return api_error(ID_AUTHENTICATION, exc.message)
         case auth.InvalidSession():
             return invalid_session(exc.message)
+        case jobs.DuplicateJob():
+            return invalid_argument(exc.message)
+        case jobs.JobNotFound():
+            return not_found(exc.message)
+        case TimeoutError():
+            return api_error(SYS_TIMEOUT, str(exc) or "timed out")
     return api_error(SYS_INTERNAL, f"{type(exc).__name__}: {exc}")
 
 
@@ -290,5 +299,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(exec_errors.ExecError, _on_domain_error)
     app.add_exception_handler(auth.AuthError, _on_domain_error)
+    app.add_exception_handler(jobs.JobError, _on_domain_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)
     app.add_exception_handler(Exception, _on_unexpected)

@@ -2,11 +2,41 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+#: Seconds open requests get to finish at shutdown; jobs still running are resumed at restart.
+GRACEFUL_SHUTDOWN = 5
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
-    def serve() -> None:
-        """Serve the ZStack-compatible API."""
-        raise typer.Exit(1)
+    def serve(
+        host: Annotated[str | None, typer.Option(help="Address to listen on [127.0.0.1]")] = None,
+        port: Annotated[int | None, typer.Option(help="Port to listen on [8080]")] = None,
+        db: Annotated[str | None, typer.Option(
+            help="Database URL: sqlite:///FILE or postgresql://USER:PASS@HOST/DB "
+                 "[an SQLite file in the user's data directory]")] = None,
+        config: Annotated[Path | None, typer.Option(
+            help="TOML file with settings (also $VMEXEC_CONFIG); VMEXEC_* env vars win "
+                 "over it, options over both", exists=True, dir_okay=False)] = None,
+        log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+    ) -> None:
+        """Serve the ZStack-compatible API (ExecuteGuestVmCommand, sessions, VMs, hosts)."""
+        # Imported here so that `vmexec --help` and the lab commands stay fast.
+        import uvicorn
+
+        from vmexec.api.app import create_app
+        from vmexec.config import Settings
+
+        overrides: dict[str, Any] = {"host": host, "port": port, "db": db,
+                                     "config_file": config}
+        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+        logging.basicConfig(level=log_level.upper(),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
+                    log_level=log_level.lower(), timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
+                    proxy_headers=False)

@@ -1,0 +1,1 @@
+"""Wire schemas: ZStack's JSON (camelCase), separate from the internal types services use."""

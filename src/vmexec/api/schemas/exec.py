@@ -1,0 +1,69 @@
+"""ExecuteGuestVmCommand on the wire: the request body, the result, the async reply."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from vmexec.api.schemas.common import Int, WireModel
+from vmexec.execution.models import AGENT_OUTPUT_CAP, MAX_COMMAND_CHARS, MAX_TIMEOUT_SECONDS
+
+DEFAULT_COMMAND_TIMEOUT = 60
+
+Tags = list[str]
+
+
+class ExecuteGuestVmCommandParams(WireModel):
+    vm_instance_uuid: str = Field(description="The VM instance UUID (32 hex).",
+                                  examples=["fc022ba201c135d8809c5e02bf6bf156"])
+    platform: Literal["Linux", "Windows"]
+    command: str = Field(min_length=1, max_length=MAX_COMMAND_CHARS,
+                         description="A script, run by the guest's shell.",
+                         examples=["hostname"])
+    command_timeout: Annotated[Int, Field(ge=1, le=MAX_TIMEOUT_SECONDS)] | None = Field(
+        default=None, description=f"Seconds (default {DEFAULT_COMMAND_TIMEOUT}); the command "
+                                  "is killed when they pass.")
+    # ZStack's SDKs send the tags (and requestIp) inside params; the REST form at top level.
+    system_tags: Tags | None = None
+    user_tags: Tags | None = None
+    # --- vmexec extensions (ignored by ZStack) -------------------------------------------------
+    stdin: str | None = Field(default=None, description="Text fed to the command's stdin.")
+    env: dict[str, str] | None = Field(default=None, description="Extra environment variables.")
+    working_directory: str | None = Field(default=None, description="Directory to run in.")
+    run_as: str | None = Field(default=None, description="Guest user to run the command as.")
+    shell: Literal["default", "sh", "bash", "cmd", "powershell"] | None = Field(
+        default=None, description="Interpreter (default: bash or sh on Linux, cmd on Windows).")
+    max_output_bytes: Annotated[Int, Field(ge=1, le=AGENT_OUTPUT_CAP)] | None = Field(
+        default=None, description="Bytes of output kept per stream (the rest is dropped).")
+
+
+class ExecuteGuestVmCommandRequest(WireModel):
+    params: ExecuteGuestVmCommandParams
+    system_tags: Tags | None = None
+    user_tags: Tags | None = None
+
+
+class ExecuteGuestVmCommandReply(WireModel):
+    """The result. ``stream`` is ZStack's; the other output fields are vmexec extensions."""
+
+    success: bool = True
+    stream: str = Field(examples=["standardStream: hello world, errorStream: 1/0 is not a "
+                                  "goodScript"])
+    vm_instance: dict[str, Any] = Field(description="VmInstanceInventory of the VM.")
+    exit_code: int | None = None
+    signal: int | None = None
+    stdout: str
+    stderr: str
+    stdout_truncated: bool
+    stderr_truncated: bool
+    timed_out: bool
+    duration_ms: int
+
+
+class AsyncReply(WireModel):
+    """``202``: not done within the wait window; poll ``location``."""
+
+    location: str = Field(examples=["http://127.0.0.1:8080/zstack/v1/api-jobs/"
+                                    "8e5b4f1a2c3d4e5f6a7b8c9d0e1f2a3b"])
+    api_timeout: int = Field(description="Milliseconds the API may take.")

@@ -1,0 +1,121 @@
+"""Running commands for the API: checks that the VM may run one, calls the engine, and keeps
+the execution record (who, which VM, what, when, how it ended, how much output).
+
+Raises (besides the engine's :class:`~vmexec.execution.errors.ExecError` subclasses)
+:class:`QgaDisabled` when the guest agent is switched off for the VM (SetVmQga).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from vmexec.agent.targets import AgentTarget
+from vmexec.db.models import Execution, utcnow
+from vmexec.execution.engine import Executor
+from vmexec.execution.errors import ExecError, GuestUnavailable, UnavailableReason
+from vmexec.execution.models import ExecRequest, ExecResult
+
+RUNNING = "running"
+FAILED = "failed"
+
+
+class QgaDisabled(ExecError):
+    """The guest agent is disabled for this VM in vmexec (``SetVmQga enable=false``)."""
+
+
+class VmRef(Protocol):
+    """What the inventory tells about a VM (``vmexec.services.inventory.VmRef``)."""
+
+    @property
+    def uuid(self) -> str: ...
+    @property
+    def target(self) -> AgentTarget: ...
+    @property
+    def qga_enabled(self) -> bool: ...
+    @property
+    def state(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    account_uuid: str
+    account_name: str
+
+
+class ExecutionService:
+    def __init__(self, db: async_sessionmaker[AsyncSession], executor: Executor) -> None:
+        self._db = db
+        self._executor = executor
+
+    async def record(self, uuid: str, caller: Caller, vm_uuid: str,
+                     request: ExecRequest) -> None:
+        """Record that ``caller`` asked to run ``request`` on ``vm_uuid`` (as run ``uuid``)."""
+        async with self._db() as db:
+            db.add(Execution(uuid=uuid, account_uuid=caller.account_uuid,
+                             account_name=caller.account_name, vm_uuid=vm_uuid,
+                             platform=str(request.platform), command=request.command,
+                             timeout_seconds=round(request.timeout), outcome=RUNNING,
+                             requested_at=utcnow()))
+            await db.commit()
+
+    async def run(self, uuid: str, vm: VmRef, request: ExecRequest) -> ExecResult:
+        """Run recorded execution ``uuid`` on ``vm``; the record gets the result.
+
+        Raises: :class:`QgaDisabled`, ``GuestUnavailable`` (VM not running) before anything
+        runs; the engine's errors after.
+        """
+        if not vm.qga_enabled:
+            raise QgaDisabled(f"the guest agent is disabled for VM[uuid:{vm.uuid}] "
+                              "(SetVmQga enable=false); enable it to run commands")
+        if vm.state != "Running":
+            raise GuestUnavailable(f"VM[uuid:{vm.uuid}] is {vm.state}, not Running",
+                                   UnavailableReason.VM_NOT_RUNNING)
+        await self._update(uuid, started_at=utcnow())
+        result = await self._executor.run(vm.target, request, run_id=uuid)
+        await self.finish(uuid, result)
+        return result
+
+    async def recover(self, uuid: str, vm: VmRef, *, timeout: float | None) -> ExecResult:
+        """Collect the result of execution ``uuid`` after a restart of vmexec. Raises the
+        engine's errors (``ResultLost`` when the guest no longer has it)."""
+        result = await self._executor.recover(vm.target, uuid, timeout=timeout)
+        await self.finish(uuid, result)
+        return result
+
+    async def finish(self, uuid: str, result: ExecResult) -> None:
+        await self._update(
+            uuid, outcome=str(result.outcome), exit_code=result.exit_code,
+            signal=result.signal, stdout_bytes=result.stdout.total_bytes,
+            stderr_bytes=result.stderr.total_bytes,
+            stdout_truncated=result.stdout.truncated, stderr_truncated=result.stderr.truncated,
+            started_at=result.started_at, finished_at=result.finished_at)
+
+    async def fail(self, uuid: str, code: str, details: str | None) -> None:
+        """Record that execution ``uuid`` ended without a result (error ``code``)."""
+        await self._update(uuid, outcome=FAILED, error_code=code, error_details=details,
+                           finished_at=utcnow())
+
+    async def get(self, uuid: str) -> Execution | None:
+        async with self._db() as db:
+            return await db.get(Execution, uuid)
+
+    async def list(self, *, vm_uuid: str | None = None, limit: int = 100) -> list[Execution]:
+        """The latest executions, newest first."""
+        query = select(Execution).order_by(Execution.requested_at.desc()).limit(limit)
+        if vm_uuid:
+            query = query.where(Execution.vm_uuid == vm_uuid)
+        async with self._db() as db:
+            return list((await db.scalars(query)).all())
+
+    async def _update(self, uuid: str, **values: object) -> None:
+        async with self._db() as db:
+            row = await db.get(Execution, uuid)
+            if row is None:
+                return
+            for name, value in values.items():
+                setattr(row, name, value)
+            await db.commit()

@@ -1,0 +1,222 @@
+"""Async API jobs: an API call whose reply (HTTP status + JSON body) is kept in the database.
+
+A job runs as an asyncio task. Callers wait for it as long as their window allows; whoever is
+still interested later polls :meth:`JobService.reply`. Replies are kept ``retention`` long and
+survive a restart: jobs still running when vmexec stopped are resumed at start by the resumer
+registered for their API. With a webhook URL the reply is also POSTed there (with ZStack's
+``X-Job-UUID`` / ``X-Job-Success`` headers), retried with backoff a bounded number of times.
+
+Exception tree::
+
+    JobError
+     ├── DuplicateJob   a job with that UUID exists already
+     └── JobNotFound    no such job (never existed, expired, or another account's)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from vmexec.db.models import Job, utcnow
+
+log = logging.getLogger(__name__)
+
+RUNNING = "running"
+DONE = "done"
+
+
+class JobError(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class DuplicateJob(JobError):
+    pass
+
+
+class JobNotFound(JobError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class JobReply:
+    """What the API answers: an HTTP status and a JSON body."""
+
+    status: int
+    body: dict[str, Any]
+
+    @property
+    def success(self) -> bool:
+        return 200 <= self.status < 300
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookPolicy:
+    attempts: int = 5
+    timeout: float = 10.0
+    #: Seconds before the second attempt; doubles for each further one.
+    backoff: float = 1.0
+
+
+#: Produces a job's reply (must not raise: failures are replies too).
+Work = Callable[[], Awaitable[JobReply]]
+#: Finishes a job found running at start: ``(job uuid, its stored request) -> reply``.
+Resumer = Callable[[str, Mapping[str, Any]], Awaitable[JobReply]]
+#: Turns an exception that escaped a job's work into its reply (the API's error mapping).
+ErrorReply = Callable[[BaseException], JobReply]
+
+
+class JobService:
+    """Starts, stores, resumes and expires jobs. One per server; safe for concurrent use."""
+
+    def __init__(self, db: async_sessionmaker[AsyncSession], *, retention: timedelta,
+                 error_reply: ErrorReply, webhook: WebhookPolicy | None = None,
+                 http: httpx.AsyncClient | None = None) -> None:
+        self._db = db
+        self._retention = retention
+        self._error_reply = error_reply
+        self._webhook = webhook or WebhookPolicy()
+        self._http = http or httpx.AsyncClient(follow_redirects=False)
+        self._resumers: dict[str, Resumer] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def register(self, api: str, resume: Resumer) -> None:
+        """Say how to finish jobs of ``api`` that were running when vmexec stopped."""
+        self._resumers[api] = resume
+
+    async def start(self, *, uuid: str, api: str, account_uuid: str,
+                    request: Mapping[str, Any], work: Work,
+                    webhook: str | None = None) -> asyncio.Task[JobReply]:
+        """Record job ``uuid`` and start ``work`` in the background; the task yields the reply
+        once it is stored. Raises :class:`DuplicateJob` when ``uuid`` is taken."""
+        now = utcnow()
+        async with self._db() as db:
+            db.add(Job(uuid=uuid, api=api, account_uuid=account_uuid, state=RUNNING,
+                       request=dict(request), webhook=webhook,
+                       webhook_state="pending" if webhook else None,
+                       created_at=now, expires_at=now + self._retention))
+            try:
+                await db.commit()
+            except IntegrityError:
+                raise DuplicateJob(f"job[uuid:{uuid}] exists already; X-Job-UUID must be "
+                                   "new for every call") from None
+        return self._spawn(self._run(uuid, work))
+
+    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _run(self, uuid: str, work: Work) -> JobReply:
+        try:
+            reply = await work()
+        except asyncio.CancelledError:
+            raise  # shutdown: the job stays running and is resumed at the next start
+        except Exception as exc:
+            log.exception("job %s failed unexpectedly", uuid)
+            reply = self._error_reply(exc)
+        webhook = await self._store(uuid, reply)
+        if webhook:
+            self._spawn(self._deliver(uuid, webhook, reply))
+        return reply
+
+    async def _store(self, uuid: str, reply: JobReply) -> str | None:
+        async with self._db() as db:
+            job = await db.get(Job, uuid)
+            if job is None:  # purged meanwhile (retention shorter than the job)
+                return None
+            job.state, job.status, job.result = DONE, reply.status, reply.body
+            job.finished_at = utcnow()
+            await db.commit()
+            return job.webhook
+
+    async def reply(self, uuid: str, account_uuid: str) -> JobReply | None:
+        """The reply of job ``uuid``, or None while it runs. Raises :class:`JobNotFound`."""
+        async with self._db() as db:
+            job = await db.get(Job, uuid.lower())
+        if job is None or job.account_uuid != account_uuid or job.expires_at <= utcnow():
+            raise JobNotFound(f"job[uuid:{uuid}] is not found or has expired")
+        if job.state != DONE or job.status is None or job.result is None:
+            return None
+        return JobReply(job.status, job.result)
+
+    # --- webhook ------------------------------------------------------------------------------
+    async def _deliver(self, uuid: str, url: str, reply: JobReply) -> None:
+        headers = {"X-Job-UUID": uuid, "X-Job-Success": "true" if reply.success else "false"}
+        delay = self._webhook.backoff
+        delivered = False
+        for attempt in range(1, self._webhook.attempts + 1):
+            try:
+                response = await self._http.post(url, json=reply.body, headers=headers,
+                                                 timeout=self._webhook.timeout)
+                delivered = response.is_success
+                if delivered:
+                    break
+                log.warning("webhook %s for job %s answered %s (attempt %d)", url, uuid,
+                            response.status_code, attempt)
+            except httpx.HTTPError as exc:
+                log.warning("webhook %s for job %s failed: %s (attempt %d)", url, uuid, exc,
+                            attempt)
+            if attempt < self._webhook.attempts:
+                await asyncio.sleep(delay)
+                delay *= 2
+        async with self._db() as db:
+            job = await db.get(Job, uuid)
+            if job is not None:
+                job.webhook_state = "delivered" if delivered else "failed"
+                await db.commit()
+
+    # --- start / stop / expiry ----------------------------------------------------------------
+    async def resume_unfinished(self) -> int:
+        """Resume jobs left running by a previous process and redeliver pending webhooks, in the
+        background. Returns how many jobs were resumed."""
+        async with self._db() as db:
+            running = (await db.scalars(select(Job).where(Job.state == RUNNING))).all()
+            undelivered = (await db.scalars(
+                select(Job).where(Job.state == DONE, Job.webhook_state == "pending"))).all()
+        for job in running:
+            resume = self._resumers.get(job.api)
+            if resume is None:
+                log.error("job %s of API %s cannot be resumed: no resumer", job.uuid, job.api)
+                continue
+            log.info("resuming job %s (%s)", job.uuid, job.api)
+            self._spawn(self._run(job.uuid, _bind(resume, job.uuid, job.request)))
+        for job in undelivered:
+            if job.webhook and job.status is not None and job.result is not None:
+                self._spawn(self._deliver(job.uuid, job.webhook,
+                                          JobReply(job.status, job.result)))
+        return len(running)
+
+    async def purge_expired(self) -> int:
+        """Delete jobs past their retention; returns how many."""
+        async with self._db() as db:
+            result = await db.execute(delete(Job).where(Job.expires_at <= utcnow()))
+            await db.commit()
+            return int(getattr(result, "rowcount", 0) or 0)
+
+    async def aclose(self) -> None:
+        """Stop every job task (running jobs stay ``running`` in the database, to be resumed)
+        and close the webhook client."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._http.aclose()
+
+
+def _bind(resume: Resumer, uuid: str, request: Mapping[str, Any]) -> Work:
+    async def work() -> JobReply:
+        return await resume(uuid, request)
+    return work

@@ -1,0 +1,172 @@
+"""Test doubles for the API tests that need no guest: subclasses, not patches.
+
+- :class:`ScriptedExecutor`: an :class:`Executor` that interprets a tiny script language
+  instead of talking to a guest agent (one statement per line)::
+
+      echo TEXT            TEXT + newline on stdout     echo TEXT >&2   ... on stderr
+      sleep SECONDS        wait (the request's timeout applies: past it, a timed-out result)
+      exit N               exit code N (default 0)      kill N          ended by signal N
+      raise KIND           raise an ExecError: invalid, unavailable, stopped, disabled,
+                           setup, lost
+
+  Runs are remembered in a shared :class:`FakeGuest`, so an executor of a restarted server
+  can :meth:`~Executor.recover` a run that the previous one started.
+- :class:`StaticInventory`: an :class:`Inventory` with a fixed set of VMs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from vmexec.agent.directory import AgentDirectory
+from vmexec.agent.targets import AgentTarget, SocketTarget
+from vmexec.api import errors as api_errors
+from vmexec.execution import errors
+from vmexec.execution.engine import Executor
+from vmexec.execution.models import ExecRequest, ExecResult, Outcome, StreamOutput
+from vmexec.services.inventory import Inventory, VmRef
+
+
+@dataclass
+class FakeGuest:
+    """What "the guest" remembers across executors: run id -> request, and finished runs."""
+
+    requests: dict[str, ExecRequest] = field(default_factory=dict)
+    started: asyncio.Event | None = None
+    runs: list[str] = field(default_factory=list)
+
+
+def _raise(kind: str) -> None:
+    reasons = errors.UnavailableReason
+    match kind:
+        case "invalid":
+            raise errors.InvalidExecRequest("the request is not valid for this guest")
+        case "unavailable":
+            raise errors.GuestUnavailable("the agent does not answer",
+                                          reasons.AGENT_NOT_RESPONDING)
+        case "stopped":
+            raise errors.GuestUnavailable("domain is not running", reasons.VM_NOT_RUNNING)
+        case "disabled":
+            raise errors.ExecDisabled("guest-exec is disabled")
+        case "setup":
+            raise errors.GuestSetupError("user nobody2 does not exist",
+                                         errors.SetupReason.USER_MISSING)
+        case "lost":
+            raise errors.ResultLost("the guest forgot the run")
+    raise AssertionError(f"unknown raise kind {kind}")
+
+
+class ScriptedExecutor(Executor):
+    """See the module docstring."""
+
+    def __init__(self, agents: AgentDirectory, guest: FakeGuest | None = None) -> None:
+        super().__init__(agents)
+        self.guest = guest or FakeGuest()
+
+    async def _interpret(self, request: ExecRequest, run_id: str, *,
+                         sleep: bool) -> ExecResult:
+        started = datetime.now(UTC)
+        out, err = bytearray(), bytearray()
+        exit_code, signal, slept = 0, None, 0.0
+        for line in request.command.splitlines():
+            word, _, rest = line.strip().partition(" ")
+            if word == "echo":
+                if rest.endswith(">&2"):
+                    err += rest[:-3].strip().encode() + b"\n"
+                else:
+                    out += rest.encode() + b"\n"
+            elif word == "sleep":
+                seconds = float(rest)
+                if slept + seconds > request.timeout:
+                    if sleep:
+                        await asyncio.sleep(max(request.timeout - slept, 0))
+                    return self._result(run_id, Outcome.TIMED_OUT, None, 9, out, err, started,
+                                        request)
+                if sleep:
+                    await asyncio.sleep(seconds)
+                slept += seconds
+            elif word == "exit":
+                exit_code = int(rest or 0)
+                break
+            elif word == "kill":
+                exit_code, signal = None, int(rest)
+                break
+            elif word == "raise":
+                _raise(rest.strip())
+            elif word == "cat" and request.stdin is not None:
+                out += request.stdin
+        return self._result(run_id, Outcome.EXITED, exit_code, signal, out, err, started,
+                            request)
+
+    @staticmethod
+    def _result(run_id: str, outcome: Outcome, exit_code: int | None, signal: int | None,
+                out: bytes, err: bytes, started: datetime, request: ExecRequest) -> ExecResult:
+        cap = request.max_output_bytes
+
+        def stream(data: bytes) -> StreamOutput:
+            return StreamOutput(data=bytes(data[:cap]), total_bytes=len(data),
+                                truncated=len(data) > cap)
+
+        return ExecResult(run_id=run_id, outcome=outcome, exit_code=exit_code, signal=signal,
+                          stdout=stream(out), stderr=stream(err), started_at=started,
+                          finished_at=datetime.now(UTC))
+
+    async def run(self, target: AgentTarget, request: ExecRequest, *,
+                  run_id: str | None = None) -> ExecResult:
+        assert run_id is not None, "the API always names its runs"
+        self.guest.requests[run_id] = request
+        self.guest.runs.append(run_id)
+        if self.guest.started is not None:
+            self.guest.started.set()
+        return await self._interpret(request, run_id, sleep=True)
+
+    async def recover(self, target: AgentTarget, run_id: str, *,
+                      timeout: float | None = None) -> ExecResult:
+        request = self.guest.requests.get(run_id)
+        if request is None:
+            raise errors.ResultLost(f"run {run_id} is unknown to the guest")
+        return await self._interpret(request, run_id, sleep=False)
+
+    async def aclose(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class StaticVm:
+    uuid: str
+    name: str
+    state: str = "Running"
+    qga_enabled: bool = True
+    platform: str = "Linux"
+
+
+class StaticInventory(Inventory):
+    """A fixed set of VMs; unknown UUIDs fail as the real inventory fails."""
+
+    def __init__(self, vms: list[StaticVm], **_: Any) -> None:
+        self.vms = {vm.uuid: vm for vm in vms}
+
+    async def start(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+    def _vm(self, vm_uuid: str) -> StaticVm:
+        vm = self.vms.get(vm_uuid.replace("-", "").lower())
+        if vm is None:
+            raise api_errors.resource_not_found("VmInstanceVO", vm_uuid)
+        return vm
+
+    async def resolve(self, vm_uuid: str) -> VmRef:
+        vm = self._vm(vm_uuid)
+        return VmRef(uuid=vm.uuid, name=vm.name, target=SocketTarget(f"/nonexistent/{vm.uuid}"),
+                     qga_enabled=vm.qga_enabled, platform=vm.platform, state=vm.state)
+
+    async def inventory(self, vm_uuid: str) -> dict[str, Any]:
+        vm = self._vm(vm_uuid)
+        return {"uuid": vm.uuid, "name": vm.name, "state": vm.state, "platform": vm.platform,
+                "hypervisorType": "KVM", "vmNics": [], "allVolumes": []}
