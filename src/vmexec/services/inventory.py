@@ -29,7 +29,7 @@ from vmexec.agent.directory import AgentDirectory
 from vmexec.agent.targets import AgentTarget, LibvirtTarget, SocketTarget
 from vmexec.api import errors as api_errors
 from vmexec.api.query import Query, evaluate
-from vmexec.api.zstack import HOST_INVENTORY, VM_INSTANCE_INVENTORY, normalize_uuid, schema_map
+from vmexec.api.zstack import KVM_HOST_INVENTORY, VM_INSTANCE_INVENTORY, normalize_uuid, schema_map
 from vmexec.config import Settings
 from vmexec.db.models import utcnow
 from vmexec.db.models_inventory import KIND_LIBVIRT, KIND_SOCKET_DIR, HostRow, VmRow
@@ -291,18 +291,22 @@ class Inventory:
 
     async def add_host(self, *, name: str, uri: str, management_ip: str | None = None,
                        username: str | None = None, ssh_port: int | None = None,
-                       cluster_uuid: str | None = None, description: str | None = None
-                       ) -> dict[str, Any]:
+                       cluster_uuid: str | None = None, description: str | None = None,
+                       host_uuid: str | None = None) -> dict[str, Any]:
         """AddKVMHost: check that ``uri`` answers, register it, discover its VMs.
 
-        Returns the HostInventory JSON.
+        Returns the HostInventory JSON. ``host_uuid`` (ZStack's ``resourceUuid``) names the new
+        host; by default it gets a random UUID.
 
         Raises:
-            ApiError: 503 SYS.1007 — the URI is malformed or already registered;
+            ApiError: 503 SYS.1007 — the URI is malformed or already registered, or the UUID
+                is taken;
                 503 SYS.1006 — the host does not answer (the reason is in ``details``).
         """
         if any(h.uri == uri for h in self._hosts.values()):
             raise api_errors.invalid_argument(f"a host with the URI {uri} is already added")
+        if host_uuid is not None and normalize_uuid(host_uuid) in self._hosts:
+            raise api_errors.invalid_argument(f"a host with the UUID {host_uuid} exists")
         if is_socket_dir_uri(uri):
             try:
                 socket_dir(uri)
@@ -323,7 +327,8 @@ class Inventory:
                 f"cannot connect to host {uri}: {exc.message}") from None
         host = await self._insert_host(
             name=name, uri=uri, management_ip=management_ip, username=username,
-            ssh_port=ssh_port, cluster_uuid=cluster_uuid, description=description)
+            ssh_port=ssh_port, cluster_uuid=cluster_uuid, description=description,
+            host_uuid=normalize_uuid(host_uuid) if host_uuid else None)
         await self._sync_host(host)
         await self._ensure_watcher(host)
         return to_wire(self._hosts[host.uuid].values())
@@ -337,7 +342,7 @@ class Inventory:
             hosts = sorted(self._hosts.values(), key=lambda h: (h.create_date, h.name))
             return [h.values() for h in hosts]
 
-        return await self._query(query, values, HOST_INVENTORY, resync_on_miss=False)
+        return await self._query(query, values, KVM_HOST_INVENTORY, resync_on_miss=False)
 
     async def delete_host(self, host_uuid: str) -> None:
         """DeleteHost: forget the host and its VMs (nothing is done to the VMs themselves).
@@ -372,11 +377,11 @@ class Inventory:
 
     async def _insert_host(self, *, name: str, uri: str, management_ip: str | None = None,
                            username: str | None = None, ssh_port: int | None = None,
-                           cluster_uuid: str | None = None, description: str | None = None
-                           ) -> HostRecord:
+                           cluster_uuid: str | None = None, description: str | None = None,
+                           host_uuid: str | None = None) -> HostRecord:
         now = utcnow().replace(microsecond=0)
         host = HostRecord(
-            uuid=uuidlib.uuid4().hex, name=name, uri=uri,
+            uuid=host_uuid or uuidlib.uuid4().hex, name=name, uri=uri,
             kind=KIND_SOCKET_DIR if is_socket_dir_uri(uri) else KIND_LIBVIRT,
             state="Enabled", status="Connected", create_date=now, last_op_date=now,
             description=description, management_ip=management_ip, username=username,
