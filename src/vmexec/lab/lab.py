@@ -109,7 +109,8 @@ class Lab:
     def up(self, n: int, variants: Iterable[domain.Kind] | bool = ()) -> list[LabVm]:
         """Make ``<prefix>-1..n`` run with answering agents (and the given variants exist).
 
-        Running VMs are reused, missing ones defined, stopped ones started, all in parallel.
+        Running VMs are reused (restarted, keeping their UUID, when booted from an older
+        image), missing ones defined, stopped ones started, all in parallel.
         ``variants=True`` means all of :data:`domain.VARIANTS`. Returns the agent VMs in
         order, then the variants.
 
@@ -151,14 +152,16 @@ class Lab:
         finally:
             conn.close()
 
-    def down(self, *, stop_daemons: bool = True) -> DownReport:
-        """Remove every domain of this lab instance and its console logs; then, when
-        ``stop_daemons`` and libvirtd has no domain left at all, stop the daemons the lab
-        started. Nothing to remove is not an error.
+    def down(self, *, names: Iterable[str] | None = None,
+             stop_daemons: bool = True) -> DownReport:
+        """Remove the domains of this lab instance (only ``names`` when given) and their
+        console logs; then, when ``stop_daemons`` and libvirtd has no domain left at all,
+        stop the daemons the lab started. Nothing to remove is not an error.
 
         Raises:
             LabError: a domain could not be removed.
         """
+        only = None if names is None else set(names)
         removed: list[str] = []
         remaining: list[str] = []
         with self._lock():
@@ -167,22 +170,28 @@ class Lab:
                 conn = self._connect(start=False)
                 try:
                     for lab_domain in guests.lab_domains(conn, self.prefix):
+                        if only is not None and lab_domain.name not in only:
+                            continue
                         self._progress(f"removing {lab_domain.name}")
                         try:
                             guests.remove(lab_domain.dom)
                         except guests.GuestError as exc:
                             raise LabError(str(exc)) from None
                         removed.append(lab_domain.name)
-                    remaining = [d.name for d in guests.lab_domains(conn, self.prefix)]
+                    remaining = [d.name for d in guests.lab_domains(conn, self.prefix)
+                                 if only is None or d.name in only]
                     others = len(conn.listAllDomains(0))
                 finally:
                     conn.close()
-            shutil.rmtree(self.state_dir / "console", ignore_errors=True)
+            for name in removed if only is not None else []:
+                self._console_log(name).unlink(missing_ok=True)
+            if only is None:
+                shutil.rmtree(self.state_dir / "console", ignore_errors=True)
             daemons: list[str] = []
             if stop_daemons and others == 0:
                 daemons = libvirtd.stop_started()
-                for name in daemons:
-                    self._progress(f"stopped {name}")
+                for daemon in daemons:
+                    self._progress(f"stopped {daemon}")
             elif stop_daemons and libvirtd.started_daemons():
                 self._progress(f"libvirtd keeps running: {others} other domain(s) defined")
         return DownReport(removed, daemons, remaining)
@@ -227,8 +236,15 @@ class Lab:
         for name, kind in wanted:
             current = existing.get(name)
             if current is not None and guests.state(current.dom) == "running":
-                doms[name] = current.dom  # reused as it is, whatever image it booted
-                continue
+                if current.mark.image_key == image.key:
+                    doms[name] = current.dom  # reused as it is
+                    continue
+                # Booted from an older image: restart it (same UUID) so tests see this one.
+                self._progress(f"restarting {name}: image changed")
+                try:
+                    current.dom.destroy()
+                except libvirt.libvirtError as exc:
+                    raise LabError(f"cannot restart {name}: {exc}") from None
             spec = domain.DomainSpec(
                 name=name, prefix=self.prefix, kind=kind, domain_type=kvm.domain_type(accel),
                 kernel=image.kernel, initrd=image.initrd, console_log=self._console_log(name),

@@ -1,0 +1,129 @@
+"""Bare guest agents: real ``qemu-ga`` processes on unix sockets, without any VM.
+
+FOR CONTROL-PLANE LOAD TESTS ONLY. These agents run on the HOST: a command they execute runs
+on the host machine, as the user that started them. A result from a bare agent is never
+evidence that anything ran inside a VM; functional tests use the lab's VMs (:class:`Lab`).
+
+    async with BareAgents(20) as agents:
+        for sock in agents.sockets: ...    # each a qemu-ga in unix-listen mode
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO
+
+QEMU_GA = "/usr/sbin/qemu-ga"
+READY_TIMEOUT = 15.0
+STOP_TIMEOUT = 5.0
+
+
+def _log_file(path: Path) -> BinaryIO:
+    # A tiny local file, opened once per agent at start-up: not worth a thread.
+    return open(path, "wb")
+
+
+class BareAgentsError(RuntimeError):
+    """A bare agent did not start or did not accept connections in time."""
+
+
+class BareAgents:
+    """Async context manager running ``count`` host ``qemu-ga -m unix-listen`` processes.
+
+    FOR CONTROL-PLANE LOAD TESTS ONLY: the agents run on the HOST, never in a VM, so nothing
+    they do is evidence of running in a VM. Each agent has its own socket, state dir and pid
+    file in a temporary directory; leaving the context kills them all and removes it.
+    """
+
+    def __init__(self, count: int, *, qemu_ga: str = QEMU_GA,
+                 ready_timeout: float = READY_TIMEOUT) -> None:
+        if count < 1:
+            raise ValueError(f"count must be at least 1, not {count}")
+        self.count = count
+        self.qemu_ga = qemu_ga
+        self.ready_timeout = ready_timeout
+        #: One unix socket per agent, valid inside the ``async with`` block.
+        self.sockets: list[Path] = []
+        self.processes: list[asyncio.subprocess.Process] = []
+        self._dir: Path | None = None
+
+    async def __aenter__(self) -> BareAgents:
+        """Start the agents and wait until every socket accepts a connection.
+
+        Raises:
+            BareAgentsError: an agent exited or its socket did not accept in time.
+            OSError: qemu-ga could not be executed.
+        """
+        self._dir = Path(tempfile.mkdtemp(prefix="vmexec-bare-agents."))
+        try:
+            for i in range(self.count):
+                await self._spawn(self._dir, i)
+            await asyncio.gather(*(self._wait_ready(i) for i in range(self.count)))
+        except BaseException:
+            await self.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    async def _spawn(self, base: Path, i: int) -> None:
+        state_dir = base / f"agent-{i}"
+        state_dir.mkdir()
+        sock = base / f"agent-{i}.sock"
+        with _log_file(base / f"agent-{i}.log") as log:
+            # Own pid file: the default /var/run/qemu-ga.pid is locked by the first agent.
+            proc = await asyncio.create_subprocess_exec(
+                self.qemu_ga, "-m", "unix-listen", "-p", str(sock), "-t", str(state_dir),
+                "-f", str(base / f"agent-{i}.pid"),
+                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log)
+        self.processes.append(proc)
+        self.sockets.append(sock)
+
+    async def _wait_ready(self, i: int) -> None:
+        proc, sock = self.processes[i], self.sockets[i]
+        deadline = time.monotonic() + self.ready_timeout
+        while True:
+            if proc.returncode is not None:
+                raise BareAgentsError(f"qemu-ga #{i} exited {proc.returncode}: {self._log(i)}")
+            try:
+                _, writer = await asyncio.open_unix_connection(str(sock))
+            except (FileNotFoundError, ConnectionRefusedError):
+                if time.monotonic() > deadline:
+                    raise BareAgentsError(f"qemu-ga #{i} did not accept on {sock} within "
+                                          f"{self.ready_timeout:.0f} s: {self._log(i)}") from None
+                await asyncio.sleep(0.02)
+                continue
+            writer.close()
+            await writer.wait_closed()
+            return
+
+    def _log(self, i: int) -> str:
+        assert self._dir is not None
+        try:
+            return (self._dir / f"agent-{i}.log").read_text(errors="replace").strip()[-500:]
+        except OSError:
+            return ""
+
+    async def aclose(self) -> None:
+        """Kill every agent (SIGTERM, then SIGKILL) and remove the temporary directory."""
+        for proc in self.processes:
+            if proc.returncode is None:
+                proc.terminate()
+        for proc in self.processes:
+            try:
+                await asyncio.wait_for(proc.wait(), STOP_TIMEOUT)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        self.processes.clear()
+        self.sockets.clear()
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
