@@ -155,8 +155,8 @@ class Lab:
     def down(self, *, names: Iterable[str] | None = None,
              stop_daemons: bool = True) -> DownReport:
         """Remove the domains of this lab instance (only ``names`` when given) and their
-        console logs; then, when ``stop_daemons`` and libvirtd has no domain left at all,
-        stop the daemons the lab started. Nothing to remove is not an error.
+        console logs; then, when ``stop_daemons`` and no domain runs any more (of any lab or
+        anyone), stop the daemons the lab started. Nothing to remove is not an error.
 
         Raises:
             LabError: a domain could not be removed.
@@ -169,18 +169,20 @@ class Lab:
             if libvirtd.answers(self.uri):
                 conn = self._connect(start=False)
                 try:
-                    for lab_domain in guests.lab_domains(conn, self.prefix):
-                        if only is not None and lab_domain.name not in only:
-                            continue
+                    doomed = [d for d in guests.lab_domains(conn, self.prefix)
+                              if only is None or d.name in only]
+                    for lab_domain in doomed:
                         self._progress(f"removing {lab_domain.name}")
-                        try:
-                            guests.remove(lab_domain.dom)
-                        except guests.GuestError as exc:
-                            raise LabError(str(exc)) from None
-                        removed.append(lab_domain.name)
+                    # In parallel: libvirt waits up to seconds for each QEMU to exit.
+                    with ThreadPoolExecutor(max_workers=max(1, len(doomed))) as pool:
+                        results = list(pool.map(self._remove, doomed))
+                    removed = [name for name in results if name]
+                    failed = [d.name for d, name in zip(doomed, results, strict=True) if not name]
+                    if failed:
+                        raise LabError(f"cannot remove {', '.join(failed)}")
                     remaining = [d.name for d in guests.lab_domains(conn, self.prefix)
                                  if only is None or d.name in only]
-                    others = len(conn.listAllDomains(0))
+                    others = len(conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE))
                 finally:
                     conn.close()
             for name in removed if only is not None else []:
@@ -193,7 +195,7 @@ class Lab:
                 for daemon in daemons:
                     self._progress(f"stopped {daemon}")
             elif stop_daemons and libvirtd.started_daemons():
-                self._progress(f"libvirtd keeps running: {others} other domain(s) defined")
+                self._progress(f"libvirtd keeps running: {others} other domain(s) run")
         return DownReport(removed, daemons, remaining)
 
     # -- internals ---------------------------------------------------------------------------
@@ -225,6 +227,15 @@ class Lab:
             return libvirt.open(self.uri)
         except (libvirtd.LibvirtdError, libvirt.libvirtError) as exc:
             raise LabError(f"libvirt at {self.uri}: {exc}") from None
+
+    def _remove(self, lab_domain: guests.LabDomain) -> str:
+        # Returns the name when removed, "" when libvirt refused (logged).
+        try:
+            guests.remove(lab_domain.dom)
+        except guests.GuestError as exc:
+            log.warning("%s", exc)
+            return ""
+        return lab_domain.name
 
     def _console_log(self, name: str) -> Path:
         return self.state_dir / "console" / f"{name}.log"

@@ -190,8 +190,12 @@ def _start_daemon(name: str) -> Started:
 
 
 def _running_from_pidfile(name: str) -> bool:
+    # A pid file left by a killed daemon may name a pid reused by something else.
     pid = _pid_from(DAEMON_FILES[name][0])
-    return pid is not None and _starttime(pid) is not None
+    try:
+        return pid is not None and Path(f"/proc/{pid}/comm").read_text().strip() == name
+    except OSError:
+        return False
 
 
 def ensure_libvirtd(uri: str = URI) -> bool:
