@@ -113,6 +113,12 @@ class _Seen:
                    description=facts.description, architecture=facts.architecture)
 
 
+def _consume_exception(future: asyncio.Future[Any]) -> None:
+    # A listing nobody awaits any more (it timed out) must not log "exception never retrieved".
+    if not future.cancelled():
+        future.exception()
+
+
 class Inventory:
     """Hosts and VMs; see the module docstring. Methods raise :class:`ApiError` for the
     client's mistakes (unknown VM or host, bad host address) as documented on each."""
@@ -129,6 +135,7 @@ class Inventory:
         self._vms: dict[str, VmRecord] = {}
         self._watchers: dict[str, DomainEventWatcher] = {}
         self._host_locks: dict[str, asyncio.Lock] = {}
+        self._pending_lists: dict[str, asyncio.Future[list[_Seen]]] = {}
         self._sync_lock = asyncio.Lock()
         self._last_sync_start = float("-inf")
         self._tasks: set[asyncio.Task[None]] = set()
@@ -156,7 +163,9 @@ class Inventory:
 
     async def aclose(self) -> None:
         """Stop keeping the inventory current; never raises."""
-        tasks = [*self._tasks, *([self._resync_task] if self._resync_task else [])]
+        tasks: list[asyncio.Future[Any]] = [
+            *self._tasks, *self._pending_lists.values(),
+            *([self._resync_task] if self._resync_task else [])]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -364,6 +373,7 @@ class Inventory:
             for vm in gone:
                 del self._vms[vm.uuid]
             self._hosts.pop(key, None)
+            self._pending_lists.pop(key, None)
         for vm in gone:
             await self._agents.forget(self._target_of(vm, host))
         log.info("deleted host %s (%s) and its %d VMs", host.name, host.uri, len(gone))
@@ -411,7 +421,8 @@ class Inventory:
             if host.uuid not in self._hosts:
                 return  # deleted meanwhile
             try:
-                seen = await asyncio.wait_for(self._list(host), LIST_TIMEOUT)
+                seen = await asyncio.wait_for(asyncio.shield(self._listing(host)),
+                                              LIST_TIMEOUT)
             except (hv_errors.HypervisorError, TimeoutError) as exc:
                 log.info("host %s (%s) unreachable: %s", host.name, host.uri,
                          getattr(exc, "message", None) or "timed out")
@@ -419,6 +430,16 @@ class Inventory:
                 return
             await self._set_status(host, "Connected")
             await self._reconcile(host, seen, complete=True)
+
+    def _listing(self, host: HostRecord) -> asyncio.Future[list[_Seen]]:
+        # A listing that timed out keeps its pool thread until libvirt gives up (keepalive,
+        # ssh); later syncs wait on that same listing instead of stacking more stuck threads.
+        pending = self._pending_lists.get(host.uuid)
+        if pending is None or pending.done():
+            pending = asyncio.ensure_future(self._list(host))
+            pending.add_done_callback(_consume_exception)
+            self._pending_lists[host.uuid] = pending
+        return pending
 
     async def _list(self, host: HostRecord) -> list[_Seen]:
         if host.kind == KIND_SOCKET_DIR:
