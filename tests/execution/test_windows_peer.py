@@ -46,8 +46,7 @@ async def windows(tmp_path: Path):
 
 
 def test_supervisor_is_passed_as_encoded_command() -> None:
-    launch = WindowsPlatform().launch(ExecRequest("dir", platform=Platform.WINDOWS),
-                                      "a" * 32, inline_cap=0, finished=[])
+    launch = WindowsPlatform().launch(ExecRequest("dir", platform=Platform.WINDOWS), "a" * 32)
     assert launch.path == "powershell.exe"
     assert launch.args[:5] == ["-NoProfile", "-NonInteractive", "-ExecutionPolicy", "Bypass",
                                "-EncodedCommand"]
@@ -97,7 +96,7 @@ async def test_timeout_reported(windows) -> None:
     assert result.stdout.text == "Pinging\r\n"
 
 
-async def test_output_limit_reads_size_from_guest_file(windows) -> None:
+async def test_output_limit_and_size(windows) -> None:
     _, executor, target = windows
     result = await executor.run(target, ExecRequest("big", platform=Platform.WINDOWS,
                                                     max_output_bytes=1000))
@@ -109,8 +108,6 @@ async def test_output_limit_reads_size_from_guest_file(windows) -> None:
 def test_run_as_and_posix_shells_are_refused() -> None:
     platform = WindowsPlatform()
     with pytest.raises(InvalidExecRequest, match="runAs"):
-        platform.launch(ExecRequest("x", platform=Platform.WINDOWS, run_as="bob"), "a" * 32,
-                        inline_cap=0, finished=[])
+        platform.launch(ExecRequest("x", platform=Platform.WINDOWS, run_as="bob"), "a" * 32)
     with pytest.raises(InvalidExecRequest, match="Linux"):
-        platform.launch(ExecRequest("x", platform=Platform.WINDOWS, shell=Shell.BASH),
-                        "a" * 32, inline_cap=0, finished=[])
+        platform.launch(ExecRequest("x", platform=Platform.WINDOWS, shell=Shell.BASH), "a" * 32)

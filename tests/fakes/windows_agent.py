@@ -121,13 +121,8 @@ class FakeWindowsAgent:
         status = f"{outcome.exit_code} {state} {RUN_DIR} {self.code_page}"
         self.files.update({f"{base}.rc": status.encode(), f"{base}.out": outcome.stdout,
                            f"{base}.err": outcome.stderr, f"{base}.pid": b"4242"})
-        cap = params["cap"]
-        out, err = outcome.stdout, outcome.stderr
-        if cap:
-            out, err = out[:cap], err[:cap]
         return {"exited": True, "exitcode": 0,
-                "out-data": base64.b64encode(b"VMEXEC1 " + status.encode() + b"\n" + out).decode(),
-                "err-data": base64.b64encode(err).decode()}
+                "out-data": base64.b64encode(b"VMEXEC1 " + status.encode() + b"\n").decode()}
 
     def _guest_exec_status(self, pid: int) -> dict[str, Any]:
         return self._procs.pop(pid)

@@ -1,9 +1,11 @@
 """The exec service: run a command in a guest through its agent and return what happened.
 
-One ``guest-exec`` starts the platform's supervisor; ``guest-exec-status`` is polled with a
-short, growing interval (no fixed 1 s sleep), so a trivial command returns in about the agent's
-own round-trip time.  When the status reply is lost (the agent frees its record on the first
-"exited" reply) or vmexec restarted, :meth:`Executor.recover` reads the run's files instead.
+One ``guest-exec`` starts the run (see :mod:`.linux` / :mod:`.windows`); ``guest-exec-status``
+is polled with a short, growing interval (no fixed 1 s sleep), so a trivial command returns in
+about the agent's own round-trip time; the output is then read from the run's files in the
+guest.  Those files also hold the status, so when the agent's one "exited" reply is lost, or
+vmexec restarted, :meth:`Executor.recover` still gets the result.  At the deadline vmexec kills
+the run's whole process tree in the guest; a run that lasts gets a watchdog in the guest too.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from vmexec.agent import errors as agent_errors
@@ -23,7 +26,6 @@ from vmexec.execution import errors
 from vmexec.execution.guestfiles import RunFiles
 from vmexec.execution.linux import LinuxPlatform
 from vmexec.execution.models import (
-    AGENT_OUTPUT_CAP,
     MAX_COMMAND_CHARS,
     MAX_TIMEOUT_SECONDS,
     ExecRequest,
@@ -31,7 +33,7 @@ from vmexec.execution.models import (
     Outcome,
     OutputChunk,
     Platform,
-    StreamName,
+    Shell,
     StreamOutput,
 )
 from vmexec.execution.platform import GuestPlatform, Launch
@@ -46,14 +48,14 @@ PLATFORMS: dict[Platform, GuestPlatform] = {
 }
 #: Seconds allowed for one agent round trip before the agent counts as not responding.
 CALL_TIMEOUT = 5.0
-#: Status polls: first immediately, then growing to this interval (seconds).
-POLL_START, POLL_MAX = 0.001, 0.25
-#: How long past the command's own timeout vmexec waits for the guest's watchdog.
-DEADLINE_MARGIN = 15.0
-#: Finished runs whose files are deleted together, by the next run or after this idle time.
+#: Status polls: first at once, then at a growing interval up to POLL_MAX seconds.
+POLL_START, POLL_GROWTH, POLL_MAX = 0.002, 1.3, 0.25
+#: A run still going after this many seconds gets a watchdog in the guest.
+WATCHDOG_AFTER = 2.0
+#: Seconds past the deadline (after the kill) before vmexec stops waiting for the agent.
+KILL_WAIT = 15.0
+#: Finished runs whose files are deleted together, this long after the first finished.
 CLEANUP_DELAY = 2.0
-#: Bytes printed inline beyond this come from the run's files instead (agent cap minus status).
-INLINE_LIMIT = AGENT_OUTPUT_CAP - 4096
 
 
 def new_run_id() -> str:
@@ -65,7 +67,7 @@ def _now() -> datetime:
 
 
 def unavailable(exc: agent_errors.AgentError) -> errors.ExecError:
-    """Translate an agent failure into the exec service's error (one place)."""
+    """Translate an agent failure into the exec service's error (the one place that does)."""
     reason = errors.UnavailableReason
     table: list[tuple[type[agent_errors.AgentError], errors.UnavailableReason]] = [
         (agent_errors.DomainNotFound, reason.VM_NOT_FOUND),
@@ -93,20 +95,35 @@ def validate(request: ExecRequest) -> None:
         raise errors.InvalidExecRequest(f"command is longer than {MAX_COMMAND_CHARS} characters")
     if not 0 < request.timeout <= MAX_TIMEOUT_SECONDS:
         raise errors.InvalidExecRequest(
-            f"timeout must be between 0 and {MAX_TIMEOUT_SECONDS} seconds")
+            f"timeout must be more than 0 and at most {MAX_TIMEOUT_SECONDS} seconds")
     if request.max_output_bytes < 0:
         raise errors.InvalidExecRequest("maxOutputBytes must not be negative")
 
 
-class _Vm:
-    """What the engine keeps per guest: finished runs whose files still wait to be deleted."""
+@dataclass
+class _Guest:
+    """What the engine learns and keeps per guest."""
 
-    def __init__(self) -> None:
-        self.finished: dict[str, list[str]] = {}  # run dir -> run ids
-        self.flush: asyncio.TimerHandle | None = None
+    platform: GuestPlatform
+    run_dir: str
+    #: The Linux guest's default shell: bash until a guest shows it has none.
+    interpreter: str = "bash"
+    #: Finished runs whose files still wait to be deleted, by run dir.
+    finished: dict[str, list[str]] = field(default_factory=dict)
+    #: Helper processes (kill, watchdog, cleanup) whose agent records must still be reaped.
+    helpers: list[int] = field(default_factory=list)
+    flush: asyncio.TimerHandle | None = None
 
-    def take(self, run_dir: str | None) -> list[str]:
-        return self.finished.pop(run_dir, []) if run_dir else []
+
+@dataclass
+class _Run:
+    request: ExecRequest
+    run_id: str
+    guest: _Guest
+    agent: GuestAgent
+    pid: int = 0
+    started: datetime = field(default_factory=_now)
+    killed: bool = False
 
 
 class Executor:
@@ -117,8 +134,7 @@ class Executor:
 
     def __init__(self, agents: AgentDirectory) -> None:
         self.agents = agents
-        self._vms: dict[AgentTarget, _Vm] = {}
-        self._run_dirs: dict[AgentTarget, str] = {}
+        self._guests: dict[AgentTarget, _Guest] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- public ---------------------------------------------------------------------------
@@ -131,7 +147,7 @@ class Executor:
         :meth:`recover` can collect its result after a lost reply or a restart.
         """
         result: ExecResult | None = None
-        async for item in self._execute(target, request, run_id, stream=False):
+        async for item in self._execute(target, request, run_id, follow=False):
             if isinstance(item, ExecResult):
                 result = item
         assert result is not None
@@ -140,236 +156,244 @@ class Executor:
     def stream(self, target: AgentTarget, request: ExecRequest, *,
                run_id: str | None = None) -> AsyncIterator[OutputChunk | ExecResult]:
         """Like :meth:`run`, yielding output chunks as they appear and the result last."""
-        return self._execute(target, request, run_id, stream=True)
+        return self._execute(target, request, run_id, follow=True)
 
     async def recover(self, target: AgentTarget, run_id: str, *,
                       platform: Platform = Platform.LINUX,
-                      max_output_bytes: int = AGENT_OUTPUT_CAP,
-                      timeout: float | None = None) -> ExecResult:
+                      max_output_bytes: int | None = None,
+                      timeout: float = 60.0) -> ExecResult:
         """Collect the result of run ``run_id`` from its files in the guest.
 
-        Waits while the run is still going, at most ``timeout`` seconds (default: until the
-        guest's own watchdog ends it); past that the run is killed.
+        Waits at most ``timeout`` seconds for a run that is still going, then kills it.
 
         Raises:
             ResultLost: the guest has no trace of the run.
         """
+        guest = self._guest(target, platform)
         agent = self.agents.get(target)
-        files = RunFiles(agent, PLATFORMS[platform], run_id, self._run_dirs.get(target))
-        started = _now()
+        request = ExecRequest("recover", platform=platform)
+        if max_output_bytes is not None:
+            request = ExecRequest("recover", platform=platform, max_output_bytes=max_output_bytes)
+        run = _Run(request, run_id, guest, agent)
+        files = RunFiles(agent, guest.platform, run_id, None)
         try:
             run_dir = await files.locate()
             if run_dir is None:
                 raise errors.ResultLost(
                     f"run {run_id} left no trace in the guest (never started, or cleaned up)")
             status = await files.wait_status(timeout)
-            if status is None:
-                await self._kill(agent, PLATFORMS[platform], run_id)
-                status = await files.wait_status(10.0)
-                if status is None:
-                    raise errors.ResultLost(f"run {run_id} did not finish after being killed")
-                status = Status(status.exit_code, True, None, status.run_dir, status.code_page)
-            if status.setup_error:
-                raise _setup_error(status, b"")
-            stdout = await files.read_output("out", max_output_bytes, status.code_page)
-            stderr = await files.read_output("err", max_output_bytes, status.code_page)
+            if status is None and await files.alive():
+                pid = await files.pid()
+                await self._helper(run, guest.platform.kill(run_id, pid, run_dir))
+                run.killed = True
+                status = await files.wait_status(5.0)
+            timed_out = run.killed or await files.exists("timeout")
+            result = await self._collect(run, files, status, timed_out=timed_out,
+                                         finished=_now())
         except agent_errors.AgentError as exc:
             raise unavailable(exc) from None
-        self._finished(target, agent, PLATFORMS[platform], run_dir, run_id)
-        return _result(run_id, status, stdout, stderr, started, _now())
+        self._finished(target, guest, run_dir, run_id)
+        return result
 
     async def aclose(self) -> None:
         """Delete the files of collected runs now (best effort) and stop background work."""
-        for target, vm in list(self._vms.items()):
-            if vm.flush is not None:
-                vm.flush.cancel()
-            await self._cleanup(target, self.agents.get(target), vm)
+        for target, guest in list(self._guests.items()):
+            if guest.flush is not None:
+                guest.flush.cancel()
+                guest.flush = None
+            await self._cleanup(target, guest)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     # -- one run --------------------------------------------------------------------------
 
-    async def _execute(self, target: AgentTarget, request: ExecRequest, run_id: str | None,
-                       *, stream: bool) -> AsyncIterator[OutputChunk | ExecResult]:
-        validate(request)
-        run_id = run_id or new_run_id()
-        platform = PLATFORMS[request.platform]
-        agent = self.agents.get(target)
-        vm = self._vms.setdefault(target, _Vm())
-        run_dir = self._run_dirs.get(target)
-        cap = request.max_output_bytes + 1 if request.max_output_bytes < INLINE_LIMIT else 0
-        finished = vm.take(run_dir)
-        launch = platform.launch(request, run_id, inline_cap=cap, finished=finished)
-        started = _now()
-        try:
-            pid = await agent.exec(launch.path, launch.args, input_data=launch.input_data,
-                                   timeout=CALL_TIMEOUT)
-        except agent_errors.AgentError as exc:
-            if run_dir:
-                vm.finished.setdefault(run_dir, []).extend(finished)
-            raise unavailable(exc) from None
-        files = RunFiles(agent, platform, run_id, run_dir)
-        deadline = asyncio.get_running_loop().time() + request.timeout + DEADLINE_MARGIN
-        done: list[ExecStatus] = []
-        try:
-            if stream:
-                async for chunk in self._follow(agent, pid, files, deadline, done):
-                    yield chunk
-            status_reply = done[0] if done else await self._wait(agent, pid, files, deadline)
-        except agent_errors.AgentError as exc:
-            raise unavailable(exc) from None
-        except _Lost:
-            # The exited reply went elsewhere (or vmexec timed out on it): the files have it.
-            yield await self.recover(target, run_id, platform=request.platform,
-                                     max_output_bytes=request.max_output_bytes,
-                                     timeout=max(1.0, deadline - asyncio.get_running_loop().time()))
-            return
-        except _Overdue:
-            await self._kill(agent, platform, run_id)
-            yield await self.recover(target, run_id, platform=request.platform,
-                                     max_output_bytes=request.max_output_bytes, timeout=10.0)
-            return
-        finished_at = _now()
-        status, out_inline = split_inline(status_reply.stdout)
-        if status is None:
-            # The supervisor itself died (killed from inside the guest?): use its files.
-            yield await self.recover(target, run_id, platform=request.platform,
-                                     max_output_bytes=request.max_output_bytes, timeout=5.0)
-            return
-        if status.setup_error:
-            self._finished(target, agent, platform, status.run_dir, run_id)
-            raise _setup_error(status, status_reply.stderr)
-        if status.run_dir:
-            self._run_dirs[target] = status.run_dir
-            files.run_dir = status.run_dir
-        try:
-            stdout = await files.complete("out", out_inline, status_reply.stdout_truncated,
-                                          request.max_output_bytes, status.code_page)
-            stderr = await files.complete("err", status_reply.stderr,
-                                          status_reply.stderr_truncated,
-                                          request.max_output_bytes, status.code_page)
-        except agent_errors.AgentError as exc:
-            raise unavailable(exc) from None
-        if stream:
-            for name, output in ((StreamName.STDOUT, stdout), (StreamName.STDERR, stderr)):
-                tail = output.data[files.streamed[name]:]
-                if tail:
-                    yield OutputChunk(name, tail)
-        self._finished(target, agent, platform, status.run_dir, run_id)
-        yield _result(run_id, status, stdout, stderr, started, finished_at)
+    def _guest(self, target: AgentTarget, platform: Platform) -> _Guest:
+        guest = self._guests.get(target)
+        if guest is None or guest.platform is not PLATFORMS[platform]:
+            p = PLATFORMS[platform]
+            guest = self._guests[target] = _Guest(p, p.run_dirs[0])
+        return guest
 
-    async def _poll_once(self, agent: GuestAgent, pid: int,
-                         files: RunFiles) -> ExecStatus | None:
-        try:
-            reply = await agent.exec_status(pid, timeout=CALL_TIMEOUT)
-        except agent_errors.AgentTimeout:
+    async def _start(self, run: _Run) -> ExecStatus | None:
+        """Start the run; returns the agent's exited reply if setup already ended it."""
+        guest = run.guest
+        while True:
+            launch = guest.platform.launch(run.request, run.run_id, run_dir=guest.run_dir,
+                                           interpreter=guest.interpreter)
+            try:
+                run.pid = await run.agent.exec(
+                    launch.path, launch.args, input_data=launch.input_data,
+                    capture_output=launch.capture_output, timeout=CALL_TIMEOUT)
+            except agent_errors.AgentCommandError as exc:
+                if isinstance(exc, agent_errors.AgentCommandDisabled) or launch.path != "bash":
+                    raise
+                if run.request.shell is Shell.BASH:
+                    raise errors.GuestSetupError("bash not found in the guest",
+                                                 errors.SetupReason.INTERPRETER_MISSING) from None
+                guest.interpreter = "/bin/sh"  # this guest has no bash: plain sh it is
+                continue
             return None
-        except agent_errors.AgentCommandError:
-            raise _Lost from None
-        return reply if reply.exited else None
 
-    async def _wait(self, agent: GuestAgent, pid: int, files: RunFiles,
-                    deadline: float) -> ExecStatus:
+    async def _execute(self, target: AgentTarget, request: ExecRequest, run_id: str | None,
+                       *, follow: bool) -> AsyncIterator[OutputChunk | ExecResult]:
+        validate(request)
+        guest = self._guest(target, request.platform)
+        run = _Run(request, run_id or new_run_id(), guest, self.agents.get(target))
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                await self._start(run)
+                files = RunFiles(run.agent, guest.platform, run.run_id, guest.run_dir)
+                deadline = loop.time() + request.timeout
+                reply: ExecStatus | None = None
+                async for chunk in self._wait(run, files, deadline, follow):
+                    if isinstance(chunk, ExecStatus):
+                        reply = chunk
+                    else:
+                        yield chunk
+                finished = _now()
+                status, _ = split_inline(reply.stdout) if reply else (None, b"")
+                if status is not None and status.setup_error == "run-dir-unwritable":
+                    next_dirs = guest.platform.run_dirs
+                    index = next_dirs.index(guest.run_dir) + 1 if guest.run_dir in next_dirs \
+                        else len(next_dirs)
+                    if index < len(next_dirs):
+                        guest.run_dir = next_dirs[index]
+                        continue
+                break
+            if status is not None and status.setup_error:
+                raise _setup_error(status, reply.stderr if reply else b"")
+            if reply is None:
+                # The exited reply never reached us: the guest's files have the result.
+                status = await files.wait_status(max(1.0, deadline + KILL_WAIT - loop.time()))
+                timed_out = run.killed or await files.exists("timeout")
+            else:
+                if status is None:
+                    status = Status(exit_code=_shell_status(reply), run_dir=guest.run_dir)
+                timed_out = run.killed or status.timed_out
+            result = await self._collect(run, files, status, timed_out=timed_out,
+                                         finished=finished)
+        except agent_errors.AgentError as exc:
+            raise unavailable(exc) from None
+        if follow:
+            for chunk in files.unstreamed(result.stdout, result.stderr):
+                yield chunk
+        self._finished(target, guest, guest.run_dir, run.run_id)
+        yield result
+
+    async def _wait(self, run: _Run, files: RunFiles, deadline: float,
+                    follow: bool) -> AsyncIterator[OutputChunk | ExecStatus]:
+        """Poll until the agent reports the run exited (yielding that reply, which the agent
+        gives only once) or the reply is known lost; kill the run at the deadline."""
         loop = asyncio.get_running_loop()
         delay = POLL_START
+        watchdog_at = loop.time() + min(WATCHDOG_AFTER, run.request.timeout)
         while True:
-            reply = await self._poll_once(agent, pid, files)
-            if reply is not None:
-                return reply
-            if loop.time() > deadline:
-                raise _Overdue
-            await asyncio.sleep(delay)
-            delay = min(delay * 1.5, POLL_MAX)
-
-    async def _follow(self, agent: GuestAgent, pid: int, files: RunFiles, deadline: float,
-                      done: list[ExecStatus]) -> AsyncIterator[OutputChunk]:
-        """Yield new output from the run's files until the agent reports the run exited;
-        the exited reply (which the agent gives only once) is put in ``done``."""
-        loop = asyncio.get_running_loop()
-        delay = 0.02
-        while True:
-            reply = await self._poll_once(agent, pid, files)
-            if reply is not None:
-                done.append(reply)
+            try:
+                reply = await run.agent.exec_status(run.pid, timeout=CALL_TIMEOUT)
+                if reply.exited:
+                    yield reply
+                    return
+            except agent_errors.AgentTimeout:
+                pass  # the transport resynced; ask again
+            except agent_errors.AgentCommandDisabled:
+                raise
+            except agent_errors.AgentCommandError:
+                return  # the agent forgot the pid: its exited reply went astray
+            now = loop.time()
+            if follow:
+                for chunk in await files.read_new():
+                    yield chunk
+            if not run.killed and now >= deadline:
+                run.killed = True
+                await self._helper(run, run.guest.platform.kill(
+                    run.run_id, run.pid, run.guest.run_dir))
+            elif now >= watchdog_at and not run.killed:
+                watchdog_at = float("inf")
+                launch = run.guest.platform.watchdog(run.run_id, run.pid, run.guest.run_dir,
+                                                     deadline - now + 2)
+                if launch is not None:
+                    await self._helper(run, launch)
+            if run.killed and now >= deadline + KILL_WAIT:
                 return
-            for chunk in await files.read_new():
-                yield chunk
-            if loop.time() > deadline:
-                raise _Overdue
-            await asyncio.sleep(delay)
-            delay = min(delay * 1.5, 0.5)
+            wake = delay if run.killed else min(delay, max(deadline - now, 0.001))
+            await asyncio.sleep(max(wake, 0.05) if follow else wake)
+            delay = min(delay * POLL_GROWTH, POLL_MAX)
 
-    async def _kill(self, agent: GuestAgent, platform: GuestPlatform, run_id: str) -> None:
-        with contextlib.suppress(agent_errors.AgentError):
-            await self._exec_and_reap(agent, platform.kill(run_id))
+    async def _collect(self, run: _Run, files: RunFiles, status: Status | None, *,
+                       timed_out: bool, finished: datetime) -> ExecResult:
+        limit = run.request.max_output_bytes
+        code_page = status.code_page if status else None
+        stdout, stderr = await files.read_outputs(limit, code_page)
+        code = status.exit_code if status else None
+        return _result(run.run_id, code, timed_out, stdout, stderr, run.started, finished)
+
+    async def _helper(self, run: _Run, launch: Launch) -> None:
+        """Start a helper process (kill, watchdog) in the guest; reaped later."""
+        try:
+            pid = await run.agent.exec(launch.path, launch.args, input_data=launch.input_data,
+                                       capture_output=launch.capture_output,
+                                       timeout=CALL_TIMEOUT)
+        except agent_errors.AgentError as exc:
+            log.warning("could not start a helper for run %s: %s", run.run_id, exc)
+            return
+        run.guest.helpers.append(pid)
 
     # -- cleanup of collected runs --------------------------------------------------------
 
-    def _finished(self, target: AgentTarget, agent: GuestAgent, platform: GuestPlatform,
-                  run_dir: str | None, run_id: str) -> None:
-        if not run_dir:
-            return
-        vm = self._vms.setdefault(target, _Vm())
-        vm.finished.setdefault(run_dir, []).append(run_id)
-        if vm.flush is None:
+    def _finished(self, target: AgentTarget, guest: _Guest, run_dir: str, run_id: str) -> None:
+        guest.finished.setdefault(run_dir, []).append(run_id)
+        if guest.flush is None:
             loop = asyncio.get_running_loop()
-            vm.flush = loop.call_later(CLEANUP_DELAY, self._spawn_cleanup, target, agent, vm)
+            guest.flush = loop.call_later(CLEANUP_DELAY, self._spawn_cleanup, target, guest)
 
-    def _spawn_cleanup(self, target: AgentTarget, agent: GuestAgent, vm: _Vm) -> None:
-        vm.flush = None
-        task = asyncio.get_running_loop().create_task(self._cleanup(target, agent, vm))
+    def _spawn_cleanup(self, target: AgentTarget, guest: _Guest) -> None:
+        guest.flush = None
+        task = asyncio.get_running_loop().create_task(self._cleanup(target, guest))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _cleanup(self, target: AgentTarget, agent: GuestAgent, vm: _Vm) -> None:
-        platform = PLATFORMS[Platform.WINDOWS if "\\" in "".join(vm.finished) else
-                             Platform.LINUX]
-        for run_dir in list(vm.finished):
-            run_ids = vm.take(run_dir)
-            if run_ids:
-                try:
-                    await self._exec_and_reap(agent, platform.cleanup(run_dir, run_ids))
-                except agent_errors.AgentError as exc:
-                    log.info("could not delete finished runs on %s: %s", target, exc)
-
-    async def _exec_and_reap(self, agent: GuestAgent, launch: Launch) -> None:
-        # Reap the status too: the agent keeps a record of every exec until it is polled.
-        pid = await agent.exec(launch.path, launch.args, input_data=launch.input_data,
-                               timeout=CALL_TIMEOUT)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 30.0
-        delay = 0.005
-        while loop.time() < deadline:
-            if (await agent.exec_status(pid, timeout=CALL_TIMEOUT)).exited:
-                return
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.5)
+    async def _cleanup(self, target: AgentTarget, guest: _Guest) -> None:
+        agent = self.agents.get(target)
+        try:
+            for run_dir in list(guest.finished):
+                run_ids = guest.finished.pop(run_dir, [])
+                if run_ids:
+                    launch = guest.platform.cleanup(run_dir, run_ids)
+                    guest.helpers.append(await agent.exec(
+                        launch.path, launch.args, capture_output=False, timeout=CALL_TIMEOUT))
+            # The agent keeps a record of every process until its status is read.
+            still = []
+            for pid in guest.helpers:
+                with contextlib.suppress(agent_errors.AgentCommandError):
+                    if not (await agent.exec_status(pid, timeout=CALL_TIMEOUT)).exited:
+                        still.append(pid)
+            guest.helpers = still
+        except agent_errors.AgentError as exc:
+            log.info("could not clean up finished runs on %s: %s", target, exc)
 
 
-class _Lost(Exception):
-    """The agent no longer knows the pid: its exited reply was consumed elsewhere."""
-
-
-class _Overdue(Exception):
-    """The run is well past its timeout and the guest's watchdog did not end it."""
+def _shell_status(reply: ExecStatus) -> int | None:
+    if reply.signal is not None:
+        return 128 + reply.signal  # as a shell reports a process killed by a signal
+    return reply.exit_code
 
 
 def _setup_error(status: Status, stderr: bytes) -> errors.GuestSetupError:
-    reason = errors.SetupReason(status.setup_error) if status.setup_error in {
-        r.value for r in errors.SetupReason} else errors.SetupReason.SPAWN_FAILED
+    known = {r.value for r in errors.SetupReason}
+    reason = errors.SetupReason(status.setup_error) if status.setup_error in known \
+        else errors.SetupReason.SPAWN_FAILED
     message = stderr.decode("utf-8", errors="replace").strip() or reason.value
     return errors.GuestSetupError(message, reason)
 
 
-def _result(run_id: str, status: Status, stdout: StreamOutput, stderr: StreamOutput,
-            started: datetime, finished: datetime) -> ExecResult:
-    code = status.exit_code
+def _result(run_id: str, code: int | None, timed_out: bool, stdout: StreamOutput,
+            stderr: StreamOutput, started: datetime, finished: datetime) -> ExecResult:
     # POSIX shells report "killed by signal N" as status 128+N.
     signal = code - 128 if code is not None and 128 < code <= 128 + 64 else None
     return ExecResult(
-        run_id=run_id,
-        outcome=Outcome.TIMED_OUT if status.timed_out else Outcome.EXITED,
+        run_id=run_id, outcome=Outcome.TIMED_OUT if timed_out else Outcome.EXITED,
         exit_code=code, signal=signal, stdout=stdout, stderr=stderr,
         started_at=started, finished_at=finished,
     )

@@ -1,7 +1,7 @@
-"""A run's files in the guest (script, output, status), read through ``guest-file-*``.
+"""A run's files in the guest (output, status, pid), read through ``guest-file-*``.
 
-They are what makes a result independent of any single agent reply: the output beyond what
-came inline, the status after a lost reply or a restart, and output while a command runs.
+They are what makes a result independent of any single agent reply: the output itself, the
+status after a lost reply or a restart, and output while a command runs.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from vmexec.execution.models import OutputChunk, StreamName, StreamOutput
 from vmexec.execution.platform import GuestPlatform
 from vmexec.execution.status import Status, parse_status
 
-READ_CHUNK = 4 * 1024 * 1024
-_STREAMS = {StreamName.STDOUT: "out", StreamName.STDERR: "err"}
+READ_CHUNK = 8 * 1024 * 1024
+_KINDS = {StreamName.STDOUT: "out", StreamName.STDERR: "err"}
 
 
 class RunFiles:
@@ -42,6 +42,10 @@ class RunFiles:
         except agent_errors.AgentCommandError:
             return None  # no such file (yet)
 
+    async def _close(self, handle: int) -> None:
+        with contextlib.suppress(agent_errors.AgentError):
+            await self.agent.file_close(handle)
+
     async def _read(self, handle: int, limit: int) -> bytes:
         parts: list[bytes] = []
         left = limit
@@ -54,31 +58,40 @@ class RunFiles:
         return b"".join(parts)
 
     async def _slurp(self, path: str, offset: int, limit: int) -> tuple[bytes, int] | None:
-        """Read ``limit`` bytes from ``offset``; returns them and the file's size."""
+        """Read up to ``limit`` bytes from ``offset``; returns them and the file's size
+        (None: no such file)."""
         handle = await self._open(path)
         if handle is None:
             return None
         try:
-            size = await self.agent.file_seek(handle, 0, 2)
-            await self.agent.file_seek(handle, offset, 0)
-            data = await self._read(handle, min(limit, max(0, size - offset)))
+            if offset:
+                await self.agent.file_seek(handle, offset, 0)
+            # One byte more than wanted tells whether there is more, without a size query.
+            data = await self._read(handle, limit + 1)
+            size = offset + len(data)
+            if len(data) > limit:
+                data = data[:limit]
+                size = await self.agent.file_seek(handle, 0, 2)
         finally:
-            with contextlib.suppress(agent_errors.AgentError):
-                await self.agent.file_close(handle)
+            await self._close(handle)
         return data, size
+
+    async def exists(self, kind: str) -> bool:
+        handle = await self._open(self.path(kind))
+        if handle is None:
+            return False
+        await self._close(handle)
+        return True
 
     async def locate(self) -> str | None:
         """Find the directory that holds this run's files (None: no trace of the run)."""
         candidates = [self.run_dir] if self.run_dir else []
         candidates += [d for d in self.platform.run_dirs if d not in candidates]
         for run_dir in candidates:
-            for kind in ("pid", "rc", "sh"):
-                handle = await self._open(self.path(kind, run_dir))
-                if handle is not None:
-                    with contextlib.suppress(agent_errors.AgentError):
-                        await self.agent.file_close(handle)
-                    self.run_dir = run_dir
-                    return run_dir
+            self.run_dir = run_dir
+            if await self.exists("pid") or await self.exists("rc"):
+                return run_dir
+        self.run_dir = None
         return None
 
     async def status(self) -> Status | None:
@@ -87,53 +100,65 @@ class RunFiles:
             return None
         return parse_status(got[0])
 
-    async def wait_status(self, timeout: float | None) -> Status | None:
-        """Wait for the run's status file; None if it did not appear within ``timeout``."""
+    async def pid(self) -> int | None:
+        got = await self._slurp(self.path("pid"), 0, 64)
+        try:
+            return int(got[0]) if got else None
+        except ValueError:
+            return None
+
+    async def alive(self) -> bool:
+        """Whether the run's first process still exists (Linux guests; False elsewhere)."""
+        pid = await self.pid()
+        if pid is None or self.platform.separator != "/":
+            return False
+        handle = await self._open(f"/proc/{pid}/cmdline")
+        if handle is None:
+            return False
+        await self._close(handle)
+        return True
+
+    async def wait_status(self, timeout: float) -> Status | None:
+        """Wait for the run's status file while the run lives; None if it did not appear
+        within ``timeout`` seconds or the run is gone without one."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + (timeout if timeout is not None else 86_400 + 60)
+        deadline = loop.time() + timeout
         delay = 0.05
         while True:
             status = await self.status()
             if status is not None or loop.time() >= deadline:
                 return status
+            if not await self.alive() and (status := await self.status()) is None:
+                return None
             await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
             delay = min(delay * 2, 1.0)
 
-    async def read_output(self, kind: str, limit: int, code_page: str | None) -> StreamOutput:
-        got = await self._slurp(self.path(kind), 0, limit)
-        data, size = got if got is not None else (b"", 0)
-        return self._output(data, size, code_page)
-
-    async def complete(self, kind: str, inline: bytes, agent_truncated: bool, limit: int,
-                       code_page: str | None) -> StreamOutput:
-        """Turn inline output into the stream's result, reading from the file what is missing."""
-        if len(inline) > limit:
-            # The supervisor printed one byte past the limit: there is more than we keep.
-            got = await self._slurp(self.path(kind), 0, 0)
-            size = got[1] if got is not None else len(inline)
-            return self._output(inline[:limit], max(size, len(inline)), code_page)
-        if not agent_truncated:
-            return self._output(inline, len(inline), code_page)
-        got = await self._slurp(self.path(kind), len(inline), limit - len(inline))
-        if got is None:
-            return self._output(inline, len(inline), code_page, truncated=True)
-        rest, size = got
-        return self._output(inline + rest, size, code_page)
-
-    def _output(self, data: bytes, size: int, code_page: str | None, *,
-                truncated: bool = False) -> StreamOutput:
-        return StreamOutput(data=data, total_bytes=max(size, len(data)),
-                            truncated=truncated or size > len(data),
-                            encoding=self.platform.decode(data, code_page))
+    async def read_outputs(self, limit: int, code_page: str | None
+                           ) -> tuple[StreamOutput, StreamOutput]:
+        outputs = []
+        for kind in ("out", "err"):
+            got = await self._slurp(self.path(kind), 0, limit)
+            data, size = got if got is not None else (b"", 0)
+            outputs.append(StreamOutput(data=data, total_bytes=max(size, len(data)),
+                                        truncated=size > len(data),
+                                        encoding=self.platform.decode(data, code_page)))
+        return outputs[0], outputs[1]
 
     async def read_new(self) -> list[OutputChunk]:
         """Output written since the last call (for streaming), from every stream."""
-        if self.run_dir is None and await self.locate() is None:
-            return []
         chunks = []
-        for name, kind in _STREAMS.items():
+        for name, kind in _KINDS.items():
             got = await self._slurp(self.path(kind), self.streamed[name], READ_CHUNK)
             if got and got[0]:
                 self.streamed[name] += len(got[0])
                 chunks.append(OutputChunk(name, got[0]))
+        return chunks
+
+    def unstreamed(self, stdout: StreamOutput, stderr: StreamOutput) -> list[OutputChunk]:
+        """The part of the final output that :meth:`read_new` has not handed out."""
+        chunks = []
+        for name, output in ((StreamName.STDOUT, stdout), (StreamName.STDERR, stderr)):
+            tail = output.data[self.streamed[name]:]
+            if tail:
+                chunks.append(OutputChunk(name, tail))
         return chunks

@@ -21,6 +21,8 @@ class Launch:
     path: str
     args: Sequence[str]
     input_data: bytes | None = None
+    #: Whether the agent pipes stdout/stderr back (only setup messages travel that way).
+    capture_output: bool = True
 
 
 class GuestPlatform(abc.ABC):
@@ -29,17 +31,23 @@ class GuestPlatform(abc.ABC):
     separator: str = "/"
 
     @abc.abstractmethod
-    def launch(self, request: ExecRequest, run_id: str, *, inline_cap: int,
-               finished: Sequence[str]) -> Launch:
-        """The guest-exec that runs ``request`` as run ``run_id`` under the supervisor.
+    def launch(self, request: ExecRequest, run_id: str, *, run_dir: str,
+               interpreter: str) -> Launch:
+        """The guest-exec that runs ``request`` as run ``run_id``, keeping its files in
+        ``run_dir``; ``interpreter`` is the guest's default shell (Linux).
 
         Raises:
             InvalidExecRequest: the request cannot be expressed on this platform.
         """
 
     @abc.abstractmethod
-    def kill(self, run_id: str) -> Launch:
-        """A guest-exec that kills every process of run ``run_id``."""
+    def kill(self, run_id: str, pid: int | None, run_dir: str) -> Launch:
+        """A guest-exec that kills every process of run ``run_id`` (``pid``: its first)."""
+
+    def watchdog(self, run_id: str, pid: int, run_dir: str, seconds: float) -> Launch | None:
+        """A guest-exec that kills the run after ``seconds`` even if vmexec is gone (None: the
+        platform's supervisor enforces the timeout itself)."""
+        return None
 
     @abc.abstractmethod
     def cleanup(self, run_dir: str, run_ids: Sequence[str]) -> Launch:

@@ -2,9 +2,9 @@
 
 The supervisor is given as ``-EncodedCommand`` (UTF-16LE base64: no quoting or execution-policy
 surprises); the run's parameters and the script travel as JSON on its stdin, so a 64 KiB script
-never meets Windows' 32 KiB command-line limit.  It mirrors the Linux supervisor: files under
-``%ProgramData%\\vmexec``, a status line, the whole process tree killed (``taskkill /T /F``) when
-the timeout passes.  ``cmd`` scripts are written in the console's code page (what cmd.exe reads);
+never meets Windows' 32 KiB command-line limit.  Like the Linux forms it keeps output and status in
+files under ``%ProgramData%\\vmexec``; it prints a status line and enforces the timeout itself
+(killing the whole process tree with ``taskkill /T /F``).  ``cmd`` scripts are written in the console's code page (what cmd.exe reads);
 PowerShell scripts as UTF-8 with BOM, and their output is forced to UTF-8.  The status line
 carries the console code page, so output that is not UTF-8 (a Chinese Windows prints GBK,
 cp936) is decoded with it — never garbled.
@@ -33,7 +33,6 @@ $p = [Console]::In.ReadToEnd() | ConvertFrom-Json
 $d = Join-Path $env:ProgramData 'vmexec'
 [void](New-Item -ItemType Directory -Force -Path $d)
 $f = Join-Path $d $p.id
-foreach ($a in $p.acks) { Remove-Item -Force -ErrorAction SilentlyContinue -Path (Join-Path $d "$a.*") }
 $cp = [Console]::OutputEncoding.CodePage
 $out = [Console]::OpenStandardOutput(); $err = [Console]::OpenStandardError()
 function Say($stream, [byte[]]$bytes) { if ($bytes.Length) { $stream.Write($bytes, 0, $bytes.Length) } }
@@ -72,11 +71,6 @@ if (-not $proc.WaitForExit([int]$p.limit * 1000)) {
 $rc = $proc.ExitCode
 [IO.File]::WriteAllText("$f.rc", "$rc $state $d cp$cp")
 Say $out ([Text.Encoding]::ASCII.GetBytes("VMEXEC1 $rc $state $d cp$cp`n"))
-foreach ($s in @(@("$f.out", $out), @("$f.err", $err))) {
-  $b = [IO.File]::ReadAllBytes($s[0])
-  if ($p.cap -gt 0 -and $b.Length -gt $p.cap) { $b = $b[0..($p.cap - 1)] }
-  Say $s[1] $b
-}
 exit 0
 """
 
@@ -105,8 +99,8 @@ class WindowsPlatform(GuestPlatform):
     run_dirs = (RUN_DIR,)
     separator = "\\"
 
-    def launch(self, request: ExecRequest, run_id: str, *, inline_cap: int,
-               finished: Sequence[str]) -> Launch:
+    def launch(self, request: ExecRequest, run_id: str, *, run_dir: str = RUN_DIR,
+               interpreter: str = POWERSHELL) -> Launch:
         """Raises: InvalidExecRequest (run-as and POSIX shells do not exist on Windows)."""
         if request.run_as:
             raise InvalidExecRequest("runAs is not supported for Windows guests")
@@ -119,15 +113,13 @@ class WindowsPlatform(GuestPlatform):
             "env": dict(request.env),
             "cwd": request.working_directory or "",
             "shell": "powershell" if request.shell is Shell.POWERSHELL else "cmd",
-            "acks": [check_run_id(r) for r in finished],
             "limit": max(1, math.ceil(request.timeout)),
             "grace": KILL_GRACE,
-            "cap": inline_cap,
         }
         return Launch(POWERSHELL, encode_powershell(SUPERVISOR),
                       json.dumps(params).encode("utf-8"))
 
-    def kill(self, run_id: str) -> Launch:
+    def kill(self, run_id: str, pid: int | None = None, run_dir: str = RUN_DIR) -> Launch:
         return Launch(POWERSHELL, encode_powershell(KILL.format(run_id=check_run_id(run_id))))
 
     def cleanup(self, run_dir: str, run_ids: Sequence[str]) -> Launch:
