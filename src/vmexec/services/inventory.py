@@ -17,11 +17,10 @@ import asyncio
 import logging
 import time
 import uuid as uuidlib
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vmexec.agent import errors as agent_errors
@@ -32,7 +31,7 @@ from vmexec.api.query import Query, evaluate
 from vmexec.api.zstack import KVM_HOST_INVENTORY, VM_INSTANCE_INVENTORY, normalize_uuid, schema_map
 from vmexec.config import Settings
 from vmexec.db.models import utcnow
-from vmexec.db.models_inventory import KIND_LIBVIRT, KIND_SOCKET_DIR, HostRow, VmRow
+from vmexec.db.models_inventory import KIND_LIBVIRT, KIND_SOCKET_DIR
 from vmexec.hypervisor import errors as hv_errors
 from vmexec.hypervisor.domains import (
     DomainEvent,
@@ -46,6 +45,7 @@ from vmexec.hypervisor.domains import (
 )
 from vmexec.hypervisor.libvirt_host import LibvirtHosts
 from vmexec.hypervisor.sockets import is_socket_dir_uri, scan_socket_dir, socket_dir
+from vmexec.services.inventory_store import UNKNOWN, InventoryStore, SeenVm
 from vmexec.services.inventory_views import HostRecord, VmRecord, to_wire
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,6 @@ GUEST_TOOLS_TIMEOUT = 3.0
 
 RUNNING = "Running"
 STOPPED = "Stopped"
-UNKNOWN = "Unknown"
 
 #: libvirt's domain states as ZStack's VM states.
 _ZSTACK_STATE = {
@@ -90,27 +89,11 @@ class VmRef:
     state: str
 
 
-@dataclass(frozen=True, slots=True)
-class _Seen:
-    """A VM as a hypervisor reports it now."""
-
-    uuid: str
-    name: str
-    state: str
-    platform: str
-    cpu_num: int = 0
-    memory_size: int = 0
-    has_agent_channel: bool = True
-    description: str | None = None
-    architecture: str | None = None
-    socket_path: str | None = None
-
-    @classmethod
-    def of_domain(cls, facts: DomainFacts) -> _Seen:
-        return cls(uuid=facts.uuid, name=facts.name, state=_ZSTACK_STATE[facts.state],
-                   platform=facts.platform, cpu_num=facts.vcpus,
-                   memory_size=facts.memory_bytes, has_agent_channel=facts.has_agent_channel,
-                   description=facts.description, architecture=facts.architecture)
+def _seen_domain(facts: DomainFacts) -> SeenVm:
+    return SeenVm(uuid=facts.uuid, name=facts.name, state=_ZSTACK_STATE[facts.state],
+                  platform=facts.platform, cpu_num=facts.vcpus, memory_size=facts.memory_bytes,
+                  has_agent_channel=facts.has_agent_channel, description=facts.description,
+                  architecture=facts.architecture)
 
 
 def _consume_exception(future: asyncio.Future[Any]) -> None:
@@ -126,16 +109,14 @@ class Inventory:
     def __init__(self, db: async_sessionmaker[AsyncSession], hosts: LibvirtHosts,
                  agents: AgentDirectory, settings: Settings, *,
                  resync_interval: float = DEFAULT_RESYNC_INTERVAL) -> None:
-        self._db = db
         self._libvirt = hosts
         self._agents = agents
         self._settings = settings
         self._interval = resync_interval
-        self._hosts: dict[str, HostRecord] = {}
-        self._vms: dict[str, VmRecord] = {}
+        self._store = InventoryStore(db)
         self._watchers: dict[str, DomainEventWatcher] = {}
         self._host_locks: dict[str, asyncio.Lock] = {}
-        self._pending_lists: dict[str, asyncio.Future[list[_Seen]]] = {}
+        self._pending_lists: dict[str, asyncio.Future[list[SeenVm]]] = {}
         self._sync_lock = asyncio.Lock()
         self._last_sync_start = float("-inf")
         self._tasks: set[asyncio.Task[None]] = set()
@@ -149,15 +130,11 @@ class Inventory:
         Never fails for an unreachable host: it is marked Disconnected and retried.
         """
         ensure_event_loop()  # before any libvirt connection is opened, or it gets no events
-        async with self._db() as session:
-            for host_row in (await session.scalars(select(HostRow))).all():
-                self._hosts[host_row.uuid] = HostRecord.of(host_row)
-            for vm_row in (await session.scalars(select(VmRow))).all():
-                self._vms[vm_row.uuid] = VmRecord.of(vm_row)
-        if not self._hosts:
+        await self._store.load()
+        if not self._store.hosts:
             await self._register_local_host()
         await self.sync()
-        for host in list(self._hosts.values()):
+        for host in list(self._store.hosts.values()):
             await self._ensure_watcher(host)
         self._resync_task = asyncio.create_task(self._keep_current(), name="inventory-resync")
 
@@ -189,7 +166,7 @@ class Inventory:
             await asyncio.sleep(self._interval)
             try:
                 await self.sync()
-                for host in list(self._hosts.values()):
+                for host in list(self._store.hosts.values()):
                     await self._ensure_watcher(host)
             except asyncio.CancelledError:
                 raise
@@ -215,7 +192,7 @@ class Inventory:
             ApiError: 503 SYS.1007 — no such VM.
         """
         vm = await self._find_vm(vm_uuid)
-        return to_wire(vm.values(self._hosts.get(vm.host_uuid)))
+        return to_wire(vm.values(self._store.hosts.get(vm.host_uuid)))
 
     async def query_vms(self, query: Query, uuid: str | None = None) -> dict[str, Any]:
         """QueryVmInstance's reply: ``inventories``, ``total`` when asked, and ``schema``."""
@@ -238,12 +215,7 @@ class Inventory:
             ApiError: 503 SYS.1007 — no such VM.
         """
         vm = await self._find_vm(vm_uuid)
-        async with self._db() as session, session.begin():
-            await session.execute(
-                update(VmRow).where(VmRow.uuid == vm.uuid).values(qga_enabled=enable))
-        current = self._vms.get(vm.uuid)
-        if current is not None:
-            current.qga_enabled = enable
+        await self._store.set_qga(vm.uuid, enable)
 
     async def guest_tools_info(self, vm_uuid: str) -> dict[str, Any]:
         """GetVmGuestToolsInfo from the live agent: ``status`` Running (answered),
@@ -278,10 +250,10 @@ class Inventory:
 
     async def _find_vm(self, vm_uuid: str) -> VmRecord:
         key = normalize_uuid(vm_uuid)
-        vm = self._vms.get(key)
+        vm = self._store.vms.get(key)
         if vm is None:
             await self._sync_after(time.monotonic())
-            vm = self._vms.get(key)
+            vm = self._store.vms.get(key)
         if vm is None:
             raise api_errors.resource_not_found("VmInstanceVO", vm_uuid)
         return vm
@@ -289,12 +261,12 @@ class Inventory:
     def _target(self, vm: VmRecord) -> AgentTarget:
         if vm.socket_path is not None:
             return SocketTarget(vm.socket_path)
-        host = self._hosts[vm.host_uuid]
+        host = self._store.hosts[vm.host_uuid]
         return LibvirtTarget(host.uri, dashed(vm.uuid))
 
     def _vm_values(self) -> list[dict[str, Any]]:
-        vms = sorted(self._vms.values(), key=lambda v: (v.create_date, v.name))
-        return [vm.values(self._hosts.get(vm.host_uuid)) for vm in vms]
+        vms = sorted(self._store.vms.values(), key=lambda v: (v.create_date, v.name))
+        return [vm.values(self._store.hosts.get(vm.host_uuid)) for vm in vms]
 
     # --- hosts ---------------------------------------------------------------------------------
 
@@ -312,9 +284,9 @@ class Inventory:
                 is taken;
                 503 SYS.1006 — the host does not answer (the reason is in ``details``).
         """
-        if any(h.uri == uri for h in self._hosts.values()):
+        if any(h.uri == uri for h in self._store.hosts.values()):
             raise api_errors.invalid_argument(f"a host with the URI {uri} is already added")
-        if host_uuid is not None and normalize_uuid(host_uuid) in self._hosts:
+        if host_uuid is not None and normalize_uuid(host_uuid) in self._store.hosts:
             raise api_errors.invalid_argument(f"a host with the UUID {host_uuid} exists")
         if is_socket_dir_uri(uri):
             try:
@@ -340,7 +312,7 @@ class Inventory:
             host_uuid=normalize_uuid(host_uuid) if host_uuid else None)
         await self._sync_host(host)
         await self._ensure_watcher(host)
-        return to_wire(self._hosts[host.uuid].values())
+        return to_wire(self._store.hosts[host.uuid].values())
 
     async def query_hosts(self, query: Query, uuid: str | None = None) -> dict[str, Any]:
         """QueryHost's reply: ``inventories``, ``total`` when asked, and ``schema``."""
@@ -348,7 +320,7 @@ class Inventory:
             query = query.with_uuid(normalize_uuid(uuid))
 
         def values() -> list[dict[str, Any]]:
-            hosts = sorted(self._hosts.values(), key=lambda h: (h.create_date, h.name))
+            hosts = sorted(self._store.hosts.values(), key=lambda h: (h.create_date, h.name))
             return [h.values() for h in hosts]
 
         return await self._query(query, values, KVM_HOST_INVENTORY, resync_on_miss=False)
@@ -359,23 +331,16 @@ class Inventory:
         Deleting an unknown host succeeds, as ZStack's deletes are idempotent.
         """
         key = normalize_uuid(host_uuid)
-        host = self._hosts.get(key)
+        host = self._store.hosts.get(key)
         if host is None:
             return
         async with self._lock_for(key):
             watcher = self._watchers.pop(key, None)
             if watcher is not None:
                 await watcher.aclose()
-            async with self._db() as session, session.begin():
-                await session.execute(delete(VmRow).where(VmRow.host_uuid == key))
-                await session.execute(delete(HostRow).where(HostRow.uuid == key))
-            gone = [vm for vm in self._vms.values() if vm.host_uuid == key]
-            for vm in gone:
-                del self._vms[vm.uuid]
-            self._hosts.pop(key, None)
+            gone = await self._store.delete_host(key)
             self._pending_lists.pop(key, None)
-        for vm in gone:
-            await self._agents.forget(self._target_of(vm, host))
+        await self._forget(host, gone)
         log.info("deleted host %s (%s) and its %d VMs", host.name, host.uri, len(gone))
 
     async def _probe(self, uri: str) -> None:
@@ -396,9 +361,7 @@ class Inventory:
             state="Enabled", status="Connected", create_date=now, last_op_date=now,
             description=description, management_ip=management_ip, username=username,
             ssh_port=ssh_port, cluster_uuid=cluster_uuid)
-        async with self._db() as session, session.begin():
-            session.add(host.row())
-        self._hosts[host.uuid] = host
+        await self._store.add_host(host)
         return host
 
     # --- keeping current -------------------------------------------------------------------
@@ -414,11 +377,11 @@ class Inventory:
             if self._last_sync_start >= moment:
                 return
             self._last_sync_start = time.monotonic()
-            await asyncio.gather(*(self._sync_host(h) for h in list(self._hosts.values())))
+            await asyncio.gather(*(self._sync_host(h) for h in list(self._store.hosts.values())))
 
     async def _sync_host(self, host: HostRecord) -> None:
         async with self._lock_for(host.uuid):
-            if host.uuid not in self._hosts:
+            if host.uuid not in self._store.hosts:
                 return  # deleted meanwhile
             try:
                 seen = await asyncio.wait_for(asyncio.shield(self._listing(host)),
@@ -426,12 +389,14 @@ class Inventory:
             except (hv_errors.HypervisorError, TimeoutError) as exc:
                 log.info("host %s (%s) unreachable: %s", host.name, host.uri,
                          getattr(exc, "message", None) or "timed out")
-                await self._mark_unreachable(host)
+                await self._store.set_host_status(host.uuid, "Disconnected")
+                await self._store.mark_unknown(host.uuid)
                 return
-            await self._set_status(host, "Connected")
-            await self._reconcile(host, seen, complete=True)
+            await self._store.set_host_status(host.uuid, "Connected")
+            gone = await self._store.reconcile(host.uuid, seen, complete=True)
+            await self._forget(host, gone)
 
-    def _listing(self, host: HostRecord) -> asyncio.Future[list[_Seen]]:
+    def _listing(self, host: HostRecord) -> asyncio.Future[list[SeenVm]]:
         # A listing that timed out keeps its pool thread until libvirt gives up (keepalive,
         # ssh); later syncs wait on that same listing instead of stacking more stuck threads.
         pending = self._pending_lists.get(host.uuid)
@@ -441,28 +406,28 @@ class Inventory:
             self._pending_lists[host.uuid] = pending
         return pending
 
-    async def _list(self, host: HostRecord) -> list[_Seen]:
+    async def _list(self, host: HostRecord) -> list[SeenVm]:
         if host.kind == KIND_SOCKET_DIR:
             sockets = await asyncio.to_thread(scan_socket_dir, socket_dir(host.uri))
-            return [_Seen(uuid=s.uuid, name=s.name, state=RUNNING, platform="Linux",
-                          socket_path=s.path) for s in sockets]
-        return [_Seen.of_domain(f) for f in await list_domains(self._libvirt.get(host.uri))]
+            return [SeenVm(uuid=s.uuid, name=s.name, state=RUNNING, platform="Linux",
+                           socket_path=s.path) for s in sockets]
+        return [_seen_domain(f) for f in await list_domains(self._libvirt.get(host.uri))]
 
     async def _refresh_domain(self, host_uuid: str, vm_uuid: str) -> None:
         """Re-read one domain after a lifecycle event."""
-        host = self._hosts.get(host_uuid)
+        host = self._store.hosts.get(host_uuid)
         if host is None:
             return
         async with self._lock_for(host_uuid):
             try:
                 facts = await domain_facts(self._libvirt.get(host.uri), vm_uuid)
             except hv_errors.DomainNotFound:
-                await self._remove_vms(host, [vm_uuid])
+                await self._forget(host, await self._store.remove_vms(host_uuid, [vm_uuid]))
                 return
             except hv_errors.HypervisorError as exc:
                 log.debug("cannot re-read domain %s on %s: %s", vm_uuid, host.uri, exc)
                 return  # the next resync sorts it out
-            await self._reconcile(host, [_Seen.of_domain(facts)], complete=False)
+            await self._store.reconcile(host_uuid, [_seen_domain(facts)], complete=False)
 
     def _on_event(self, host_uuid: str, vm_uuid: str, event: DomainEvent) -> None:
         log.debug("domain %s on host %s: %s", vm_uuid, host_uuid, event.name)
@@ -487,7 +452,7 @@ class Inventory:
             log.info("no lifecycle events from %s for now: %s", host.uri, exc)
             self._watchers.pop(host.uuid, None)
             return
-        if host.uuid in self._hosts:
+        if host.uuid in self._store.hosts:
             self._watchers[host.uuid] = watcher
         else:
             await watcher.aclose()
@@ -498,107 +463,15 @@ class Inventory:
             lock = self._host_locks[host_uuid] = asyncio.Lock()
         return lock
 
-    async def _reconcile(self, host: HostRecord, seen: Sequence[_Seen], *,
-                         complete: bool) -> None:
-        """Bring the records of ``host`` in line with what it reports.
-
-        ``complete``: ``seen`` is everything on the host, so records not in it are removed.
-        The database is written first: if that fails the records stay as they were and the
-        next resync tries again.
-        """
-        now = utcnow().replace(microsecond=0)
-        added: list[VmRecord] = []
-        changed: list[VmRecord] = []
-        for item in seen:
-            old = self._vms.get(item.uuid)
-            if old is None:
-                added.append(VmRecord(
-                    uuid=item.uuid, host_uuid=host.uuid, last_host_uuid=host.uuid,
-                    name=item.name, state=item.state, platform=item.platform,
-                    cpu_num=item.cpu_num, memory_size=item.memory_size,
-                    has_agent_channel=item.has_agent_channel, qga_enabled=True,
-                    create_date=now, last_op_date=now, description=item.description,
-                    architecture=item.architecture, socket_path=item.socket_path))
-                continue
-            new = replace(
-                old, host_uuid=host.uuid, name=item.name, state=item.state,
-                platform=item.platform, cpu_num=item.cpu_num, memory_size=item.memory_size,
-                has_agent_channel=item.has_agent_channel, description=item.description,
-                architecture=item.architecture, socket_path=item.socket_path)
-            if old.host_uuid != host.uuid:
-                new.last_host_uuid = old.host_uuid  # the domain moved (migrated) here
-            if new.state != old.state or new.host_uuid != old.host_uuid:
-                new.last_op_date = now
-            if new != old:
-                changed.append(new)
-        gone: list[str] = []
-        if complete:
-            present = {item.uuid for item in seen}
-            gone = [vm.uuid for vm in self._vms.values()
-                    if vm.host_uuid == host.uuid and vm.uuid not in present]
-        if not (added or changed or gone):
-            return
-        async with self._db() as session, session.begin():
-            for vm in added:
-                session.add(VmRow(**vm.columns()))
-            for vm in changed:
-                # Not the agent switch: SetVmQga may have changed it while this ran.
-                columns = {k: v for k, v in vm.columns().items() if k != "qga_enabled"}
-                await session.execute(
-                    update(VmRow).where(VmRow.uuid == vm.uuid).values(**columns))
-            if gone:
-                await session.execute(delete(VmRow).where(VmRow.uuid.in_(gone)))
-        for vm in (*added, *changed):
-            current = self._vms.get(vm.uuid)
-            if current is not None:
-                vm.qga_enabled = current.qga_enabled
-            self._vms[vm.uuid] = vm
-        await self._forget(host, gone)
-
-    async def _remove_vms(self, host: HostRecord, uuids: Iterable[str]) -> None:
-        gone = [u for u in uuids if (vm := self._vms.get(u)) and vm.host_uuid == host.uuid]
-        if not gone:
-            return
-        async with self._db() as session, session.begin():
-            await session.execute(delete(VmRow).where(VmRow.uuid.in_(gone)))
-        await self._forget(host, gone)
-
-    async def _forget(self, host: HostRecord, uuids: Iterable[str]) -> None:
-        for uuid in uuids:
-            vm = self._vms.pop(uuid, None)
-            if vm is not None:
-                log.info("VM %s (%s) is gone from host %s", vm.name, uuid, host.name)
-                await self._agents.forget(self._target_of(vm, host))
+    async def _forget(self, host: HostRecord, gone: list[VmRecord]) -> None:
+        for vm in gone:
+            log.debug("VM %s (%s) is gone from host %s", vm.name, vm.uuid, host.name)
+            await self._agents.forget(self._target_of(vm, host))
 
     def _target_of(self, vm: VmRecord, host: HostRecord) -> AgentTarget:
         if vm.socket_path is not None:
             return SocketTarget(vm.socket_path)
         return LibvirtTarget(host.uri, dashed(vm.uuid))
-
-    async def _mark_unreachable(self, host: HostRecord) -> None:
-        # As ZStack does: a disconnected host's VMs are in an unknown state.
-        await self._set_status(host, "Disconnected")
-        now = utcnow().replace(microsecond=0)
-        stale = [vm for vm in self._vms.values()
-                 if vm.host_uuid == host.uuid and vm.state != UNKNOWN]
-        if not stale:
-            return
-        async with self._db() as session, session.begin():
-            await session.execute(
-                update(VmRow).where(VmRow.uuid.in_([vm.uuid for vm in stale]))
-                .values(state=UNKNOWN, last_op_date=now))
-        for vm in stale:
-            vm.state, vm.last_op_date = UNKNOWN, now
-
-    async def _set_status(self, host: HostRecord, status: str) -> None:
-        current = self._hosts.get(host.uuid)
-        if current is None or current.status == status:
-            return
-        now = utcnow().replace(microsecond=0)
-        async with self._db() as session, session.begin():
-            await session.execute(update(HostRow).where(HostRow.uuid == host.uuid)
-                                  .values(status=status, last_op_date=now))
-        current.status, current.last_op_date = status, now
 
     # --- queries -------------------------------------------------------------------------------
 
