@@ -14,7 +14,6 @@ import fcntl
 import json
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -89,13 +88,24 @@ def _lock() -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _starttime(pid: int) -> int | None:
+def _proc_stat(pid: int) -> list[str] | None:
+    """Fields 3.. of /proc/PID/stat of a live process; None when gone or a zombie.
+
+    A zombie counts as gone: a daemon killed hard lingers as one where nothing reaps it
+    (containers whose PID 1 is not an init), keeping its pid and name.
+    """
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    # Field 22 (starttime); the command name in field 2 may contain spaces, so split after ')'.
-    return int(stat.rpartition(")")[2].split()[19])
+    # The command name in field 2 may contain spaces: split after its closing ')'.
+    fields = stat.rpartition(")")[2].split()
+    return None if fields[0] in ("Z", "X") else fields
+
+
+def _starttime(pid: int) -> int | None:
+    fields = _proc_stat(pid)
+    return None if fields is None else int(fields[19])  # field 22: starttime
 
 
 def _alive(started: Started) -> bool:
@@ -111,10 +121,10 @@ def _load() -> dict[str, Started]:
             for name, d in raw.get("daemons", {}).items()}
 
 
-def _save(started: dict[str, Started], *, wrote_qemu_conf: bool, made_run_dir: bool) -> None:
+def _save(started: dict[str, Started], *, wrote_qemu_conf: bool) -> None:
     data = {"daemons": {s.name: {"pid": s.pid, "starttime": s.starttime}
                         for s in started.values()},
-            "wrote_qemu_conf": wrote_qemu_conf, "made_run_dir": made_run_dir}
+            "wrote_qemu_conf": wrote_qemu_conf}
     _state_file().write_text(json.dumps(data, indent=2) + "\n")
 
 
@@ -192,8 +202,10 @@ def _start_daemon(name: str) -> Started:
 def _running_from_pidfile(name: str) -> bool:
     # A pid file left by a killed daemon may name a pid reused by something else.
     pid = _pid_from(DAEMON_FILES[name][0])
+    if pid is None or _proc_stat(pid) is None:
+        return False
     try:
-        return pid is not None and Path(f"/proc/{pid}/comm").read_text().strip() == name
+        return Path(f"/proc/{pid}/comm").read_text().strip() == name
     except OSError:
         return False
 
@@ -210,7 +222,6 @@ def ensure_libvirtd(uri: str = URI) -> bool:
         if answers(uri):
             return False
         started = {name: s for name, s in _load().items() if _alive(s)}
-        made_run_dir = not RUN_DIR.exists() or _flag("made_run_dir")
         for directory in DIRS:
             directory.mkdir(parents=True, exist_ok=True)
         _ensure_account()
@@ -220,14 +231,14 @@ def ensure_libvirtd(uri: str = URI) -> bool:
                 continue  # running already: ours from before, or someone else's to reuse
             log.info("starting %s", name)
             started[name] = _start_daemon(name)
-            _save(started, wrote_qemu_conf=wrote, made_run_dir=made_run_dir)
+            _save(started, wrote_qemu_conf=wrote)
         deadline = time.monotonic() + START_TIMEOUT
         while not answers(uri):
             if time.monotonic() > deadline:
                 raise LibvirtdError(f"libvirtd does not answer on {uri} after {START_TIMEOUT:.0f}"
                                     " s; see /var/log/libvirt/libvirtd.log")
             time.sleep(0.1)
-        _save(started, wrote_qemu_conf=wrote, made_run_dir=made_run_dir)
+        _save(started, wrote_qemu_conf=wrote)
         return True
 
 
@@ -250,9 +261,21 @@ def _stop(started: Started) -> None:
         time.sleep(0.05)
 
 
+def _prune_empty_dirs(root: Path) -> None:
+    # The per-driver run directories libvirtd made; only empty ones go, so state of a daemon
+    # the lab did not start (or anything unexpected) stays.
+    if not root.is_dir():
+        return
+    for dirpath, _dirnames, _filenames in sorted(os.walk(root), key=lambda w: -len(w[0])):
+        try:
+            os.rmdir(dirpath)
+        except OSError:
+            pass
+
+
 def stop_started() -> list[str]:
-    """Stop the daemons the lab started (libvirtd first), remove their sockets and pid files,
-    the run directory and qemu.conf when the lab made them. Daemons the lab did not start are
+    """Stop the daemons the lab started (libvirtd first), remove their sockets, pid files and
+    empty run directories, and the qemu.conf the lab wrote. Daemons the lab did not start are
     left alone, and so is everything of theirs.
 
     Returns the names of the daemons stopped.
@@ -274,8 +297,7 @@ def stop_started() -> list[str]:
         if recorded and _flag("wrote_qemu_conf") and QEMU_CONF.exists() and \
                 QEMU_CONF.read_text().startswith(QEMU_CONF_MARK):
             QEMU_CONF.unlink()
-        if set(recorded) == {"libvirtd", "virtlogd"} and _flag("made_run_dir"):
-            # Per-driver state of the stopped daemons (no domain of theirs runs any more).
-            shutil.rmtree(RUN_DIR, ignore_errors=True)
+        if "libvirtd" in recorded:
+            _prune_empty_dirs(RUN_DIR)
         _state_file().unlink(missing_ok=True)
     return stopped
