@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from fixtures.server import RunningServer, ServerFactory
 
@@ -15,22 +17,28 @@ NO_QGA = StaticVm(uuid="0" * 31 + "3", name="no-qga", qga_enabled=False)
 VMS = [VM_1, STOPPED, NO_QGA]
 
 
+def scripted(factory: ServerFactory, guest: FakeGuest) -> Callable[..., RunningServer]:
+    """``start(**settings)``: a real server whose engine and inventory are test doubles."""
+    def start(**values: object) -> RunningServer:
+        def executor(agents: AgentDirectory) -> ScriptedExecutor:
+            return ScriptedExecutor(agents, guest)
+        return factory(executor=executor, inventory=lambda **_: StaticInventory(VMS), **values)
+    return start
+
+
 @pytest.fixture
 def fake_guest() -> FakeGuest:
     return FakeGuest()
 
 
 @pytest.fixture
-def start_scripted(server_factory: ServerFactory, fake_guest: FakeGuest):
-    """``start(**settings)``: a real server whose engine and inventory are test doubles."""
-    def start(**values: object) -> RunningServer:
-        def executor(agents: AgentDirectory) -> ScriptedExecutor:
-            return ScriptedExecutor(agents, fake_guest)
-        return server_factory(executor=executor,
-                              inventory=lambda **_: StaticInventory(VMS), **values)
-    return start
+def start_scripted(server_factory: ServerFactory,
+                   fake_guest: FakeGuest) -> Callable[..., RunningServer]:
+    """A scripted server of this test (for settings of its own, restarts, ...)."""
+    return scripted(server_factory, fake_guest)
 
 
-@pytest.fixture
-def server(start_scripted) -> RunningServer:
-    return start_scripted()
+@pytest.fixture(scope="module")
+def server(module_server_factory: ServerFactory) -> RunningServer:
+    """A scripted server shared by the test module."""
+    return scripted(module_server_factory, FakeGuest())()

@@ -8,6 +8,9 @@
       exit N               exit code N (default 0)      kill N          ended by signal N
       raise KIND           raise an ExecError: invalid, unavailable, stopped, disabled,
                            setup, lost
+      cat                  copy stdin to stdout
+
+  Other lines are ignored (fuzzed commands must not break the double).
 
   Runs are remembered in a shared :class:`FakeGuest`, so an executor of a restarted server
   can :meth:`~Executor.recover` a run that the previous one started.
@@ -37,6 +40,9 @@ class FakeGuest:
     requests: dict[str, ExecRequest] = field(default_factory=dict)
     started: asyncio.Event | None = None
     runs: list[str] = field(default_factory=list)
+
+
+_RAISE_KINDS = ("invalid", "unavailable", "stopped", "disabled", "setup", "lost")
 
 
 def _raise(kind: str) -> None:
@@ -79,7 +85,10 @@ class ScriptedExecutor(Executor):
                 else:
                     out += rest.encode() + b"\n"
             elif word == "sleep":
-                seconds = float(rest)
+                try:
+                    seconds = float(rest)
+                except ValueError:
+                    continue  # not a statement of this language: ignored, like any other
                 if slept + seconds > request.timeout:
                     if sleep:
                         await asyncio.sleep(max(request.timeout - slept, 0))
@@ -88,13 +97,13 @@ class ScriptedExecutor(Executor):
                 if sleep:
                     await asyncio.sleep(seconds)
                 slept += seconds
-            elif word == "exit":
+            elif word == "exit" and (rest or "0").isdigit():
                 exit_code = int(rest or 0)
                 break
-            elif word == "kill":
+            elif word == "kill" and rest.isdigit():
                 exit_code, signal = None, int(rest)
                 break
-            elif word == "raise":
+            elif word == "raise" and rest.strip() in _RAISE_KINDS:
                 _raise(rest.strip())
             elif word == "cat" and request.stdin is not None:
                 out += request.stdin

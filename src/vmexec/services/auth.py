@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 ADMIN_ACCOUNT = "admin"
 
 #: Renew a session's expiry at most this often: a DB write per request is not worth it.
+#: (Short session timeouts renew at a tenth of the timeout instead.)
 _RENEW_GRANULARITY = timedelta(seconds=30)
 
 
@@ -75,6 +76,7 @@ class AuthService:
                  session_timeout: timedelta) -> None:
         self._db = db
         self._timeout = session_timeout
+        self._renew_after = min(_RENEW_GRANULARITY, session_timeout / 10)
         self._hasher = PasswordHasher()
 
     async def _hash(self, digest: str) -> str:
@@ -130,7 +132,7 @@ class AuthService:
                 raise InvalidSession(f"session[uuid:{session_uuid}] is invalid or expired")
             row, account_name = found
             renewed = utcnow() + self._timeout
-            if renewed - row.expired_date >= _RENEW_GRANULARITY:
+            if renewed - row.expired_date >= self._renew_after:
                 row.expired_date = renewed
                 await db.commit()
             return _auth_session(row, account_name)
