@@ -17,7 +17,7 @@ from vmexec.lab import Lab, LabVm
 
 from .guest import agent
 
-pytestmark = pytest.mark.vm
+pytestmark = [pytest.mark.vm, pytest.mark.slow]
 
 PREFIX = "vmexec-labtest"
 
