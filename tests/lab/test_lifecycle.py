@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import libvirt
 import pytest
 
-from vmexec.lab import Lab, LabVm
+from vmexec.lab import Lab, LabVm, guests
 
 from .guest import agent
 
@@ -72,8 +74,8 @@ def test_cli_up_twice_returns_the_same_vms_and_down_removes_them(
     assert again.returncode == 0, again.stderr  # nothing left to remove is fine
 
 
-def test_up_extends_and_restarts_a_stopped_vm(scratch_lab: Lab, lab_vms: list[LabVm],
-                                              conn: libvirt.virConnect) -> None:
+def test_up_extends_restarts_a_stopped_vm_and_the_agent_is_supervised(
+        scratch_lab: Lab, lab_vms: list[LabVm], conn: libvirt.virConnect) -> None:
     [one] = scratch_lab.up(1)
     two = scratch_lab.up(2)
     assert two[0].uuid == one.uuid and two[1].name == f"{PREFIX}-2"
@@ -81,6 +83,17 @@ def test_up_extends_and_restarts_a_stopped_vm(scratch_lab: Lab, lab_vms: list[La
     [restarted, _] = scratch_lab.up(2)
     assert (restarted.uuid, restarted.state) == (one.uuid, "running")
     assert restarted.ready_seconds > 0  # it had to boot again
+
+    # The agent is supervised: killed, it is started again.
+    dom = conn.lookupByUUIDString(one.libvirt_uuid)
+    agent(dom, "guest-exec", path="/bin/sh", arg=["-c", "sleep 0.2; kill $(pidof qemu-ga)"])
+    time.sleep(0.5)
+    deadline = time.monotonic() + 30
+    while not guests.ping(dom):
+        assert time.monotonic() < deadline, "qemu-ga was not restarted"
+        time.sleep(0.2)
+    assert Path(restarted.console_log).read_text().count("vmexec-lab: agent started") == 2
+
     report = scratch_lab.down()
     assert sorted(report.domains) == [f"{PREFIX}-1", f"{PREFIX}-2"]
     assert report.daemons == []  # the session's VMs still need libvirtd

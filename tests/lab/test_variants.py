@@ -8,7 +8,7 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from vmexec.lab import LabVm
+from vmexec.lab import Lab, LabVm
 
 from .guest import agent
 
@@ -17,10 +17,10 @@ pytestmark = pytest.mark.vm
 DomainOf = Callable[[LabVm], libvirt.virDomain]
 
 
-def test_all_variants_exist(lab_variants: dict[str, LabVm]) -> None:
+def test_all_variants_exist(lab: Lab, lab_variants: dict[str, LabVm]) -> None:
     assert sorted(lab_variants) == ["noagent", "nochannel", "noexec", "stopped"]
     assert {kind: vm.name for kind, vm in lab_variants.items()} == {
-        kind: f"vmexec-lab-{kind}" for kind in lab_variants}
+        kind: f"{lab.prefix}-{kind}" for kind in lab_variants}
 
 
 def test_nochannel_has_no_agent_configured(lab_variants: dict[str, LabVm],

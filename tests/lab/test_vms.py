@@ -16,8 +16,8 @@ pytestmark = pytest.mark.vm
 DomainOf = Callable[[LabVm], libvirt.virDomain]
 
 
-def test_three_vms_run_with_distinct_uuids(lab_vms: list[LabVm]) -> None:
-    assert [vm.name for vm in lab_vms] == ["vmexec-lab-1", "vmexec-lab-2", "vmexec-lab-3"]
+def test_three_vms_run_with_distinct_uuids(lab: Lab, lab_vms: list[LabVm]) -> None:
+    assert [vm.name for vm in lab_vms] == [f"{lab.prefix}-{i}" for i in (1, 2, 3)]
     assert {vm.state for vm in lab_vms} == {"running"}
     assert len({vm.uuid for vm in lab_vms}) == 3
     for vm in lab_vms:

@@ -187,8 +187,11 @@ class Lab:
                     conn.close()
             for name in removed if only is not None else []:
                 self._console_log(name).unlink(missing_ok=True)
+            consoles = self.state_dir / "console"
             if only is None:
-                shutil.rmtree(self.state_dir / "console", ignore_errors=True)
+                shutil.rmtree(consoles, ignore_errors=True)
+            elif consoles.is_dir() and not any(consoles.iterdir()):
+                consoles.rmdir()
             daemons: list[str] = []
             if stop_daemons and others == 0:
                 daemons = libvirtd.stop_started()
