@@ -29,7 +29,7 @@ from vmexec.agent.targets import AgentTarget, SocketTarget
 from vmexec.api import errors as api_errors
 from vmexec.execution import errors
 from vmexec.execution.engine import Executor
-from vmexec.execution.models import ExecRequest, ExecResult, Outcome, StreamOutput
+from vmexec.execution.models import ExecRequest, ExecResult, Outcome, Platform, StreamOutput
 from vmexec.services.inventory import Inventory, VmRef
 
 
@@ -133,7 +133,8 @@ class ScriptedExecutor(Executor):
         return await self._interpret(request, run_id, sleep=True)
 
     async def recover(self, target: AgentTarget, run_id: str, *,
-                      timeout: float | None = None) -> ExecResult:
+                      platform: Platform = Platform.LINUX, max_output_bytes: int | None = None,
+                      timeout: float = 60.0) -> ExecResult:
         request = self.guest.requests.get(run_id)
         if request is None:
             raise errors.ResultLost(f"run {run_id} is unknown to the guest")

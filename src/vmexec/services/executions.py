@@ -79,10 +79,14 @@ class ExecutionService:
         await self.finish(uuid, result)
         return result
 
-    async def recover(self, uuid: str, vm: VmRef, *, timeout: float | None) -> ExecResult:
-        """Collect the result of execution ``uuid`` after a restart of vmexec. Raises the
-        engine's errors (``ResultLost`` when the guest no longer has it)."""
-        result = await self._executor.recover(vm.target, uuid, timeout=timeout)
+    async def recover(self, uuid: str, vm: VmRef, request: ExecRequest, *,
+                      timeout: float) -> ExecResult:
+        """Collect the result of execution ``uuid`` (started as ``request``) after a restart
+        of vmexec. Raises the engine's errors (``ResultLost`` when the guest no longer has
+        it)."""
+        result = await self._executor.recover(
+            vm.target, uuid, platform=request.platform,
+            max_output_bytes=request.max_output_bytes, timeout=timeout)
         await self.finish(uuid, result)
         return result
 

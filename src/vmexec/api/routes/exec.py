@@ -150,7 +150,8 @@ async def _run(services: Services, job_uuid: str, caller: Caller, vm: VmRef,
 
 def resumer(services: Services) -> Any:
     """The job resumer for this API: collects the result of a command started before vmexec
-    restarted (the engine finds it in the guest by its run id, the job UUID)."""
+    restarted (the engine finds it in the guest by its run id, the job UUID). The command
+    cannot outlive its own timeout, so that bounds the wait."""
     async def resume(job_uuid: str, stored: Mapping[str, Any]) -> JobReply:
         request = request_from_json(stored["request"])
         vm_uuid = str(stored["vmInstanceUuid"])
@@ -161,7 +162,7 @@ def resumer(services: Services) -> Any:
             await services.executions.fail(job_uuid, error.code, error.details)
             return JobReply(error.status, error.body())
         return await _finish(services, job_uuid, vm_uuid, request, services.executions.recover(
-            job_uuid, vm, timeout=request.timeout + GRACE_SECONDS))
+            job_uuid, vm, request, timeout=request.timeout))
     return resume
 
 

@@ -17,8 +17,10 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def _uuid(name: str, *args: sa.ForeignKey, **kw: bool) -> sa.Column[str]:
-    return sa.Column(name, sa.String(32), *args, **kw)
+def _uuid(name: str, *args: sa.ForeignKey, primary_key: bool = False, nullable: bool = True,
+          index: bool = False) -> sa.Column[str]:
+    return sa.Column(name, sa.String(32), *args, primary_key=primary_key, nullable=nullable,
+                     index=index)
 
 
 def _date(name: str, nullable: bool = False) -> sa.Column[object]:
