@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from fixtures.engine import target_of
 
 from vmexec.agent.directory import AgentDirectory
 from vmexec.agent.errors import AgentTimeout
@@ -25,8 +26,6 @@ from vmexec.execution.errors import (
 )
 from vmexec.execution.models import ExecRequest
 from vmexec.hypervisor.libvirt_host import LibvirtHosts
-
-from .conftest import target_of
 
 pytestmark = pytest.mark.vm
 

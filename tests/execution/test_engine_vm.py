@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from fixtures.engine import target_of
 
 from vmexec.agent.targets import LibvirtTarget
 from vmexec.execution.engine import Executor
 from vmexec.execution.models import ExecRequest, ExecResult, OutputChunk, Shell
-
-from .conftest import target_of
 
 pytestmark = pytest.mark.vm
 

@@ -27,6 +27,7 @@ from vmexec.execution.guestfiles import RunFiles
 from vmexec.execution.linux import LinuxPlatform
 from vmexec.execution.models import (
     MAX_COMMAND_CHARS,
+    MAX_STDIN_BYTES,
     MAX_TIMEOUT_SECONDS,
     ExecRequest,
     ExecResult,
@@ -54,6 +55,8 @@ POLL_START, POLL_GROWTH, POLL_MAX = 0.002, 1.3, 0.25
 WATCHDOG_AFTER = 2.0
 #: Seconds past the deadline (after the kill) before vmexec stops waiting for the agent.
 KILL_WAIT = 15.0
+#: How often a long poll also looks at the run's status file (seconds).
+HOLDER_CHECK = 1.0
 #: Finished runs whose files are deleted together, this long after the first finished.
 CLEANUP_DELAY = 2.0
 
@@ -98,6 +101,8 @@ def validate(request: ExecRequest) -> None:
             f"timeout must be more than 0 and at most {MAX_TIMEOUT_SECONDS} seconds")
     if request.max_output_bytes < 0:
         raise errors.InvalidExecRequest("maxOutputBytes must not be negative")
+    if request.stdin and len(request.stdin) > MAX_STDIN_BYTES:
+        raise errors.InvalidExecRequest(f"stdin is larger than {MAX_STDIN_BYTES} bytes")
 
 
 @dataclass
@@ -184,7 +189,8 @@ class Executor:
             status = await files.wait_status(timeout)
             if status is None and await files.alive():
                 pid = await files.pid()
-                await self._helper(run, guest.platform.kill(run_id, pid, run_dir))
+                await self._helper(run, guest.platform.kill(run_id, pid, run_dir),
+                                   wait=KILL_WAIT)
                 run.killed = True
                 status = await files.wait_status(5.0)
             timed_out = run.killed or await files.exists("timeout")
@@ -247,31 +253,35 @@ class Executor:
                 files = RunFiles(run.agent, guest.platform, run.run_id, guest.run_dir)
                 deadline = loop.time() + request.timeout
                 reply: ExecStatus | None = None
-                async for chunk in self._wait(run, files, deadline, follow):
-                    if isinstance(chunk, ExecStatus):
-                        reply = chunk
+                status: Status | None = None
+                async for item in self._wait(run, files, deadline, follow):
+                    if isinstance(item, ExecStatus):
+                        reply = item
+                    elif isinstance(item, Status):
+                        status = item
+                        guest.helpers.append(run.pid)  # reap once the pipe holder is gone
                     else:
-                        yield chunk
+                        yield item
                 finished = _now()
-                status, _ = split_inline(reply.stdout) if reply else (None, b"")
+                if reply is not None:
+                    status, _ = split_inline(reply.stdout)
                 if status is not None and status.setup_error == "run-dir-unwritable":
-                    next_dirs = guest.platform.run_dirs
-                    index = next_dirs.index(guest.run_dir) + 1 if guest.run_dir in next_dirs \
-                        else len(next_dirs)
-                    if index < len(next_dirs):
-                        guest.run_dir = next_dirs[index]
+                    dirs = guest.platform.run_dirs
+                    index = dirs.index(guest.run_dir) + 1 if guest.run_dir in dirs else len(dirs)
+                    if index < len(dirs):
+                        guest.run_dir = dirs[index]
                         continue
                 break
             if status is not None and status.setup_error:
                 raise _setup_error(status, reply.stderr if reply else b"")
-            if reply is None:
+            if status is None and reply is None:
                 # The exited reply never reached us: the guest's files have the result.
                 status = await files.wait_status(max(1.0, deadline + KILL_WAIT - loop.time()))
-                timed_out = run.killed or await files.exists("timeout")
-            else:
-                if status is None:
-                    status = Status(exit_code=_shell_status(reply), run_dir=guest.run_dir)
-                timed_out = run.killed or status.timed_out
+            elif reply is not None and (status is None or reply.signal is not None):
+                # Killed by a signal before (or without) its EXIT trap: the agent knows best.
+                status = Status(exit_code=_shell_status(reply), run_dir=guest.run_dir)
+            timed_out = run.killed or (status is not None and status.timed_out) or (
+                reply is None and await files.exists("timeout"))
             result = await self._collect(run, files, status, timed_out=timed_out,
                                          finished=finished)
         except agent_errors.AgentError as exc:
@@ -283,12 +293,14 @@ class Executor:
         yield result
 
     async def _wait(self, run: _Run, files: RunFiles, deadline: float,
-                    follow: bool) -> AsyncIterator[OutputChunk | ExecStatus]:
+                    follow: bool) -> AsyncIterator[OutputChunk | ExecStatus | Status]:
         """Poll until the agent reports the run exited (yielding that reply, which the agent
-        gives only once) or the reply is known lost; kill the run at the deadline."""
+        gives only once), or its status file shows it ended (yielding that status), or the
+        reply is known lost (yielding nothing more); kill the run at the deadline."""
         loop = asyncio.get_running_loop()
         delay = POLL_START
         watchdog_at = loop.time() + min(WATCHDOG_AFTER, run.request.timeout)
+        holder_check = loop.time() + HOLDER_CHECK
         while True:
             try:
                 reply = await run.agent.exec_status(run.pid, timeout=CALL_TIMEOUT)
@@ -305,10 +317,17 @@ class Executor:
             if follow:
                 for chunk in await files.read_new():
                     yield chunk
+            if now >= holder_check:
+                # Still "running" a while: a background process may hold the agent's pipe
+                # after the command itself ended; the status file says so.
+                holder_check = now + HOLDER_CHECK
+                if (status := await files.status()) is not None:
+                    yield status
+                    return
             if not run.killed and now >= deadline:
                 run.killed = True
                 await self._helper(run, run.guest.platform.kill(
-                    run.run_id, run.pid, run.guest.run_dir))
+                    run.run_id, run.pid, run.guest.run_dir), wait=KILL_WAIT)
             elif now >= watchdog_at and not run.killed:
                 watchdog_at = float("inf")
                 launch = run.guest.platform.watchdog(run.run_id, run.pid, run.guest.run_dir,
@@ -324,19 +343,26 @@ class Executor:
     async def _collect(self, run: _Run, files: RunFiles, status: Status | None, *,
                        timed_out: bool, finished: datetime) -> ExecResult:
         limit = run.request.max_output_bytes
-        code_page = status.code_page if status else None
-        stdout, stderr = await files.read_outputs(limit, code_page)
+        stdout, stderr = await files.read_outputs(limit, status)
         code = status.exit_code if status else None
         return _result(run.run_id, code, timed_out, stdout, stderr, run.started, finished)
 
-    async def _helper(self, run: _Run, launch: Launch) -> None:
-        """Start a helper process (kill, watchdog) in the guest; reaped later."""
+    async def _helper(self, run: _Run, launch: Launch, *, wait: float = 0.0) -> None:
+        """Start a helper process (kill, watchdog) in the guest; with ``wait``, wait that long
+        for it to finish (a kill returns once everything it kills is gone)."""
         try:
             pid = await run.agent.exec(launch.path, launch.args, input_data=launch.input_data,
                                        capture_output=launch.capture_output,
                                        timeout=CALL_TIMEOUT)
+            loop = asyncio.get_running_loop()
+            until, delay = loop.time() + wait, 0.01
+            while loop.time() < until:
+                if (await run.agent.exec_status(pid, timeout=CALL_TIMEOUT)).exited:
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 1.5, 0.2)
         except agent_errors.AgentError as exc:
-            log.warning("could not start a helper for run %s: %s", run.run_id, exc)
+            log.warning("helper for run %s failed: %s", run.run_id, exc)
             return
         run.guest.helpers.append(pid)
 

@@ -49,11 +49,20 @@ _SETUP = (
     ' in the guest" >&2; exit 0; }}; fi; shift;'
     ' for __vmexec_kv; do export "$__vmexec_kv"; done; unset __vmexec_kv; set --;'
     " export VMEXEC_RUN_ID={id}; echo $$ >{f}.pid;"
-    " exec >{f}.out 2>{f}.err;"
+    # fd 9 keeps the agent's stdout pipe for the status line; the command writes to files.
+    " exec 9>&1 >{f}.out 2>{f}.err;"
+    # sh and dash skip the EXIT trap when a signal kills them, bash runs it with $? = 0:
+    # turn the usual signals into an exit with the conventional status instead.
+    " trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM;"
+    # On exit: the status to the .rc file (durable) and to the agent (fast), with flags
+    # telling which output files are not empty, so the client reads only those.
+    " trap '__vmexec_rc=$? __vmexec_o=o0 __vmexec_e=e0;"
+    " [ -s {f}.out ] && __vmexec_o=o1; [ -s {f}.err ] && __vmexec_e=e1;"
+    " printf \"%s exited {d}\\n\" $__vmexec_rc >{f}.rc;"
+    " printf \"VMEXEC1 %s exited {d} %s%s\\n\" $__vmexec_rc $__vmexec_o $__vmexec_e 2>/dev/null >&9' EXIT; "
 )
-_DIRECT = _SETUP + " trap 'printf \"%s exited {d}\\n\" $? >{f}.rc' EXIT; "
+_DIRECT = _SETUP
 
-# The supervised form: script, interpreter ("" for a #! script), user, then _SETUP's parameters.
 SUPERVISOR = r"""
 script=$1 interp=$2 user=$3; shift 3
 fail() { echo "VMEXEC1 setup $1"; echo "$2" >&2; exit 0; }
@@ -78,9 +87,9 @@ fi
 """
 _DISPATCH = r"""
 case $how in
-runuser) runuser -u "$user" -- $interp "$F.sh" ;;
-su) su -s /bin/sh "$user" -c 'exec "$0" "$@"' $interp "$F.sh" ;;
-*) $interp "$F.sh" ;;
+runuser) runuser -u "$user" -- $interp "$F.sh" 9>&- ;;
+su) su -s /bin/sh "$user" -c 'exec "$0" "$@"' $interp "$F.sh" 9>&- ;;
+*) $interp "$F.sh" 9>&- ;;
 esac
 """
 

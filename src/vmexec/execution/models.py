@@ -11,6 +11,8 @@ from datetime import datetime
 AGENT_OUTPUT_CAP = 16 * 1024 * 1024
 MAX_COMMAND_CHARS = 65_536
 MAX_TIMEOUT_SECONDS = 86_400
+#: stdin travels inside one agent request, which libvirt caps at 4 MiB of JSON.
+MAX_STDIN_BYTES = 1024 * 1024
 
 
 class Platform(enum.StrEnum):

@@ -1,11 +1,13 @@
 """The status line every guest supervisor (Linux and Windows) prints before the output.
 
-``VMEXEC1 <exit code> exited|timeout <run dir> [cp<code page>]`` or ``VMEXEC1 setup <reason>``.
+``VMEXEC1 <exit code> exited|timeout <run dir> [o<0|1>e<0|1>] [cp<code page>]`` or
+``VMEXEC1 setup <reason>``; the ``o/e`` flags say whether stdout / stderr have any bytes.
 The run's ``.rc`` file holds the same fields without the tag.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 TAG = b"VMEXEC1"
@@ -20,6 +22,9 @@ class Status:
     run_dir: str | None = None
     #: Code page the guest's console uses (Windows), e.g. ``cp936``.
     code_page: str | None = None
+    #: Whether stdout / stderr have any bytes (None: unknown, read the file to see).
+    has_stdout: bool | None = None
+    has_stderr: bool | None = None
 
 
 def parse_status(line: bytes) -> Status | None:
@@ -33,9 +38,13 @@ def parse_status(line: bytes) -> Status | None:
         exit_code = int(parts[0])
     except ValueError:
         return None
-    code_page = parts[3] if len(parts) > 3 and parts[3].startswith("cp") else None
+    extra = parts[3:]
+    code_page = next((p for p in extra if p.startswith("cp")), None)
+    flags = next((p for p in extra if re.fullmatch(r"o[01]e[01]", p)), None)
     return Status(exit_code=exit_code, timed_out=parts[1] == "timeout",
-                  run_dir=parts[2] if len(parts) > 2 else None, code_page=code_page)
+                  run_dir=parts[2] if len(parts) > 2 else None, code_page=code_page,
+                  has_stdout=flags[1] == "1" if flags else None,
+                  has_stderr=flags[3] == "1" if flags else None)
 
 
 def split_inline(stdout: bytes) -> tuple[Status | None, bytes]:
