@@ -41,12 +41,15 @@ VIRTIO_MODULES = ("virtio_ring", "virtio", "virtio_pci_legacy_dev", "virtio_pci_
                   "virtio_pci", "virtio_console")
 
 #: Host packages whose files go into the image (their libraries' packages are added).
-HOST_PACKAGES = ["busybox-static", "qemu-guest-agent", "bash", "coreutils",
+HOST_PACKAGES = ["busybox-static", "qemu-guest-agent", "bash-static", "coreutils",
                  "python3.11-minimal", "libpython3.11-minimal", "libpython3.11-stdlib"]
 
 #: Dynamically linked host programs copied into the image, with their libraries.
 #: coreutils' nohup because Debian's busybox has no nohup applet.
-PROGRAMS = ("/usr/sbin/qemu-ga", "/usr/bin/bash", "/usr/bin/python3.11", "/usr/bin/nohup")
+PROGRAMS = ("/usr/sbin/qemu-ga", "/usr/bin/python3.11", "/usr/bin/nohup")
+#: Statically linked programs, by guest path. bash is the default shell of every command:
+#: a dynamically linked bash costs ~100 ms per start in a TCG guest, a static one ~10 ms.
+STATIC_PROGRAMS = {"usr/bin/bash": "/usr/bin/bash-static"}
 
 PYTHON_VERSION = "3.11"
 #: Pure-python modules from libpython3.11-stdlib added to the minimal stdlib.
@@ -168,7 +171,7 @@ def _collect_inputs() -> _Inputs:
         log.warning("cannot resolve the cloud kernel (%s); using cached %s", exc, cached)
         kernel_package, kernel_version = cached
 
-    files: dict[str, str] = {"usr/bin/busybox": "/usr/bin/busybox"}
+    files: dict[str, str] = {"usr/bin/busybox": "/usr/bin/busybox", **STATIC_PROGRAMS}
     for program in PROGRAMS:
         for host in [program, *_ldd(program)]:
             files[_guest_path(host)] = host
