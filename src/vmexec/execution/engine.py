@@ -117,6 +117,8 @@ class _Guest:
     finished: dict[str, list[str]] = field(default_factory=dict)
     #: Helper processes (kill, watchdog, cleanup) whose agent records must still be reaped.
     helpers: list[int] = field(default_factory=list)
+    #: guest-file handles of collected output, closed with the next cleanup.
+    handles: list[int] = field(default_factory=list)
     flush: asyncio.TimerHandle | None = None
 
 
@@ -221,8 +223,8 @@ class Executor:
             guest = self._guests[target] = _Guest(p, p.run_dirs[0])
         return guest
 
-    async def _start(self, run: _Run) -> ExecStatus | None:
-        """Start the run; returns the agent's exited reply if setup already ended it."""
+    async def _start(self, run: _Run) -> None:
+        """Start the run (falling back to ``/bin/sh`` in a guest without bash)."""
         guest = run.guest
         while True:
             launch = guest.platform.launch(run.request, run.run_id, run_dir=guest.run_dir,
@@ -239,7 +241,7 @@ class Executor:
                                                  errors.SetupReason.INTERPRETER_MISSING) from None
                 guest.interpreter = "/bin/sh"  # this guest has no bash: plain sh it is
                 continue
-            return None
+            return
 
     async def _execute(self, target: AgentTarget, request: ExecRequest, run_id: str | None,
                        *, follow: bool) -> AsyncIterator[OutputChunk | ExecResult]:
@@ -247,13 +249,15 @@ class Executor:
         guest = self._guest(target, request.platform)
         run = _Run(request, run_id or new_run_id(), guest, self.agents.get(target))
         loop = asyncio.get_running_loop()
+        reply: ExecStatus | None = None
+        status: Status | None = None
         try:
             while True:
                 await self._start(run)
-                files = RunFiles(run.agent, guest.platform, run.run_id, guest.run_dir)
+                files = RunFiles(run.agent, guest.platform, run.run_id, guest.run_dir,
+                                 deferred_closes=guest.handles)
                 deadline = loop.time() + request.timeout
-                reply: ExecStatus | None = None
-                status: Status | None = None
+                reply = status = None
                 async for item in self._wait(run, files, deadline, follow):
                     if isinstance(item, ExecStatus):
                         reply = item
@@ -389,6 +393,10 @@ class Executor:
                     launch = guest.platform.cleanup(run_dir, run_ids)
                     guest.helpers.append(await agent.exec(
                         launch.path, launch.args, capture_output=False, timeout=CALL_TIMEOUT))
+            handles, guest.handles = guest.handles, []
+            for handle in handles:
+                with contextlib.suppress(agent_errors.AgentCommandError):
+                    await agent.file_close(handle, timeout=CALL_TIMEOUT)
             # The agent keeps a record of every process until its status is read.
             still = []
             for pid in guest.helpers:

@@ -23,8 +23,11 @@ _KINDS = {StreamName.STDOUT: "out", StreamName.STDERR: "err"}
 
 class RunFiles:
     def __init__(self, agent: GuestAgent, platform: GuestPlatform, run_id: str,
-                 run_dir: str | None) -> None:
+                 run_dir: str | None, *, deferred_closes: list[int] | None = None) -> None:
         self.agent = agent
+        #: Where to leave handles of fully read files for a later batch close (saves a round
+        #: trip on the result's critical path); None closes them at once.
+        self.deferred_closes = deferred_closes
         self.platform = platform
         self.run_id = run_id
         self.run_dir = run_dir
@@ -74,7 +77,12 @@ class RunFiles:
             if len(data) > limit:
                 data = data[:limit]
                 size = await self.agent.file_seek(handle, 0, 2)
-        finally:
+        except BaseException:
+            await self._close(handle)
+            raise
+        if self.deferred_closes is not None:
+            self.deferred_closes.append(handle)
+        else:
             await self._close(handle)
         return data, size
 
