@@ -1,3 +1,3 @@
 """Shared pytest wiring: fixture plugins live in tests/fixtures/, one module per resource."""
 
-pytest_plugins = ["fixtures.lab", "fixtures.server", "fixtures.engine"]
+pytest_plugins = ["fixtures.lab", "fixtures.server", "fixtures.engine", "fixtures.postgres"]

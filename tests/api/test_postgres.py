@@ -1,0 +1,54 @@
+"""The same server on PostgreSQL (a throwaway cluster): migrations, sessions, jobs across a
+restart, duplicate job UUIDs and the execution record."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+
+import pytest
+from fixtures.server import RunningServer
+
+from api.doubles import FakeGuest
+from api.test_exec import EXEC, body, error_of
+from api.test_exec_async import JOBS, accepted, poll
+
+pytestmark = pytest.mark.slow
+
+
+def psql(url: str, query: str) -> list[list[str]]:
+    out = subprocess.run(["psql", url, "-AtF", "|", "-c", query], check=True,
+                         capture_output=True, text=True, timeout=60).stdout
+    return [line.split("|") for line in out.splitlines()]
+
+
+def test_the_api_on_postgresql(start_scripted, fake_guest: FakeGuest,
+                               postgres_url: str) -> None:
+    first: RunningServer = start_scripted(db=postgres_url)
+    assert first.settings.db.startswith("postgresql+asyncpg://")
+    job = uuid.uuid4().hex
+    with first.client() as client:
+        done = client.put(EXEC, json=body("echo on pg\nexit 4"), headers={"X-Job-UUID": job})
+        assert done.status_code == 200 and done.json()["exitCode"] == 4
+        error_of(client.put(EXEC, json=body(), headers={"X-Job-UUID": job}), 503, "SYS.1007")
+        running = accepted(client.post(EXEC, json=body("echo a\nsleep 60\necho b"),
+                                       headers={"Prefer": "respond-async"}))
+    deadline = time.monotonic() + 10
+    while running.rsplit("/", 1)[1] not in fake_guest.runs:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    first.stop()
+
+    second: RunningServer = start_scripted(db=postgres_url)  # migrations again: a no-op
+    with second.client() as client:
+        assert client.get(JOBS + job).json()["stdout"] == "on pg\n"
+        resumed = poll(client, JOBS + running.rsplit("/", 1)[1])
+        assert resumed.status_code == 200 and resumed.json()["stdout"] == "a\nb\n"
+        session = first.session  # sessions live in the database too
+        assert client.get(f"/zstack/v1/accounts/sessions/{session}/valid").json() == {
+            "valid": True}
+    assert psql(postgres_url, "SELECT count(*) FROM accounts") == [["1"]]
+    assert psql(postgres_url, f"SELECT outcome, exit_code, stdout_bytes FROM executions "
+                              f"WHERE uuid = '{job}'") == [["exited", "4", "6"]]
+    assert psql(postgres_url, "SELECT version_num FROM alembic_version")[0][0].startswith("000")
