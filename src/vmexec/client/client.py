@@ -1,0 +1,297 @@
+"""The async client of vmexec's ZStack-compatible API.
+
+    async with AsyncClient("http://127.0.0.1:8080") as client:
+        await client.login("admin", "password")
+        vm = await client.find_vm("vmexec-lab-1")
+        result = await client.exec(vm.uuid, "uname -a")
+        print(result.exit_code, result.stdout)
+
+Every method raises :class:`~vmexec.client.errors.ClientError` subclasses only: ``ApiError``
+(the server said no, with ZStack's ErrorCode), ``ConnectionFailed`` (no server, or no reply in
+time), ``NotLoggedIn`` and ``VmNotFound``. httpx's exceptions are translated once, in ``_send``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import uuid as uuidlib
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any, Literal, Self
+
+import httpx
+
+import vmexec
+from vmexec.client.errors import ApiError, ClientError, ConnectionFailed, NotLoggedIn, VmNotFound
+from vmexec.client.models import ExecResult, Host, Session, VmInstance
+
+API = "/zstack/v1"
+EXEC_PATH = f"{API}/vm-instances/commands/exec"
+#: Seconds the server may hold an exec request before answering ``202`` (``Prefer: wait=N``):
+#: long commands are then polled, so no single HTTP request outlives proxies' idle timeouts.
+EXEC_WAIT = 20
+#: Seconds between polls of a running job, at most (the first polls come sooner).
+POLL_INTERVAL = 1.0
+#: Seconds a job may run past the ``apiTimeout`` its ``202`` announced before the client stops.
+POLL_SLACK = 30.0
+
+_UUID = re.compile(r"^[0-9a-fA-F]{32}$")
+
+Platform = Literal["Linux", "Windows"]
+Shell = Literal["default", "sh", "bash", "cmd", "powershell"]
+QueryApi = Literal["vm-instances", "hosts"]
+
+
+def sha512_hex(password: str) -> str:
+    """The password as ZStack clients send it: the hex SHA-512 of its UTF-8 bytes."""
+    return hashlib.sha512(password.encode()).hexdigest()
+
+
+def is_uuid(value: str) -> bool:
+    """Whether ``value`` looks like a ZStack UUID (32 hex digits)."""
+    return bool(_UUID.match(value))
+
+
+class AsyncClient:
+    """One server, one session (``session``: a session UUID, e.g. from a previous login).
+
+    ``timeout`` bounds each HTTP request but the exec calls, which get ``exec_wait`` more:
+    the seconds the server may hold an exec request before it answers ``202`` (then polled).
+    ``transport`` is passed to httpx (e.g. a custom TLS or proxy transport).
+    """
+
+    def __init__(self, server: str, *, session: str | None = None, timeout: float = 30.0,
+                 exec_wait: int = EXEC_WAIT,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.server = server.rstrip("/")
+        self.session = session
+        self._timeout = timeout
+        self._exec_wait = exec_wait
+        self._http = httpx.AsyncClient(
+            base_url=self.server, timeout=timeout, transport=transport,
+            headers={"User-Agent": f"vmexec-client/{vmexec.__version__}"})
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # --- HTTP ----------------------------------------------------------------------------------
+    async def _send(self, method: str, url: str, *, auth: bool = True,
+                    headers: Mapping[str, str] | None = None,
+                    timeout: float | None = None, **kwargs: Any) -> httpx.Response:
+        """One request. Raises NotLoggedIn (``auth`` without a session), ConnectionFailed."""
+        all_headers = dict(headers or {})
+        if auth:
+            if not self.session:
+                raise NotLoggedIn("not logged in")
+            all_headers["Authorization"] = f"OAuth {self.session}"
+        try:
+            return await self._http.request(method, url, headers=all_headers,
+                                            timeout=timeout or self._timeout, **kwargs)
+        except httpx.TimeoutException:
+            raise ConnectionFailed(self.server,
+                                   f"no reply within {timeout or self._timeout:g}s") from None
+        except httpx.TransportError as exc:
+            raise ConnectionFailed(self.server, str(exc) or type(exc).__name__) from None
+
+    @staticmethod
+    def _body(response: httpx.Response) -> dict[str, Any]:
+        """The JSON object of a ``2xx`` reply. Raises ApiError for any other reply."""
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.is_success and isinstance(body, dict):
+            return body
+        if response.is_success:
+            raise ApiError(response.status_code, f"HTTP.{response.status_code}",
+                           "the reply is not a JSON object", response.text[:500])
+        raise ApiError.from_reply(response.status_code, body, response.text)
+
+    async def _call(self, method: str, path: str, *, auth: bool = True,
+                    **kwargs: Any) -> dict[str, Any]:
+        return self._body(await self._send(method, path, auth=auth, **kwargs))
+
+    # --- sessions ------------------------------------------------------------------------------
+    async def login(self, account: str, password: str, *, hashed: bool = False) -> Session:
+        """LogInByAccount; the new session becomes this client's. ``password`` is the plain
+        password unless ``hashed`` (then it is already its SHA-512 hex).
+
+        Raises ApiError (``ID.1000`` for a wrong name or password), ConnectionFailed.
+        """
+        reply = await self._call("PUT", f"{API}/accounts/login", auth=False, json={
+            "logInByAccount": {"accountName": account,
+                               "password": password if hashed else sha512_hex(password)}})
+        session = Session.from_wire(reply["inventory"])
+        self.session = session.uuid
+        return session
+
+    async def logout(self) -> None:
+        """LogOut of this client's session (nothing to do without one). Raises ApiError,
+        ConnectionFailed."""
+        if self.session:
+            await self._call("DELETE", f"{API}/accounts/sessions/{self.session}", auth=False)
+            self.session = None
+
+    async def validate_session(self, session: str | None = None) -> bool:
+        """ValidateSession of ``session`` (default: this client's). Raises NotLoggedIn,
+        ApiError, ConnectionFailed."""
+        uuid = session or self.session
+        if not uuid:
+            raise NotLoggedIn("not logged in: no session to validate")
+        reply = await self._call("GET", f"{API}/accounts/sessions/{uuid}/valid", auth=False)
+        return bool(reply.get("valid"))
+
+    # --- queries -------------------------------------------------------------------------------
+    async def query(self, api: QueryApi, conditions: Sequence[str] = (), *,
+                    uuid: str | None = None, limit: int | None = None,
+                    start: int | None = None, sort: str | None = None,
+                    fields: Sequence[str] | None = None, count: bool = False,
+                    reply_with_count: bool = False) -> dict[str, Any]:
+        """A ZStack query API (QueryVmInstance: ``vm-instances``, QueryHost: ``hosts``), its
+        reply as sent (``inventories``, ``total``, ``schema``). ``conditions`` are ``q=``
+        strings such as ``name=vm_1`` or ``state?=Running,Paused``.
+
+        Raises ApiError (``SYS.1007`` for unknown fields), NotLoggedIn, ConnectionFailed.
+        """
+        params: list[tuple[str, str]] = [("q", c) for c in conditions]
+        for key, value in (("limit", limit), ("start", start), ("sort", sort)):
+            if value is not None:
+                params.append((key, str(value)))
+        if fields:
+            params.append(("fields", ",".join(fields)))
+        if count:
+            params.append(("count", "true"))
+        if reply_with_count:
+            params.append(("replyWithCount", "true"))
+        path = f"{API}/{api}" + (f"/{uuid}" if uuid else "")
+        return await self._call("GET", path, params=params)
+
+    async def query_vms(self, *conditions: str, limit: int | None = None,
+                        sort: str | None = None) -> list[VmInstance]:
+        """QueryVmInstance with ``q=`` ``conditions`` (all must hold). Raises as ``query``."""
+        reply = await self.query("vm-instances", conditions, limit=limit, sort=sort)
+        return [VmInstance.from_wire(inv) for inv in reply.get("inventories") or []]
+
+    async def get_vm(self, uuid: str) -> VmInstance:
+        """The VM with this UUID. Raises VmNotFound, and as ``query``."""
+        reply = await self.query("vm-instances", uuid=uuid)
+        inventories = reply.get("inventories") or []
+        if not inventories:
+            raise VmNotFound(uuid, f"no VM has the uuid {uuid}")
+        return VmInstance.from_wire(inventories[0])
+
+    async def find_vm(self, ref: str) -> VmInstance:
+        """The VM whose UUID or name is ``ref`` (a UUID wins over a name).
+
+        Raises VmNotFound when none matches or when several VMs share the name, and as
+        ``query``.
+        """
+        if is_uuid(ref):
+            found = await self.query("vm-instances", uuid=ref.lower())
+            if found.get("inventories"):
+                return VmInstance.from_wire(found["inventories"][0])
+        named = await self.query_vms(f"name={ref}")
+        if not named:
+            raise VmNotFound(ref, f"no VM has the uuid or name {ref!r}")
+        if len(named) > 1:
+            uuids = ", ".join(vm.uuid for vm in named)
+            raise VmNotFound(ref, f"{len(named)} VMs are named {ref!r} ({uuids}): "
+                                  "give a uuid instead")
+        return named[0]
+
+    # --- ExecuteGuestVmCommand -------------------------------------------------------------------
+    async def execute(self, params: Mapping[str, Any], *,
+                      system_tags: Sequence[str] | None = None,
+                      user_tags: Sequence[str] | None = None) -> dict[str, Any]:
+        """ExecuteGuestVmCommand with ``params`` as given (ZStack's wire names:
+        ``vmInstanceUuid``, ``platform``, ``command``, ``commandTimeout``, and vmexec's
+        ``stdin``, ``env``, ``workingDirectory``, ``runAs``, ``shell``, ``maxOutputBytes``);
+        the result reply as sent. A ``202`` is polled until the result is there.
+
+        Raises ApiError (CommandTimedOut for ``VM.EXEC.1001``), NotLoggedIn, ConnectionFailed,
+        ClientError when a polled job outlives the time the server announced for it.
+        """
+        body: dict[str, Any] = {"params": dict(params)}
+        if system_tags is not None:
+            body["systemTags"] = list(system_tags)
+        if user_tags is not None:
+            body["userTags"] = list(user_tags)
+        # Our own job UUID: the server's logs and job records then match what we sent.
+        headers = {"X-Job-UUID": uuidlib.uuid4().hex, "Prefer": f"wait={self._exec_wait}"}
+        response = await self._send("PUT", EXEC_PATH, json=body, headers=headers,
+                                    timeout=self._exec_wait + self._timeout)
+        if response.status_code != 202:
+            return self._body(response)
+        accepted = self._body(response)
+        return await self._poll(str(accepted["location"]),
+                                float(accepted.get("apiTimeout") or 0) / 1000)
+
+    async def _poll(self, location: str, api_timeout: float) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + api_timeout + POLL_SLACK
+        delay = 0.1
+        while True:
+            await asyncio.sleep(delay)
+            # Short commands finish soon after the wait window: poll fast first, then 1/s.
+            delay = min(delay * 2, POLL_INTERVAL)
+            response = await self._send("GET", location)
+            if response.status_code != 202:
+                return self._body(response)
+            if loop.time() > deadline:
+                raise ClientError(f"the job at {location} is still running "
+                                  f"{api_timeout + POLL_SLACK:g}s after it was accepted")
+
+    async def exec(self, vm_uuid: str, command: str, *, platform: Platform = "Linux",
+                   timeout: int | None = None, stdin: str | None = None,
+                   env: Mapping[str, str] | None = None, working_directory: str | None = None,
+                   run_as: str | None = None, shell: Shell | None = None,
+                   max_output_bytes: int | None = None) -> ExecResult:
+        """Run ``command`` (a script) in the VM and return its result, whatever its exit code.
+
+        ``timeout`` is ``commandTimeout`` in seconds (server default when None). Raises
+        CommandTimedOut (its ``partial`` has the output so far), ApiError (``VM.EXEC.*`` when
+        the guest cannot run it, ``SYS.1007`` for bad arguments or an unknown VM),
+        NotLoggedIn, ConnectionFailed.
+        """
+        optional = {"commandTimeout": timeout, "stdin": stdin,
+                    "env": dict(env) if env else None, "workingDirectory": working_directory,
+                    "runAs": run_as, "shell": shell, "maxOutputBytes": max_output_bytes}
+        params = {"vmInstanceUuid": vm_uuid, "platform": platform, "command": command,
+                  **{k: v for k, v in optional.items() if v is not None}}
+        return ExecResult.from_wire(await self.execute(params))
+
+    # --- hosts ---------------------------------------------------------------------------------
+    async def add_host(self, name: str, *, management_ip: str | None = None,
+                       username: str | None = None, ssh_port: int | None = None,
+                       libvirt_uri: str | None = None,
+                       description: str | None = None) -> Host:
+        """AddKVMHost: reached over SSH as ``username@management_ip`` or by ``libvirt_uri``
+        (any libvirt URI, or ``unix:///dir`` of agent sockets). Raises ApiError (``SYS.1006``
+        when the host does not answer, ``SYS.1007`` for bad or duplicate URIs), NotLoggedIn,
+        ConnectionFailed."""
+        optional = {"managementIp": management_ip, "username": username, "sshPort": ssh_port,
+                    "libvirtUri": libvirt_uri, "description": description}
+        params = {"name": name, **{k: v for k, v in optional.items() if v is not None}}
+        # Connecting to a remote libvirt can take a while (SSH, then libvirt's own handshake).
+        reply = await self._call("POST", f"{API}/hosts/kvm", json={"params": params},
+                                 timeout=max(self._timeout, 120.0))
+        return Host.from_wire(reply["inventory"])
+
+    async def query_hosts(self, *conditions: str) -> list[Host]:
+        """QueryHost with ``q=`` ``conditions``. Raises as ``query``."""
+        reply = await self.query("hosts", conditions)
+        return [Host.from_wire(inv) for inv in reply.get("inventories") or []]
+
+    async def delete_host(self, uuid: str) -> None:
+        """DeleteHost (its VMs keep running; the server only stops managing them). Raises
+        ApiError, NotLoggedIn, ConnectionFailed."""
+        await self._call("DELETE", f"{API}/hosts/{uuid}")

@@ -1,0 +1,121 @@
+"""Typed views of the server's replies. Each keeps the reply's JSON object in ``raw`` (with every
+field, including ones this client does not know), so nothing the server sends is lost."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+@dataclass(frozen=True)
+class Session:
+    """LogInByAccount's ``inventory``: ``uuid`` goes in ``Authorization: OAuth <uuid>``."""
+
+    uuid: str
+    account_uuid: str | None = None
+    user_uuid: str | None = None
+    expired_date: str | None = None
+    create_date: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_wire(cls, inv: Mapping[str, Any]) -> Session:
+        return cls(uuid=str(inv["uuid"]), account_uuid=_str(inv.get("accountUuid")),
+                   user_uuid=_str(inv.get("userUuid")),
+                   expired_date=_str(inv.get("expiredDate")),
+                   create_date=_str(inv.get("createDate")), raw=dict(inv))
+
+
+@dataclass(frozen=True)
+class VmInstance:
+    """The VmInstanceInventory fields a client usually needs (``raw`` has them all)."""
+
+    uuid: str
+    name: str | None = None
+    state: str | None = None
+    host_uuid: str | None = None
+    platform: str | None = None
+    cpu_num: int | None = None
+    #: Bytes.
+    memory_size: int | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_wire(cls, inv: Mapping[str, Any]) -> VmInstance:
+        return cls(uuid=str(inv.get("uuid", "")), name=_str(inv.get("name")),
+                   state=_str(inv.get("state")), host_uuid=_str(inv.get("hostUuid")),
+                   platform=_str(inv.get("platform")), cpu_num=_int(inv.get("cpuNum")),
+                   memory_size=_int(inv.get("memorySize")), raw=dict(inv))
+
+
+@dataclass(frozen=True)
+class Host:
+    """The HostInventory fields a client usually needs (``raw`` has them all)."""
+
+    uuid: str
+    name: str | None = None
+    status: str | None = None
+    state: str | None = None
+    management_ip: str | None = None
+    #: vmexec extension: how the server reaches the host.
+    libvirt_uri: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_wire(cls, inv: Mapping[str, Any]) -> Host:
+        return cls(uuid=str(inv.get("uuid", "")), name=_str(inv.get("name")),
+                   status=_str(inv.get("status")), state=_str(inv.get("state")),
+                   management_ip=_str(inv.get("managementIp")),
+                   libvirt_uri=_str(inv.get("libvirtUri")), raw=dict(inv))
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """ExecuteGuestVmCommand's result: ZStack's ``stream`` and ``vmInstance``, and vmexec's
+    extensions (exit code, separate streams, truncation, timeout, duration)."""
+
+    stdout: str = ""
+    stderr: str = ""
+    #: None when the command was killed by a signal (see ``signal``) or timed out.
+    exit_code: int | None = None
+    signal: int | None = None
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    timed_out: bool = False
+    duration_ms: int | None = None
+    #: ZStack's ``"standardStream: ..., errorStream: ..."``.
+    stream: str = ""
+    vm_instance: VmInstance | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_wire(cls, body: Mapping[str, Any]) -> ExecResult:
+        vm = body.get("vmInstance")
+        return cls(
+            stdout=str(body.get("stdout") or ""), stderr=str(body.get("stderr") or ""),
+            exit_code=_int(body.get("exitCode")), signal=_int(body.get("signal")),
+            stdout_truncated=bool(body.get("stdoutTruncated")),
+            stderr_truncated=bool(body.get("stderrTruncated")),
+            timed_out=bool(body.get("timedOut")), duration_ms=_int(body.get("durationMs")),
+            stream=str(body.get("stream") or ""),
+            vm_instance=VmInstance.from_wire(vm) if isinstance(vm, Mapping) else None,
+            raw=dict(body))
+
+    @property
+    def shell_status(self) -> int:
+        """The status a shell would report: the exit code, 128+N when killed by signal N,
+        124 on timeout (as coreutils ``timeout``)."""
+        if self.timed_out:
+            return 124
+        if self.signal is not None:
+            return 128 + self.signal
+        return self.exit_code if self.exit_code is not None else 1

@@ -1,0 +1,105 @@
+"""A blocking facade over :class:`~vmexec.client.client.AsyncClient`, for scripts.
+
+    with Client("http://127.0.0.1:8080") as client:
+        client.login("admin", "password")
+        print(client.exec(client.find_vm("vmexec-lab-1").uuid, "hostname").stdout)
+
+Each method runs the async one on the facade's own event loop, so it must not be called from
+inside a running loop (use ``AsyncClient`` there). Methods raise what the async ones raise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from vmexec.client.client import EXEC_WAIT, AsyncClient, Platform, QueryApi, Shell
+from vmexec.client.models import ExecResult, Host, Session, VmInstance
+
+
+class Client:
+    """As :class:`AsyncClient`, blocking. Close it (or use ``with``) to free its loop."""
+
+    def __init__(self, server: str, *, session: str | None = None, timeout: float = 30.0,
+                 exec_wait: int = EXEC_WAIT,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        # One loop for the facade's life: httpx's connection pool is bound to the loop it ran on.
+        self._runner = asyncio.Runner()
+        self._client = AsyncClient(server, session=session, timeout=timeout,
+                                   exec_wait=exec_wait, transport=transport)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        try:
+            self._runner.run(self._client.aclose())
+        finally:
+            self._runner.close()
+
+    @property
+    def server(self) -> str:
+        return self._client.server
+
+    @property
+    def session(self) -> str | None:
+        return self._client.session
+
+    def login(self, account: str, password: str, *, hashed: bool = False) -> Session:
+        return self._runner.run(self._client.login(account, password, hashed=hashed))
+
+    def logout(self) -> None:
+        self._runner.run(self._client.logout())
+
+    def validate_session(self, session: str | None = None) -> bool:
+        return self._runner.run(self._client.validate_session(session))
+
+    def query(self, api: QueryApi, conditions: Sequence[str] = (), **options: Any
+              ) -> dict[str, Any]:
+        return self._runner.run(self._client.query(api, conditions, **options))
+
+    def query_vms(self, *conditions: str, limit: int | None = None,
+                  sort: str | None = None) -> list[VmInstance]:
+        return self._runner.run(self._client.query_vms(*conditions, limit=limit, sort=sort))
+
+    def get_vm(self, uuid: str) -> VmInstance:
+        return self._runner.run(self._client.get_vm(uuid))
+
+    def find_vm(self, ref: str) -> VmInstance:
+        return self._runner.run(self._client.find_vm(ref))
+
+    def execute(self, params: Mapping[str, Any], *, system_tags: Sequence[str] | None = None,
+                user_tags: Sequence[str] | None = None) -> dict[str, Any]:
+        return self._runner.run(self._client.execute(params, system_tags=system_tags,
+                                                     user_tags=user_tags))
+
+    def exec(self, vm_uuid: str, command: str, *, platform: Platform = "Linux",
+             timeout: int | None = None, stdin: str | None = None,
+             env: Mapping[str, str] | None = None, working_directory: str | None = None,
+             run_as: str | None = None, shell: Shell | None = None,
+             max_output_bytes: int | None = None) -> ExecResult:
+        return self._runner.run(self._client.exec(
+            vm_uuid, command, platform=platform, timeout=timeout, stdin=stdin, env=env,
+            working_directory=working_directory, run_as=run_as, shell=shell,
+            max_output_bytes=max_output_bytes))
+
+    def add_host(self, name: str, *, management_ip: str | None = None,
+                 username: str | None = None, ssh_port: int | None = None,
+                 libvirt_uri: str | None = None, description: str | None = None) -> Host:
+        return self._runner.run(self._client.add_host(
+            name, management_ip=management_ip, username=username, ssh_port=ssh_port,
+            libvirt_uri=libvirt_uri, description=description))
+
+    def query_hosts(self, *conditions: str) -> list[Host]:
+        return self._runner.run(self._client.query_hosts(*conditions))
+
+    def delete_host(self, uuid: str) -> None:
+        self._runner.run(self._client.delete_host(uuid))
