@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from vmexec.cli import lab, serve
+from vmexec.cli import client, lab, serve
 
 app = typer.Typer(
     name="vmexec",
@@ -14,6 +14,7 @@ app = typer.Typer(
 )
 app.add_typer(lab.app, name="lab")
 serve.register(app)
+client.register(app)
 
 if __name__ == "__main__":
     app()

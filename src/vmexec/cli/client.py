@@ -1,0 +1,291 @@
+"""The client commands: ``vmexec login/logout``, ``vm list``, ``exec``, ``host add/list/delete``,
+and (from :mod:`vmexec.cli.zstack_cli`) the zstack-cli style ``ExecuteGuestVmCommand ...``.
+
+They talk to a vmexec server over HTTP through :class:`vmexec.client.AsyncClient`.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Literal
+
+import typer
+
+from vmexec.cli import zstack_cli
+from vmexec.cli.client_config import DEFAULT_SERVER, SERVER_ENV, ConfigError, Login
+from vmexec.cli.client_run import (
+    EXIT_USAGE,
+    fail,
+    print_json,
+    print_table,
+    run,
+    write_raw,
+)
+from vmexec.client import AsyncClient, CommandTimedOut, ExecResult, Host, VmInstance
+
+#: The status of a command stopped at its timeout, as coreutils ``timeout`` exits.
+EXIT_TIMED_OUT = 124
+
+PlatformOpt = Literal["Linux", "Windows"]
+ShellOpt = Literal["default", "sh", "bash", "cmd", "powershell"]
+
+vm_app = typer.Typer(help="VM instances the server knows.", no_args_is_help=True)
+host_app = typer.Typer(help="Hypervisor hosts the server manages.", no_args_is_help=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the ZStack JSON reply.")]
+
+
+# --- sessions ------------------------------------------------------------------------------------
+def _password(given: str | None) -> str:
+    if given is not None:
+        return given
+    if sys.stdin.isatty():
+        return str(typer.prompt("Password", hide_input=True))
+    # Scripts pipe the password in (`printf %s "$PW" | vmexec login`), never on a terminal.
+    line = sys.stdin.readline().rstrip("\r\n")
+    if not line:
+        fail("no password: give --password, $VMEXEC_PASSWORD or one line on stdin", EXIT_USAGE)
+    return line
+
+
+def login(
+    server: Annotated[str | None, typer.Option(
+        help=f"Server URL [${SERVER_ENV}, else the last one logged in to, else "
+             f"{DEFAULT_SERVER}]")] = None,
+    user: Annotated[str, typer.Option("--user", "-u", help="Account name.")] = "admin",
+    password: Annotated[str | None, typer.Option(
+        envvar="VMEXEC_PASSWORD", show_default=False,
+        help="Password (prompted for when not given).")] = None,
+) -> None:
+    """Log in and keep the session in the user's config dir (file mode 0600)."""
+    try:
+        url = server or Login.current().server
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+    secret = _password(password)
+
+    async def action(client: AsyncClient) -> str:
+        return (await client.login(user, secret)).uuid
+
+    session = run(action, login=Login(server=url))
+    try:
+        path = Login(server=url, session=session, account=user).save()
+    except ConfigError as exc:
+        fail(str(exc))
+    print(f"Logged in to {url} as {user}; session saved in {path}")
+
+
+def logout() -> None:
+    """End the session on the server and forget it here."""
+    try:
+        current = Login.stored()
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+    if not current.session:
+        print("Not logged in.")
+        return
+
+    async def action(client: AsyncClient) -> None:
+        await client.logout()
+
+    try:
+        run(action, login=current)
+    finally:
+        # Forgotten even when the server is gone: a stale session is of no use to anyone.
+        Login(server=current.server).save()
+    print(f"Logged out of {current.server}.")
+
+
+# --- VMs -----------------------------------------------------------------------------------------
+def _memory(size: int | None) -> str:
+    if size is None:
+        return "-"
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= scale:
+            return f"{size / scale:g} {unit}"
+    return f"{size} B"
+
+
+@vm_app.command("list")
+def vm_list(
+    query: Annotated[list[str] | None, typer.Option(
+        "-q", "--query", metavar="COND",
+        help="ZStack condition, repeatable (AND): name=vm1, state!=Stopped, name~=web%")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """List VMs (QueryVmInstance): uuid, name, state, host, cpu, memory."""
+    conditions = list(query or [])
+
+    async def action(client: AsyncClient) -> tuple[dict[str, object], list[Host]]:
+        reply = await client.query("vm-instances", conditions)
+        hosts = [] if json_ else await client.query_hosts()
+        return reply, hosts
+
+    reply, hosts = run(action)
+    if json_:
+        print_json(reply)
+        return
+    host_names = {h.uuid: h.name or h.uuid for h in hosts}
+    inventories = reply.get("inventories")
+    vms = [VmInstance.from_wire(i) for i in inventories] if isinstance(inventories, list) else []
+    print_table(["UUID", "NAME", "STATE", "HOST", "CPU", "MEMORY"], [
+        [vm.uuid, vm.name or "-", vm.state or "-",
+         host_names.get(vm.host_uuid or "", vm.host_uuid or "-"),
+         str(vm.cpu_num) if vm.cpu_num is not None else "-", _memory(vm.memory_size)]
+        for vm in vms])
+
+
+# --- exec ----------------------------------------------------------------------------------------
+def _env(pairs: list[str] | None) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            fail(f"--env takes KEY=VALUE, got {pair!r}", EXIT_USAGE)
+        env[key] = value
+    return env
+
+
+def _stdin_data(value: str | None) -> str | None:
+    if value != "-":
+        return value
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        fail("--stdin -: the data on stdin is not UTF-8 text", EXIT_USAGE)
+
+
+def _print_output(result: ExecResult) -> None:
+    write_raw(sys.stdout, result.stdout)
+    write_raw(sys.stderr, result.stderr)
+
+
+def exec_(
+    vm: Annotated[str, typer.Argument(metavar="VM", help="VM uuid or name.",
+                                      show_default=False)],
+    command: Annotated[list[str], typer.Argument(
+        metavar="COMMAND", show_default=False,
+        help="The command; its words are joined with spaces into a script for the guest's "
+             "shell (as ssh does).")],
+    timeout: Annotated[int | None, typer.Option(
+        min=1, help="Seconds before the command is killed (exit 124) [server default: 60]",
+        show_default=False)] = None,
+    platform: Annotated[PlatformOpt, typer.Option(help="Guest OS family.")] = "Linux",
+    shell: Annotated[ShellOpt | None, typer.Option(
+        help="Interpreter [bash or sh on Linux, cmd on Windows]", show_default=False)] = None,
+    env: Annotated[list[str] | None, typer.Option(
+        metavar="KEY=VALUE", help="Environment variable, repeatable.")] = None,
+    cwd: Annotated[str | None, typer.Option(help="Working directory in the guest.")] = None,
+    user: Annotated[str | None, typer.Option(help="Guest user to run as.")] = None,
+    stdin: Annotated[str | None, typer.Option(
+        metavar="TEXT|-", help="Text for the command's stdin; '-' reads ours.")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Run COMMAND in a VM and exit with its exit status.
+
+    The guest's stdout and stderr come out here as they are.
+    Exit status: the command's, 128+N if killed by signal N, 124 on timeout.
+    """
+    script = " ".join(command)
+    variables = _env(env)
+    data = _stdin_data(stdin)
+
+    async def action(client: AsyncClient) -> ExecResult | CommandTimedOut:
+        target = await client.find_vm(vm)
+        try:
+            return await client.exec(target.uuid, script, platform=platform, timeout=timeout,
+                                     stdin=data, env=variables, working_directory=cwd,
+                                     run_as=user, shell=shell)
+        except CommandTimedOut as exc:
+            return exc  # not a failure of vmexec: the command's status is 124
+
+    outcome = run(action)
+    if isinstance(outcome, CommandTimedOut):
+        if json_:
+            print_json({"error": dict(outcome.raw)})
+        else:
+            _print_output(outcome.partial)
+        print(f"error: {outcome}", file=sys.stderr, flush=True)
+        raise typer.Exit(EXIT_TIMED_OUT)
+    if json_:
+        print_json(outcome.raw)
+    else:
+        _print_output(outcome)
+    raise typer.Exit(outcome.shell_status)
+
+
+# --- hosts ---------------------------------------------------------------------------------------
+def _host_rows(hosts: list[Host]) -> list[list[str]]:
+    return [[h.uuid, h.name or "-", h.status or "-", h.state or "-",
+             h.libvirt_uri or h.management_ip or "-"] for h in hosts]
+
+
+_HOST_COLUMNS = ["UUID", "NAME", "STATUS", "STATE", "URI"]
+
+
+@host_app.command("add")
+def host_add(
+    ip: Annotated[str | None, typer.Option(
+        help="Management IP, reached as qemu+ssh://USER@IP/system with the server's SSH "
+             "key.")] = None,
+    user: Annotated[str, typer.Option(help="SSH user on the host.")] = "root",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="SSH port.")] = 22,
+    uri: Annotated[str | None, typer.Option(
+        help="Any libvirt URI (qemu+ssh://..., qemu+tcp://...) or unix:///DIR of agent "
+             "sockets, instead of --ip.")] = None,
+    name: Annotated[str | None, typer.Option(help="Host name [the IP or URI]")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Add a KVM host (AddKVMHost); the server must be able to reach it."""
+    if not ip and not uri:
+        fail("give --ip (with --user) or --uri", EXIT_USAGE)
+
+    async def action(client: AsyncClient) -> Host:
+        return await client.add_host(name or ip or uri or "host", management_ip=ip,
+                                     username=user if ip and not uri else None,
+                                     ssh_port=port if ip and not uri else None,
+                                     libvirt_uri=uri)
+
+    host = run(action)
+    if json_:
+        print_json({"inventory": dict(host.raw)})
+    else:
+        print_table(_HOST_COLUMNS, _host_rows([host]))
+
+
+@host_app.command("list")
+def host_list(json_: JsonOpt = False) -> None:
+    """List hosts (QueryHost)."""
+    async def action(client: AsyncClient) -> dict[str, object]:
+        return await client.query("hosts")
+
+    reply = run(action)
+    if json_:
+        print_json(reply)
+        return
+    inventories = reply.get("inventories")
+    hosts = [Host.from_wire(i) for i in inventories] if isinstance(inventories, list) else []
+    print_table(_HOST_COLUMNS, _host_rows(hosts))
+
+
+@host_app.command("delete")
+def host_delete(uuid: Annotated[str, typer.Argument(help="Host uuid.")]) -> None:
+    """Forget a host (DeleteHost); its VMs keep running."""
+    async def action(client: AsyncClient) -> None:
+        await client.delete_host(uuid)
+
+    run(action)
+    print(f"Deleted host {uuid}.")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the client commands to the ``vmexec`` app."""
+    panel = "Client (talks to a vmexec server)"
+    app.command(rich_help_panel=panel)(login)
+    app.command(rich_help_panel=panel)(logout)
+    app.command("exec", rich_help_panel=panel)(exec_)
+    app.add_typer(vm_app, name="vm", rich_help_panel=panel)
+    app.add_typer(host_app, name="host", rich_help_panel=panel)
+    zstack_cli.register(app)
+

@@ -1,0 +1,99 @@
+"""What every client command shares: running the async client at the command's edge, turning
+its errors into one ``error: ...`` line and an exit status, and printing.
+
+Exit statuses of vmexec's own failures: ``2`` usage and authentication (not logged in, wrong
+password, expired session), ``1`` everything else (API errors, unreachable server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import NoReturn, TextIO, TypeVar
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from vmexec.cli.client_config import ConfigError, Login
+from vmexec.client import ApiError, AsyncClient, ClientError, NotLoggedIn
+
+T = TypeVar("T")
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+#: ZStack's identity errors: wrong name/password, invalid or expired session, ...
+_AUTH_CODE_PREFIX = "ID."
+ID_INVALID_SESSION = "ID.1001"
+_LOGIN_HINT = " (run `vmexec login`)"
+
+
+def fail(message: str, status: int = EXIT_ERROR) -> NoReturn:
+    """Print ``error: <message>`` on stderr and exit with ``status``."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    raise typer.Exit(status)
+
+
+def fail_client(exc: ClientError) -> NoReturn:
+    """Exit for a client error: one line, with the ZStack code when the server sent one."""
+    if isinstance(exc, NotLoggedIn):
+        fail(f"{exc}{_LOGIN_HINT}", EXIT_USAGE)
+    if isinstance(exc, ApiError) and exc.code.startswith(_AUTH_CODE_PREFIX):
+        hint = _LOGIN_HINT if exc.code == ID_INVALID_SESSION else ""
+        fail(f"{exc}{hint}", EXIT_USAGE)
+    # One line, always: a server's details may span several.
+    fail(" ".join(str(exc).split()))
+
+
+def run(action: Callable[[AsyncClient], Awaitable[T]], *, login: Login | None = None) -> T:
+    """Run ``action`` with a client of the current login (or ``login``), on a new event loop.
+
+    Exits (typer.Exit) on any client error, on a bad session file, and on Ctrl-C.
+    """
+    try:
+        current = login or Login.current()
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+
+    async def main() -> T:
+        async with AsyncClient(current.server, session=current.session) as client:
+            return await action(client)
+
+    try:
+        return asyncio.run(main())
+    except ClientError as exc:
+        fail_client(exc)
+    except KeyboardInterrupt:
+        fail("interrupted", EXIT_INTERRUPTED)
+
+
+def write_raw(stream: TextIO, text: str) -> None:
+    """Write ``text`` as it is (no newline added, no re-encoding by the terminal's locale)."""
+    if not text:
+        return
+    try:
+        data = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that did not come from undecodable bytes
+        data = text.encode("utf-8", "replace")
+    stream.flush()
+    stream.buffer.write(data)
+    stream.flush()
+
+
+def print_json(data: object) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def print_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """A plain table on stdout; never cut to 80 columns when stdout is a pipe."""
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for column in columns:
+        table.add_column(column, no_wrap=True, overflow="ignore")
+    for row in rows:
+        table.add_row(*row)
+    console = Console(width=None if sys.stdout.isatty() else 1000, highlight=False)
+    console.print(table)
