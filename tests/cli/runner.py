@@ -1,0 +1,71 @@
+"""Running ``.venv/bin/vmexec`` as a user does: a subprocess with its own config dir."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from fixtures.server import ADMIN_PASSWORD
+
+VMEXEC = str(Path(sys.executable).with_name("vmexec"))
+#: Variables that would change which server, session or password the CLI uses.
+_CLIENT_ENV = ("VMEXEC_SERVER", "VMEXEC_SESSION", "VMEXEC_PASSWORD", "XDG_CONFIG_HOME")
+
+
+@dataclass(frozen=True)
+class Run:
+    """A finished ``vmexec`` process: its status and its output, as bytes and as text."""
+
+    status: int
+    out: bytes
+    err: bytes
+
+    @property
+    def stdout(self) -> str:
+        return self.out.decode()
+
+    @property
+    def stderr(self) -> str:
+        return self.err.decode()
+
+    def __str__(self) -> str:  # what an assertion message shows
+        return f"status {self.status}\nstdout: {self.stdout!r}\nstderr: {self.stderr!r}"
+
+
+@dataclass
+class Cli:
+    """Runs ``vmexec ARGS`` with its config in ``config_home`` and ``server`` as its server."""
+
+    server: str
+    config_home: Path
+
+    @property
+    def session_file(self) -> Path:
+        return self.config_home / "vmexec" / "session.json"
+
+    def __call__(self, *args: str, input: bytes | None = None,
+                 env: dict[str, str] | None = None, timeout: float = 180) -> Run:
+        full_env = {k: v for k, v in os.environ.items() if k not in _CLIENT_ENV}
+        full_env.update({"XDG_CONFIG_HOME": str(self.config_home),
+                         "VMEXEC_SERVER": self.server, **(env or {})})
+        done = subprocess.run([VMEXEC, *args], input=input if input is not None else b"",
+                              capture_output=True, env=full_env, timeout=timeout, check=False)
+        return Run(done.returncode, done.stdout, done.stderr)
+
+    def login(self, password: str = ADMIN_PASSWORD) -> Run:
+        run = self("login", "--password", password)
+        assert run.status == 0, run
+        return run
+
+
+def one_error_line(run: Run) -> str:
+    """The single ``error: ...`` line a failed command prints (asserts there is exactly one,
+    and no traceback)."""
+    lines = run.stderr.splitlines()
+    assert len(lines) == 1, run
+    assert lines[0].startswith("error: "), run
+    assert "Traceback" not in run.stderr
+    return lines[0]
