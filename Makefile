@@ -8,10 +8,11 @@ PY := $(VENV)/bin/python
 bootstrap:
 	@bash scripts/bootstrap.sh
 
-demo: bootstrap
+# demo.sh installs what is missing itself (scripts/bootstrap.sh is its first step).
+demo:
 	@bash scripts/demo.sh
 
-demo-down: bootstrap
+demo-down:
 	@bash scripts/demo.sh down
 
 test: bootstrap
