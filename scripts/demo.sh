@@ -13,6 +13,7 @@
 #   scripts/demo.sh down     stop the demo server and remove the lab VMs (`make demo-down`)
 #
 # Environment: DEMO_PORT (8080), DEMO_STATE_DIR (~/.local/state/vmexec/demo: pid, log, url),
+# DEMO_LAB_PREFIX (vmexec-lab: the lab VMs are PREFIX-1 and PREFIX-2),
 # DEMO_NONINTERACTIVE=1 (also CI=true, or stdout not a terminal: plain output, no stdin),
 # VMEXEC_ADMIN_PASSWORD (the server's admin password, "password" by default), VMEXEC_DB.
 set -euo pipefail
@@ -23,6 +24,7 @@ PY=$ROOT/.venv/bin/python
 HOST=127.0.0.1
 PORT=${DEMO_PORT:-8080}
 VMS=2
+LAB_PREFIX=${DEMO_LAB_PREFIX:-vmexec-lab}
 PASSWORD=${VMEXEC_ADMIN_PASSWORD:-password}
 STATE=${DEMO_STATE_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/vmexec/demo}
 PIDFILE=$STATE/server.pid
@@ -100,7 +102,7 @@ json_field() {  # json_field EXPR < JSON: print a value of the JSON on stdin (EX
 
 case ${1:-demo} in
   stop) stop_server; exit 0 ;;
-  down) stop_server; bash scripts/bootstrap.sh; "$VMEXEC" lab down >/dev/null; echo "demo: lab VMs removed"; exit 0 ;;
+  down) stop_server; bash scripts/bootstrap.sh; "$VMEXEC" lab down --prefix "$LAB_PREFIX" >/dev/null; echo "demo: lab VMs removed"; exit 0 ;;
   demo) ;;
   *) die "usage: scripts/demo.sh [demo|stop|down]" ;;
 esac
@@ -110,8 +112,10 @@ bash scripts/bootstrap.sh
 echo "ok"
 
 step "Bringing up $VMS lab VMs (libvirt + QEMU guests running qemu-ga)"
-show vmexec lab up --vms "$VMS"
-lab_json=$("$VMEXEC" lab up --vms "$VMS")
+lab_args=(lab up --vms "$VMS")
+[[ $LAB_PREFIX == vmexec-lab ]] || lab_args+=(--prefix "$LAB_PREFIX")
+show vmexec "${lab_args[@]}"
+lab_json=$("$VMEXEC" "${lab_args[@]}")
 mapfile -t VM_NAMES < <(json_field '"\n".join(vm["name"] for vm in d)' <<<"$lab_json")
 mapfile -t VM_UUIDS < <(json_field '"\n".join(vm["uuid"] for vm in d)' <<<"$lab_json")
 ((${#VM_NAMES[@]} == VMS)) || die "lab up gave ${#VM_NAMES[@]} VMs, not $VMS"
