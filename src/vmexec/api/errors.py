@@ -229,9 +229,8 @@ _VALUE_ERROR_TYPES = frozenset({
 
 def _location(loc: tuple[Any, ...]) -> str:
     # ("body", "params", "commandTimeout") -> "params.commandTimeout": the field as sent.
-    parts = [str(p) for p in loc[1:]] if loc and loc[0] in ("body", "query", "path",
-                                                                 "header") else list(map(str, loc))
-    return ".".join(parts) or str(loc[0] if loc else "request")
+    fields = loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc
+    return ".".join(map(str, fields)) or ".".join(map(str, loc)) or "request"
 
 
 def validation_error(exc: RequestValidationError) -> ApiError:
@@ -276,9 +275,7 @@ async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
                           f"method {request.method} is not allowed on {request.url.path}",
                           status=405)
     elif 400 <= exc.status_code < 500:
-        error = bad_request(str(exc.detail)) if exc.status_code == 400 else ApiError(
-            exc.status_code, SYS_INVALID_ARGUMENT, DESCRIPTIONS[SYS_INVALID_ARGUMENT],
-            str(exc.detail))
+        error = api_error(SYS_INVALID_ARGUMENT, str(exc.detail), status=exc.status_code)
     else:
         error = api_error(SYS_INTERNAL, str(exc.detail))
     response = error.response()

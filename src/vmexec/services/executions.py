@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vmexec.agent.targets import AgentTarget
@@ -102,18 +101,6 @@ class ExecutionService:
         """Record that execution ``uuid`` ended without a result (error ``code``)."""
         await self._update(uuid, outcome=FAILED, error_code=code, error_details=details,
                            finished_at=utcnow())
-
-    async def get(self, uuid: str) -> Execution | None:
-        async with self._db() as db:
-            return await db.get(Execution, uuid)
-
-    async def list(self, *, vm_uuid: str | None = None, limit: int = 100) -> list[Execution]:
-        """The latest executions, newest first."""
-        query = select(Execution).order_by(Execution.requested_at.desc()).limit(limit)
-        if vm_uuid:
-            query = query.where(Execution.vm_uuid == vm_uuid)
-        async with self._db() as db:
-            return list((await db.scalars(query)).all())
 
     async def _update(self, uuid: str, **values: object) -> None:
         async with self._db() as db:

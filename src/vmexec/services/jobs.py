@@ -16,6 +16,7 @@ Exception tree::
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -192,7 +193,7 @@ class JobService:
                 log.error("job %s of API %s cannot be resumed: no resumer", job.uuid, job.api)
                 continue
             log.info("resuming job %s (%s)", job.uuid, job.api)
-            self._spawn(self._run(job.uuid, _bind(resume, job.uuid, job.request)))
+            self._spawn(self._run(job.uuid, functools.partial(resume, job.uuid, job.request)))
         for job in undelivered:
             if job.webhook and job.status is not None and job.result is not None:
                 self._spawn(self._deliver(job.uuid, job.webhook,
@@ -215,8 +216,3 @@ class JobService:
         await asyncio.gather(*tasks, return_exceptions=True)
         await self._http.aclose()
 
-
-def _bind(resume: Resumer, uuid: str, request: Mapping[str, Any]) -> Work:
-    async def work() -> JobReply:
-        return await resume(uuid, request)
-    return work

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -41,7 +41,7 @@ from vmexec.api.zstack import is_uuid
 from vmexec.execution.models import ExecRequest, ExecResult
 from vmexec.services.auth import new_uuid
 from vmexec.services.executions import Caller, VmRef
-from vmexec.services.jobs import JobReply
+from vmexec.services.jobs import JobReply, Resumer
 
 API = "ExecuteGuestVmCommand"
 PATH = "/zstack/v1/vm-instances/commands/exec"
@@ -122,7 +122,7 @@ async def _reply_for(services: Services, vm_uuid: str, request: ExecRequest,
 
 
 async def _finish(services: Services, job_uuid: str, vm_uuid: str, request: ExecRequest,
-                  run: asyncio.Future[ExecResult] | Any) -> JobReply:
+                  run: Awaitable[ExecResult]) -> JobReply:
     """Await ``run`` (the engine call) and turn its outcome into the job's reply."""
     try:
         async with asyncio.timeout(request.timeout + GRACE_SECONDS):
@@ -148,7 +148,7 @@ async def _run(services: Services, job_uuid: str, caller: Caller, vm: VmRef,
                          services.executions.run(job_uuid, vm, request))
 
 
-def resumer(services: Services) -> Any:
+def resumer(services: Services) -> Resumer:
     """The job resumer for this API: collects the result of a command started before vmexec
     restarted (the engine finds it in the guest by its run id, the job UUID). The command
     cannot outlive its own timeout, so that bounds the wait."""
