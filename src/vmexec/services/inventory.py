@@ -259,10 +259,8 @@ class Inventory:
         return vm
 
     def _target(self, vm: VmRecord) -> AgentTarget:
-        if vm.socket_path is not None:
-            return SocketTarget(vm.socket_path)
-        host = self._store.hosts[vm.host_uuid]
-        return LibvirtTarget(host.uri, dashed(vm.uuid))
+        # A VM record never outlives its host's (both go in one step), so the host is there.
+        return self._target_of(vm, self._store.hosts[vm.host_uuid])
 
     def _vm_values(self) -> list[dict[str, Any]]:
         vms = sorted(self._store.vms.values(), key=lambda v: (v.create_date, v.name))
