@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vmexec.api.query import (
     DEFAULT_LIMIT,
@@ -186,3 +188,29 @@ def test_bad_input_is_a_query_error(params: list[tuple[str, str]], malformed: bo
         parse_query(params, SCHEMA)
     assert info.value.malformed is malformed
     assert fragment in info.value.message
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["q", "limit", "start", "count", "replyWithCount",
+                                           "sort", "fields", "other"]),
+                          st.text(max_size=40)), max_size=6))
+def test_any_input_is_a_result_or_a_query_error(params: list[tuple[str, str]]) -> None:
+    # Whatever a client sends, the parser answers a Query or a QueryError (never a crash that
+    # would become a 500), and a parsed query evaluates.
+    try:
+        query = parse_query(params, SCHEMA)
+    except QueryError:
+        return
+    evaluate(query, RECORDS)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(sorted(SCHEMA)), st.sampled_from([op.value for op in Op]),
+       st.text(max_size=20))
+def test_any_condition_on_a_known_field_evaluates(field: str, op: str, value: str) -> None:
+    text = f"{field} {op}" if op in ("is null", "not null") else f"{field}{op}{value}"
+    try:
+        query = parse_query([("q", text)], SCHEMA)
+    except QueryError:
+        return
+    evaluate(query, RECORDS)
