@@ -12,19 +12,18 @@ from typing import Annotated, Literal
 import typer
 
 from vmexec.cli import zstack_cli
-from vmexec.cli.client_config import DEFAULT_SERVER, SERVER_ENV, ConfigError, Login
+from vmexec.cli.client_config import DEFAULT_SERVER, SERVER_ENV, Login
 from vmexec.cli.client_run import (
     EXIT_USAGE,
+    current_login,
     fail,
     print_json,
     print_table,
     run,
+    save_login,
     write_raw,
 )
 from vmexec.client import AsyncClient, CommandTimedOut, ExecResult, Host, VmInstance
-
-#: The status of a command stopped at its timeout, as coreutils ``timeout`` exits.
-EXIT_TIMED_OUT = 124
 
 PlatformOpt = Literal["Linux", "Windows"]
 ShellOpt = Literal["default", "sh", "bash", "cmd", "powershell"]
@@ -58,29 +57,20 @@ def login(
         help="Password (prompted for when not given).")] = None,
 ) -> None:
     """Log in and keep the session in the user's config dir (file mode 0600)."""
-    try:
-        url = server or Login.current().server
-    except ConfigError as exc:
-        fail(str(exc), EXIT_USAGE)
+    url = server or current_login().server
     secret = _password(password)
 
     async def action(client: AsyncClient) -> str:
         return (await client.login(user, secret)).uuid
 
     session = run(action, login=Login(server=url))
-    try:
-        path = Login(server=url, session=session, account=user).save()
-    except ConfigError as exc:
-        fail(str(exc))
+    path = save_login(Login(server=url, session=session, account=user))
     print(f"Logged in to {url} as {user}; session saved in {path}")
 
 
 def logout() -> None:
     """End the session on the server and forget it here."""
-    try:
-        current = Login.stored()
-    except ConfigError as exc:
-        fail(str(exc), EXIT_USAGE)
+    current = current_login(stored_only=True)
     if not current.session:
         print("Not logged in.")
         return
@@ -92,7 +82,7 @@ def logout() -> None:
         run(action, login=current)
     finally:
         # Forgotten even when the server is gone: a stale session is of no use to anyone.
-        Login(server=current.server).save()
+        save_login(Login(server=current.server))
     print(f"Logged out of {current.server}.")
 
 
@@ -207,7 +197,7 @@ def exec_(
         else:
             _print_output(outcome.partial)
         print(f"error: {outcome}", file=sys.stderr, flush=True)
-        raise typer.Exit(EXIT_TIMED_OUT)
+        raise typer.Exit(outcome.partial.shell_status)
     if json_:
         print_json(outcome.raw)
     else:

@@ -11,6 +11,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import NoReturn, TextIO, TypeVar
 
 import typer
@@ -49,15 +50,29 @@ def fail_client(exc: ClientError) -> NoReturn:
     fail(" ".join(str(exc).split()))
 
 
+def current_login(*, stored_only: bool = False) -> Login:
+    """The login to use: the session file's, with the environment's overrides unless
+    ``stored_only``. Exits (status 2) when the session file cannot be read."""
+    try:
+        return Login.stored() if stored_only else Login.current()
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+
+
+def save_login(login: Login) -> Path:
+    """Write ``login`` to the session file; exits (status 1) when it cannot be written."""
+    try:
+        return login.save()
+    except ConfigError as exc:
+        fail(str(exc))
+
+
 def run(action: Callable[[AsyncClient], Awaitable[T]], *, login: Login | None = None) -> T:
     """Run ``action`` with a client of the current login (or ``login``), on a new event loop.
 
     Exits (typer.Exit) on any client error, on a bad session file, and on Ctrl-C.
     """
-    try:
-        current = login or Login.current()
-    except ConfigError as exc:
-        fail(str(exc), EXIT_USAGE)
+    current = login or current_login()
 
     async def main() -> T:
         async with AsyncClient(current.server, session=current.session) as client:

@@ -16,8 +16,8 @@ from typing import Annotated, Any
 
 import typer
 
-from vmexec.cli.client_config import ConfigError, Login
-from vmexec.cli.client_run import EXIT_USAGE, fail, print_json, run
+from vmexec.cli.client_config import Login
+from vmexec.cli.client_run import EXIT_USAGE, current_login, fail, print_json, run, save_login
 from vmexec.client import AsyncClient
 from vmexec.client.client import QueryApi
 
@@ -86,21 +86,15 @@ def log_in_by_account(args: Args = None) -> None:
     unknown = sorted(set(values) - {"accountName", "password"})
     if unknown or "accountName" not in values or "password" not in values:
         fail("usage: LogInByAccount accountName=NAME password=PASSWORD", EXIT_USAGE)
-    try:
-        current = Login.current()
-    except ConfigError as exc:
-        fail(str(exc), EXIT_USAGE)
+    current = current_login()
 
     async def action(client: AsyncClient) -> dict[str, Any]:
         session = await client.login(values["accountName"], values["password"])
         return dict(session.raw)
 
     inventory = run(action, login=Login(server=current.server))
-    try:
-        Login(server=current.server, session=str(inventory["uuid"]),
-              account=values["accountName"]).save()
-    except ConfigError as exc:
-        fail(str(exc))
+    save_login(Login(server=current.server, session=str(inventory["uuid"]),
+                     account=values["accountName"]))
     print_json({"inventory": inventory})
 
 
@@ -109,10 +103,7 @@ def log_out(args: Args = None) -> None:
     values = dict(_pairs(args))
     if set(values) - {"sessionUuid"}:
         fail("usage: LogOut [sessionUuid=UUID]", EXIT_USAGE)
-    try:
-        current = Login.current()
-    except ConfigError as exc:
-        fail(str(exc), EXIT_USAGE)
+    current = current_login()
     session = values.get("sessionUuid") or current.session
 
     async def action(client: AsyncClient) -> None:
@@ -120,7 +111,7 @@ def log_out(args: Args = None) -> None:
 
     run(action, login=Login(server=current.server, session=session))
     if session == current.session:
-        Login(server=current.server).save()
+        save_login(Login(server=current.server))
     print_json({})
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import re
 import uuid as uuidlib
 from collections.abc import Mapping, Sequence
 from types import TracebackType
@@ -24,6 +23,7 @@ from typing import Any, Literal, Self
 import httpx
 
 import vmexec
+from vmexec.api.zstack import is_uuid
 from vmexec.client.errors import ApiError, ClientError, ConnectionFailed, NotLoggedIn, VmNotFound
 from vmexec.client.models import ExecResult, Host, Session, VmInstance
 
@@ -37,8 +37,6 @@ POLL_INTERVAL = 1.0
 #: Seconds a job may run past the ``apiTimeout`` its ``202`` announced before the client stops.
 POLL_SLACK = 30.0
 
-_UUID = re.compile(r"^[0-9a-fA-F]{32}$")
-
 Platform = Literal["Linux", "Windows"]
 Shell = Literal["default", "sh", "bash", "cmd", "powershell"]
 QueryApi = Literal["vm-instances", "hosts"]
@@ -47,11 +45,6 @@ QueryApi = Literal["vm-instances", "hosts"]
 def sha512_hex(password: str) -> str:
     """The password as ZStack clients send it: the hex SHA-512 of its UTF-8 bytes."""
     return hashlib.sha512(password.encode()).hexdigest()
-
-
-def is_uuid(value: str) -> bool:
-    """Whether ``value`` looks like a ZStack UUID (32 hex digits)."""
-    return bool(_UUID.match(value))
 
 
 class AsyncClient:

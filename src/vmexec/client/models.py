@@ -7,6 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+#: The status of a command stopped at its timeout, as coreutils ``timeout`` exits.
+TIMED_OUT_STATUS = 124
+
 
 def _int(value: Any) -> int | None:
     return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
@@ -115,7 +118,7 @@ class ExecResult:
         """The status a shell would report: the exit code, 128+N when killed by signal N,
         124 on timeout (as coreutils ``timeout``)."""
         if self.timed_out:
-            return 124
+            return TIMED_OUT_STATUS
         if self.signal is not None:
             return 128 + self.signal
         return self.exit_code if self.exit_code is not None else 1
