@@ -17,8 +17,11 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def _uuid(name: str, *args: sa.ForeignKey, primary_key: bool = False, nullable: bool = True,
-          index: bool = False) -> sa.Column[str]:
+def _uuid(name: str, *args: sa.ForeignKey, primary_key: bool = False,
+          nullable: bool | None = None, index: bool = False) -> sa.Column[str]:
+    # Migrations are frozen history: no helpers shared with other revisions.
+    if nullable is None:
+        nullable = not primary_key  # SQLAlchemy's own default: a primary key is NOT NULL
     return sa.Column(name, sa.String(32), *args, primary_key=primary_key, nullable=nullable,
                      index=index)
 
