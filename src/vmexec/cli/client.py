@@ -7,7 +7,7 @@ They talk to a vmexec server over HTTP through :class:`vmexec.client.AsyncClient
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 
@@ -24,9 +24,7 @@ from vmexec.cli.client_run import (
     write_raw,
 )
 from vmexec.client import AsyncClient, CommandTimedOut, ExecResult, Host, VmInstance
-
-PlatformOpt = Literal["Linux", "Windows"]
-ShellOpt = Literal["default", "sh", "bash", "cmd", "powershell"]
+from vmexec.client.client import Platform, Shell
 
 vm_app = typer.Typer(help="VM instances the server knows.", no_args_is_help=True)
 host_app = typer.Typer(help="Hypervisor hosts the server manages.", no_args_is_help=True)
@@ -161,8 +159,8 @@ def exec_(
     timeout: Annotated[int | None, typer.Option(
         min=1, help="Seconds before the command is killed (exit 124) [server default: 60]",
         show_default=False)] = None,
-    platform: Annotated[PlatformOpt, typer.Option(help="Guest OS family.")] = "Linux",
-    shell: Annotated[ShellOpt | None, typer.Option(
+    platform: Annotated[Platform, typer.Option(help="Guest OS family.")] = "Linux",
+    shell: Annotated[Shell | None, typer.Option(
         help="Interpreter [bash or sh on Linux, cmd on Windows]", show_default=False)] = None,
     env: Annotated[list[str] | None, typer.Option(
         metavar="KEY=VALUE", help="Environment variable, repeatable.")] = None,
@@ -196,8 +194,7 @@ def exec_(
             print_json({"error": dict(outcome.raw)})
         else:
             _print_output(outcome.partial)
-        print(f"error: {outcome}", file=sys.stderr, flush=True)
-        raise typer.Exit(outcome.partial.shell_status)
+        fail(str(outcome), outcome.partial.shell_status)
     if json_:
         print_json(outcome.raw)
     else:

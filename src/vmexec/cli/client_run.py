@@ -34,8 +34,9 @@ _LOGIN_HINT = " (run `vmexec login`)"
 
 
 def fail(message: str, status: int = EXIT_ERROR) -> NoReturn:
-    """Print ``error: <message>`` on stderr and exit with ``status``."""
-    print(f"error: {message}", file=sys.stderr, flush=True)
+    """Print ``error: <message>`` on stderr, as one line, and exit with ``status``."""
+    # One line, always: a server's details may span several.
+    print("error: " + " ".join(message.split()), file=sys.stderr, flush=True)
     raise typer.Exit(status)
 
 
@@ -46,8 +47,7 @@ def fail_client(exc: ClientError) -> NoReturn:
     if isinstance(exc, ApiError) and exc.code.startswith(_AUTH_CODE_PREFIX):
         hint = _LOGIN_HINT if exc.code == ID_INVALID_SESSION else ""
         fail(f"{exc}{hint}", EXIT_USAGE)
-    # One line, always: a server's details may span several.
-    fail(" ".join(str(exc).split()))
+    fail(str(exc))
 
 
 def current_login(*, stored_only: bool = False) -> Login:
