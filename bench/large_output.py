@@ -1,0 +1,75 @@
+"""Measure 3: a command printing 8 MiB through the API from a lab VM: time, and how much the
+server's RSS grows above idle while it handles it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import httpx
+
+from vmexec.lab import LabVm
+
+from . import api
+from .server import ApiServer, PeakSampler
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class LargeOutputConfig:
+    mib: int = 8
+    repeats: int = 3
+    #: The command's timeout (s): TCG guests produce and move output slowly.
+    command_timeout: int = 600
+    #: Seconds to wait before each repeat, so the engine's deferred cleanup (2 s) is done.
+    settle: float = 2.5
+
+
+@dataclass
+class LargeOutputResult:
+    config: LargeOutputConfig
+    seconds: list[float] = field(default_factory=list)
+    #: ``durationMs`` of each reply: the engine's part, inside the server.
+    server_ms: list[float] = field(default_factory=list)
+    idle_kib: list[int] = field(default_factory=list)
+    peak_kib: list[int] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return self.config.mib * MIB
+
+    @property
+    def growth_kib(self) -> int:
+        """The largest growth of any repeat (peak minus the idle RSS just before it)."""
+        return max(p - i for p, i in zip(self.peak_kib, self.idle_kib, strict=True))
+
+
+def command(size: int) -> str:
+    return f"head -c {size} /dev/zero | tr '\\0' a"
+
+
+def measure(vm: LabVm, server: ApiServer, config: LargeOutputConfig) -> LargeOutputResult:
+    """Raises when the output does not come back whole."""
+    result = LargeOutputResult(config)
+    size = result.size
+    with httpx.Client(base_url=server.url, headers=server.auth,
+                      timeout=config.command_timeout + 60) as client:
+        api.exec_sync(client, vm.uuid, "echo warm")  # the server finds the VM, connects
+        for _ in range(config.repeats):
+            time.sleep(config.settle)
+            result.idle_kib.append(server.memory().rss_kib)
+            with PeakSampler(server.pid) as peak:
+                started = time.perf_counter()
+                _, reply = api.exec_sync(client, vm.uuid, command(size),
+                                         maxOutputBytes=size,
+                                         commandTimeout=config.command_timeout)
+                result.seconds.append(time.perf_counter() - started)
+            result.peak_kib.append(peak.peak_kib)
+            stdout = reply.get("stdout", "")
+            if len(stdout) != size or reply.get("stdoutTruncated") or stdout.strip("a"):
+                raise RuntimeError(f"{config.mib} MiB output came back as {len(stdout)} "
+                                   f"chars, truncated={reply.get('stdoutTruncated')}")
+            result.server_ms.append(float(reply["durationMs"]))
+            del reply, stdout
+    return result
