@@ -113,12 +113,12 @@ def _breakdown(breakdowns: dict[str, RunBreakdown]) -> list[str]:
                                      else len(_CALL_ORDER), c))
     runs = breakdowns["a"].runs if "a" in breakdowns else 0
     lines = ["", f"#### Where the time goes: agent calls per run ({runs} traced runs of each; "
-                 "means; cells are calls / ms)", "",
+                 "medians, the deferred row a mean; cells are calls / ms)", "",
              "| method | wall ms | " + " | ".join(f"`{c}`" for c in commands)
              + " | not in agent calls ms |",
              "|---|---:|" + "---:|" * len(commands) + "---:|"]
     for method, b in breakdowns.items():
-        cells = [f"{b.calls[c][0]:.1f} / {b.calls[c][1]:.1f}" if c in b.calls else "-"
+        cells = [f"{b.calls[c][0]:.2g} / {b.calls[c][1]:.1f}" if c in b.calls else "-"
                  for c in commands]
         if method == "deferred":
             label, wall, outside = "engine, deferred (after the run, per run)", "-", "-"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,20 +48,18 @@ def record_calls(agent: GuestAgent) -> CallLog:
     return log
 
 
-def mean_calls(runs: list[list[Call]]) -> dict[str, tuple[float, float]]:
-    """Per agent command: mean calls per run and mean ms per run."""
-    n = len(runs)
-    per: dict[str, tuple[float, float]] = {}
-    for calls in runs:
-        for command, ms in calls:
-            count, total = per.get(command, (0.0, 0.0))
-            per[command] = (count + 1 / n, total + ms / n)
-    return per
+def per_command(runs: list[list[Call]], average: Callable[[list[float]], float]
+                ) -> dict[str, tuple[float, float]]:
+    """Per agent command: the ``average`` over runs of its calls and of their ms."""
+    commands = sorted({command for calls in runs for command, _ in calls})
+    return {c: (average([sum(1 for k, _ in calls if k == c) for calls in runs]),
+                average([sum(ms for k, ms in calls if k == c) for calls in runs]))
+            for c in commands}
 
 
 @dataclass(frozen=True, slots=True)
 class RunBreakdown:
-    """Means per traced run: wall time, and per agent command the calls and their ms."""
+    """Per traced run: wall time, and per agent command the calls and their ms."""
 
     runs: int
     wall_ms: float
@@ -73,11 +71,13 @@ class RunBreakdown:
 
 
 def breakdown(runs: list[tuple[float, list[Call]]]) -> RunBreakdown:
-    """``runs``: (wall ms, the run's own calls) per run."""
-    return RunBreakdown(len(runs), statistics.fmean(w for w, _ in runs),
-                        mean_calls([calls for _, calls in runs]))
+    """Medians (robust to this machine's spikes) of ``runs``: (wall ms, the run's own calls)."""
+    return RunBreakdown(len(runs), statistics.median(w for w, _ in runs),
+                        per_command([calls for _, calls in runs], statistics.median))
 
 
 def deferred_breakdown(calls: list[Call], runs: int) -> RunBreakdown:
-    """Deferred calls spread over the ``runs`` that caused them (no wall time of their own)."""
-    return RunBreakdown(runs, 0.0, mean_calls([calls] + [[] for _ in range(runs - 1)]))
+    """Deferred calls spread evenly over the ``runs`` that caused them (a mean per run; no
+    wall time of their own)."""
+    return RunBreakdown(runs, 0.0, per_command([calls] + [[] for _ in range(runs - 1)],
+                                               statistics.fmean))
