@@ -27,7 +27,7 @@ from vmexec.agent.client import GuestAgent
 from vmexec.agent.directory import AgentDirectory
 from vmexec.agent.targets import SocketTarget
 from vmexec.agent.transport.unix import UnixSocketTransport
-from vmexec.execution.engine import Executor
+from vmexec.execution.engine import CLEANUP_DELAY, Executor
 from vmexec.execution.models import ExecRequest
 from vmexec.hypervisor.libvirt_host import LibvirtHosts
 from vmexec.hypervisor.sockets import socket_vm_uuid
@@ -209,7 +209,10 @@ async def measure(server: ApiServer, config: FanoutConfig) -> FanoutResult:
         with PeakSampler(server.pid) as peak:
             await meter.measure(result.api, api_one, 0, config.commands)
         result.peak_kib = peak.peak_kib
-        await api.delete_host(client, host)  # the server lets go of the sockets
+        # The server deletes its runs' files in the agents' state 2 s after they end: let it,
+        # before DeleteHost makes it let go of the sockets.
+        await asyncio.sleep(max(0.0, CLEANUP_DELAY + 1 - config.settle))
+        await api.delete_host(client, host)
         try:
             await raw.connect()
             await meter.measure(result.raw, raw.one, half, config.commands - half)
