@@ -26,6 +26,7 @@ from vmexec.execution import errors
 from vmexec.execution.guestfiles import RunFiles
 from vmexec.execution.linux import LinuxPlatform
 from vmexec.execution.models import (
+    AGENT_OUTPUT_CAP,
     MAX_COMMAND_CHARS,
     MAX_STDIN_BYTES,
     MAX_TIMEOUT_SECONDS,
@@ -178,10 +179,10 @@ class Executor:
         """
         guest = self._guest(target, platform)
         agent = self.agents.get(target)
-        request = ExecRequest("recover", platform=platform)
-        if max_output_bytes is not None:
-            request = ExecRequest("recover", platform=platform, max_output_bytes=max_output_bytes)
-        run = _Run(request, run_id, guest, agent)
+        # The command itself is in the guest already; the run only needs the output limit.
+        limit = AGENT_OUTPUT_CAP if max_output_bytes is None else max_output_bytes
+        run = _Run(ExecRequest("(recovered)", platform=platform, max_output_bytes=limit),
+                   run_id, guest, agent)
         files = RunFiles(agent, guest.platform, run_id, None)
         try:
             run_dir = await files.locate()
