@@ -122,3 +122,18 @@ async def test_silent_peer_is_not_connected_within_sync_timeout(sock: Path) -> N
 async def test_missing_socket_is_unreachable(sock: Path) -> None:
     with pytest.raises(HostUnreachable):
         await UnixSocketTransport(str(sock)).execute("guest-ping")
+
+
+async def test_idle_connection_is_released_and_reopened(sock: Path) -> None:
+    """An agent socket serves one client at a time: an idle client lets go of it."""
+    async with ScriptedPeer(sock) as peer:
+        transport = UnixSocketTransport(str(sock), idle_close=0.2)
+        assert await transport.execute("guest-ping") == {}
+        await asyncio.sleep(0.5)
+        assert peer.connections == 1
+        other = UnixSocketTransport(str(sock))  # another client gets the socket meanwhile
+        assert await other.execute("guest-ping") == {}
+        await other.aclose()
+        assert await transport.execute("guest-ping") == {}  # reconnected and resynced
+        assert peer.connections == 3
+        await transport.aclose()

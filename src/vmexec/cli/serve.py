@@ -10,6 +10,10 @@ import typer
 
 #: Seconds open requests get to finish at shutdown; jobs still running are resumed at restart.
 GRACEFUL_SHUTDOWN = 5
+#: Seconds an idle keep-alive connection stays open. Longer than clients' own idle expiry
+#: (httpx 5 s, OkHttp 5 min is capped by this): a server closing a connection at the moment a
+#: client reuses it makes that request fail with a connection reset.
+KEEP_ALIVE = 75
 
 
 def register(app: typer.Typer) -> None:
@@ -39,4 +43,4 @@ def register(app: typer.Typer) -> None:
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
                     log_level=log_level.lower(), timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
-                    proxy_headers=False)
+                    proxy_headers=False, timeout_keep_alive=KEEP_ALIVE)

@@ -20,6 +20,9 @@ from vmexec.agent.transport.base import DEFAULT_TIMEOUT, AgentTransport
 
 log = logging.getLogger(__name__)
 
+#: An agent socket serves one client at a time (QEMU chardev, qemu-ga unix-listen): let go of
+#: it after this many idle seconds so others (e.g. Proxmox's own `qm agent`) can use it too.
+IDLE_CLOSE = 10.0
 #: Replies can carry up to 2 x 16 MiB of base64 output; allow for that in one line.
 MAX_REPLY_BYTES = 64 * 1024 * 1024
 _ids = itertools.count(random.randrange(1, 1 << 30))
@@ -28,8 +31,11 @@ _ids = itertools.count(random.randrange(1, 1 << 30))
 class UnixSocketTransport(AgentTransport):
     """One connection, one command on the wire at a time, resynced after any failure."""
 
-    def __init__(self, path: str, *, sync_timeout: float = 3.0) -> None:
+    def __init__(self, path: str, *, sync_timeout: float = 3.0,
+                 idle_close: float = IDLE_CLOSE) -> None:
         self.path = path
+        self._idle_close = idle_close
+        self._idle: asyncio.TimerHandle | None = None
         self.name = f"unix:{path}"
         self._sync_timeout = sync_timeout
         self._lock = asyncio.Lock()
@@ -57,7 +63,20 @@ class UnixSocketTransport(AgentTransport):
                 await self._drop()
                 raise AgentNotConnected(f"agent connection lost: {exc}", command=command) from None
             self._log.debug("<-- %s", line[:200])
+            self._arm_idle_close()
             return protocol.decode_reply(line, command)
+
+    def _arm_idle_close(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+        self._idle = asyncio.get_running_loop().call_later(self._idle_close, self._close_idle)
+
+    def _close_idle(self) -> None:
+        self._idle = None
+        if self._lock.locked() or self._writer is None:
+            return  # in use (the call in flight re-arms the timer)
+        writer, self._reader, self._writer = self._writer, None, None
+        writer.close()
 
     @staticmethod
     async def _roundtrip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
@@ -83,12 +102,12 @@ class UnixSocketTransport(AgentTransport):
         try:
             await asyncio.wait_for(self._sync(reader, writer), self._sync_timeout)
         except TimeoutError:
-            writer.close()
+            await _close(writer)
             raise AgentNotConnected(
                 f"no guest agent answers on {self.path} (sync timed out after "
                 f"{self._sync_timeout:g} s)", command="guest-sync-delimited") from None
         except (OSError, asyncio.IncompleteReadError) as exc:
-            writer.close()
+            await _close(writer)
             raise AgentNotConnected(f"agent connection lost during sync: {exc}",
                                     command="guest-sync-delimited") from None
         self._reader, self._writer = reader, writer
@@ -114,12 +133,19 @@ class UnixSocketTransport(AgentTransport):
     async def _drop(self) -> None:
         writer, self._reader, self._writer = self._writer, None, None
         if writer is not None:
-            writer.close()
-            try:
-                await writer.wait_closed()
-            except OSError:
-                pass
+            await _close(writer)
 
     async def aclose(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
         async with self._lock:
             await self._drop()
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    try:
+        await writer.wait_closed()
+    except OSError:
+        pass
