@@ -118,8 +118,6 @@ class _Guest:
     finished: dict[str, list[str]] = field(default_factory=dict)
     #: Helper processes (kill, watchdog, cleanup) whose agent records must still be reaped.
     helpers: list[int] = field(default_factory=list)
-    #: guest-file handles of collected output, closed with the next cleanup.
-    handles: list[int] = field(default_factory=list)
     flush: asyncio.TimerHandle | None = None
 
 
@@ -255,8 +253,7 @@ class Executor:
         try:
             while True:
                 await self._start(run)
-                files = RunFiles(run.agent, guest.platform, run.run_id, guest.run_dir,
-                                 deferred_closes=guest.handles)
+                files = RunFiles(run.agent, guest.platform, run.run_id, guest.run_dir)
                 deadline = loop.time() + request.timeout
                 reply = status = None
                 async for item in self._wait(run, files, deadline, follow):
@@ -268,8 +265,10 @@ class Executor:
                     else:
                         yield item
                 finished = _now()
+                inline = (b"", b"")
                 if reply is not None:
-                    status, _ = split_inline(reply.stdout)
+                    status, out = split_inline(reply.stdout)
+                    inline = (out, reply.stderr)
                 if status is not None and status.setup_error == "run-dir-unwritable":
                     dirs = guest.platform.run_dirs
                     index = dirs.index(guest.run_dir) + 1 if guest.run_dir in dirs else len(dirs)
@@ -278,17 +277,20 @@ class Executor:
                         continue
                 break
             if status is not None and status.setup_error:
+                self._finished(target, guest, guest.run_dir, run.run_id)  # e.g. its .sh file
                 raise _setup_error(status, reply.stderr if reply else b"")
             if status is None and reply is None:
                 # The exited reply never reached us: the guest's files have the result.
                 status = await files.wait_status(max(1.0, deadline + KILL_WAIT - loop.time()))
             elif reply is not None and (status is None or reply.signal is not None):
-                # Killed by a signal before (or without) its EXIT trap: the agent knows best.
+                # Killed by a signal before (or without) its EXIT trap: the agent knows best,
+                # and the output is in the files.
                 status = Status(exit_code=_shell_status(reply), run_dir=guest.run_dir)
+                inline = (b"", b"")
             timed_out = run.killed or (status is not None and status.timed_out) or (
                 reply is None and await files.exists("timeout"))
             result = await self._collect(run, files, status, timed_out=timed_out,
-                                         finished=finished)
+                                         finished=finished, inline=inline)
         except agent_errors.AgentError as exc:
             raise unavailable(exc) from None
         if follow:
@@ -346,9 +348,10 @@ class Executor:
             delay = min(delay * POLL_GROWTH, POLL_MAX)
 
     async def _collect(self, run: _Run, files: RunFiles, status: Status | None, *,
-                       timed_out: bool, finished: datetime) -> ExecResult:
+                       timed_out: bool, finished: datetime,
+                       inline: tuple[bytes, bytes] = (b"", b"")) -> ExecResult:
         limit = run.request.max_output_bytes
-        stdout, stderr = await files.read_outputs(limit, status)
+        stdout, stderr = await files.read_outputs(limit, status, inline=inline)
         code = status.exit_code if status else None
         return _result(run.run_id, code, timed_out, stdout, stderr, run.started, finished)
 
@@ -394,10 +397,6 @@ class Executor:
                     launch = guest.platform.cleanup(run_dir, run_ids)
                     guest.helpers.append(await agent.exec(
                         launch.path, launch.args, capture_output=False, timeout=CALL_TIMEOUT))
-            handles, guest.handles = guest.handles, []
-            for handle in handles:
-                with contextlib.suppress(agent_errors.AgentCommandError):
-                    await agent.file_close(handle, timeout=CALL_TIMEOUT)
             # The agent keeps a record of every process until its status is read.
             still = []
             for pid in guest.helpers:

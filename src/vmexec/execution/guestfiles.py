@@ -13,7 +13,7 @@ from vmexec.agent import errors as agent_errors
 from vmexec.agent.client import GuestAgent
 from vmexec.execution.models import OutputChunk, StreamName, StreamOutput
 from vmexec.execution.platform import GuestPlatform
-from vmexec.execution.status import Status, parse_status
+from vmexec.execution.status import Status, Where, parse_status
 
 # libvirt refuses agent replies over 10 MiB and RPC strings over 4 MiB: 2 MiB of data is
 # 2.7 MiB of base64.
@@ -23,11 +23,8 @@ _KINDS = {StreamName.STDOUT: "out", StreamName.STDERR: "err"}
 
 class RunFiles:
     def __init__(self, agent: GuestAgent, platform: GuestPlatform, run_id: str,
-                 run_dir: str | None, *, deferred_closes: list[int] | None = None) -> None:
+                 run_dir: str | None) -> None:
         self.agent = agent
-        #: Where to leave handles of fully read files for a later batch close (saves a round
-        #: trip on the result's critical path); None closes them at once.
-        self.deferred_closes = deferred_closes
         self.platform = platform
         self.run_id = run_id
         self.run_dir = run_dir
@@ -77,12 +74,9 @@ class RunFiles:
             if len(data) > limit:
                 data = data[:limit]
                 size = await self.agent.file_seek(handle, 0, 2)
-        except BaseException:
-            await self._close(handle)
-            raise
-        if self.deferred_closes is not None:
-            self.deferred_closes.append(handle)
-        else:
+        finally:
+            # At once, never later: qemu-ga keeps a handle (and a deleted file's space) until
+            # it is closed, whatever happens to the client that opened it.
             await self._close(handle)
         return data, size
 
@@ -143,16 +137,23 @@ class RunFiles:
             await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
             delay = min(delay * 2, 1.0)
 
-    async def read_outputs(self, limit: int, status: Status | None
+    async def read_outputs(self, limit: int, status: Status | None, *,
+                           inline: tuple[bytes, bytes] = (b"", b"")
                            ) -> tuple[StreamOutput, StreamOutput]:
-        """Both output streams, skipping a file the status says is empty."""
+        """Both output streams: from ``inline`` (the agent's reply) when the status says
+        the whole stream is there, else from the run's file (skipped when empty)."""
         code_page = status.code_page if status else None
-        known = {"out": status.has_stdout if status else None,
-                 "err": status.has_stderr if status else None}
+        places = (status.stdout_at if status else None, status.stderr_at if status else None)
         outputs = []
-        for kind in ("out", "err"):
-            got = None if known[kind] is False else await self._slurp(self.path(kind), 0, limit)
-            data, size = got if got is not None else (b"", 0)
+        for kind, where, data in zip(("out", "err"), places, inline, strict=True):
+            if where is Where.INLINE:
+                size = len(data)
+                data = data[:limit]
+            elif where is Where.EMPTY:
+                data, size = b"", 0
+            else:
+                got = await self._slurp(self.path(kind), 0, limit)
+                data, size = got if got is not None else (b"", 0)
             outputs.append(StreamOutput(data=data, total_bytes=max(size, len(data)),
                                         truncated=size > len(data),
                                         encoding=self.platform.decode(data, code_page)))

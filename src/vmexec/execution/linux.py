@@ -49,19 +49,36 @@ _SETUP = (
     ' in the guest" >&2; exit 0; }}; fi; shift;'
     ' for __vmexec_kv; do export "$__vmexec_kv"; done; unset __vmexec_kv; set --;'
     " export VMEXEC_RUN_ID={id}; echo $$ >{f}.pid;"
-    # fd 9 keeps the agent's stdout pipe for the status line; the command writes to files.
-    " exec 9>&1 >{f}.out 2>{f}.err;"
+    # fds 9 and 8 keep the agent's pipes for the status (and small output); the command
+    # itself writes to the run files.
+    " exec 9>&1 8>&2 >{f}.out 2>{f}.err;"
     # sh and dash skip the EXIT trap when a signal kills them, bash runs it with $? = 0:
     # turn the usual signals into an exit with the conventional status instead.
     " trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM;"
-    # On exit: the status to the .rc file (durable) and to the agent (fast), with flags
-    # telling which output files are not empty, so the client reads only those.
+)
+# On exit: the status to the .rc file (durable) and to the agent (fast), with a flag per stream:
+# 0 empty, 1 in the file, 2 inline too. sh can only test emptiness; bash's `read -d "" -n N`
+# also tells "the whole file, under N bytes, no NUL" (it fails at EOF), so small text output
+# travels inline and costs no guest-file round trips.
+_EXIT_SH = (
     " trap '__vmexec_rc=$? __vmexec_o=o0 __vmexec_e=e0;"
     " [ -s {f}.out ] && __vmexec_o=o1; [ -s {f}.err ] && __vmexec_e=e1;"
     " printf \"%s exited {d}\\n\" $__vmexec_rc >{f}.rc;"
-    " printf \"VMEXEC1 %s exited {d} %s%s\\n\" $__vmexec_rc $__vmexec_o $__vmexec_e 2>/dev/null >&9' EXIT; "
+    " printf \"VMEXEC1 %s exited {d} %s%s\\n\" $__vmexec_rc $__vmexec_o $__vmexec_e"
+    " 2>/dev/null >&9' EXIT; "
 )
-_DIRECT = _SETUP
+_EXIT_BASH = (
+    " trap '__vmexec_rc=$? __vmexec_o=o0 __vmexec_e=e0 __vmexec_so= __vmexec_se=; LC_ALL=C;"
+    " if [ -s {f}.out ]; then __vmexec_o=o1; if IFS= read -r -d \"\" -n {n} __vmexec_so"
+    " <{f}.out; then __vmexec_so=; else __vmexec_o=o2; fi; fi;"
+    " if [ -s {f}.err ]; then __vmexec_e=e1; if IFS= read -r -d \"\" -n {n} __vmexec_se"
+    " <{f}.err; then __vmexec_se=; else __vmexec_e=e2; fi; fi;"
+    " printf \"%s exited {d}\\n\" $__vmexec_rc >{f}.rc;"
+    " printf \"VMEXEC1 %s exited {d} %s%s\\n%s\" $__vmexec_rc $__vmexec_o $__vmexec_e"
+    " \"$__vmexec_so\" 2>/dev/null >&9; printf %s \"$__vmexec_se\" 2>/dev/null >&8' EXIT; "
+)
+#: Output up to this many bytes per stream travels inline (bash guests, text without NUL).
+INLINE_MAX = 64 * 1024
 
 SUPERVISOR = r"""
 script=$1 interp=$2 user=$3; shift 3
@@ -162,17 +179,19 @@ class LinuxPlatform(GuestPlatform):
                            ("working directory", request.working_directory or "")):
             if "\0" in text:
                 raise InvalidExecRequest(f"{what} contains a NUL byte")
-        names = {"d": run_dir, "id": check_run_id(run_id), "f": f"{run_dir}/{run_id}"}
+        names = {"d": run_dir, "id": check_run_id(run_id), "f": f"{run_dir}/{run_id}",
+                 "n": str(INLINE_MAX + 1)}
         params = [request.working_directory or "", *_env_entries(request)]
         shebang = request.command.startswith("#!")
         if not shebang and not request.run_as:
             shell = {Shell.SH: "/bin/sh", Shell.BASH: "bash"}.get(request.shell, interpreter)
             # $0 is "bash"/"sh" so error messages read as they would for `bash -c`.
-            text = _DIRECT.format(**names) + request.command
+            trap = _EXIT_BASH if shell == "bash" else _EXIT_SH
+            text = (_SETUP + trap).format(**names) + request.command
             return Launch(shell, ["-c", text, shell.rsplit("/", 1)[-1], *params], request.stdin)
         interp = "" if shebang else {Shell.SH: "/bin/sh", Shell.BASH: "bash"}.get(
             request.shell, interpreter)
-        text = (f"D={run_dir} F={names['f']}\n" + SUPERVISOR + _DIRECT.format(**names)
+        text = (f"D={run_dir} F={names['f']}\n" + SUPERVISOR + (_SETUP + _EXIT_SH).format(**names)
                 + _DISPATCH)
         return Launch("/bin/sh", ["-c", text, "sh", request.command, interp,
                                   request.run_as or "", *params], request.stdin)

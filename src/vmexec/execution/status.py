@@ -1,16 +1,25 @@
 """The status line every guest supervisor (Linux and Windows) prints before the output.
 
-``VMEXEC1 <exit code> exited|timeout <run dir> [o<0|1>e<0|1>] [cp<code page>]`` or
-``VMEXEC1 setup <reason>``; the ``o/e`` flags say whether stdout / stderr have any bytes.
+``VMEXEC1 <exit code> exited|timeout <run dir> [o<N>e<N>] [cp<code page>]`` or
+``VMEXEC1 setup <reason>``; the ``o/e`` flags say where stdout / stderr are (:class:`Where`).
 The run's ``.rc`` file holds the same fields without the tag.
 """
 
 from __future__ import annotations
 
+import enum
 import re
 from dataclasses import dataclass
 
 TAG = b"VMEXEC1"
+
+
+class Where(enum.IntEnum):
+    """Where a stream's bytes are."""
+
+    EMPTY = 0   # nowhere: the command wrote nothing to it
+    FILE = 1    # in the run's file only
+    INLINE = 2  # in the agent's reply too (the whole stream, after the status line)
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,9 +31,9 @@ class Status:
     run_dir: str | None = None
     #: Code page the guest's console uses (Windows), e.g. ``cp936``.
     code_page: str | None = None
-    #: Whether stdout / stderr have any bytes (None: unknown, read the file to see).
-    has_stdout: bool | None = None
-    has_stderr: bool | None = None
+    #: Where stdout / stderr are (None: unknown, read the file to see).
+    stdout_at: Where | None = None
+    stderr_at: Where | None = None
 
 
 def parse_status(line: bytes) -> Status | None:
@@ -40,11 +49,11 @@ def parse_status(line: bytes) -> Status | None:
         return None
     extra = parts[3:]
     code_page = next((p for p in extra if p.startswith("cp")), None)
-    flags = next((p for p in extra if re.fullmatch(r"o[01]e[01]", p)), None)
+    flags = next((m for p in extra if (m := re.fullmatch(r"o([012])e([012])", p))), None)
     return Status(exit_code=exit_code, timed_out=parts[1] == "timeout",
                   run_dir=parts[2] if len(parts) > 2 else None, code_page=code_page,
-                  has_stdout=flags[1] == "1" if flags else None,
-                  has_stderr=flags[3] == "1" if flags else None)
+                  stdout_at=Where(int(flags[1])) if flags else None,
+                  stderr_at=Where(int(flags[2])) if flags else None)
 
 
 def split_inline(stdout: bytes) -> tuple[Status | None, bytes]:
