@@ -83,7 +83,7 @@ def create_app(settings: Settings, *, executor: ExecutorFactory = Executor,
                                           timeout=settings.webhook_timeout,
                                           backoff=settings.webhook_backoff)),
                 auth=AuthService(db, session_timeout=timedelta(seconds=settings.session_timeout)),
-                executions=ExecutionService(db, runner),
+                executions=ExecutionService(runner),
             )
             await services.auth.ensure_admin(settings.admin_password.get_secret_value())
             await services.inventory.start()

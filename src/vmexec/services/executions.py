@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import insert, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import Executable, insert, update
 
 from vmexec.agent.targets import AgentTarget
 from vmexec.db.models import Execution, utcnow
@@ -47,23 +46,43 @@ class Caller:
 
 
 class ExecutionService:
-    def __init__(self, db: async_sessionmaker[AsyncSession], executor: Executor) -> None:
-        self._db = db
+    """Runs commands and writes their execution records.
+
+    The records are written as statements the caller commits together with its own writes
+    (the job's row): one transaction when a command starts and one when it ends, which is
+    most of what the API costs per command.
+    """
+
+    def __init__(self, executor: Executor) -> None:
         self._executor = executor
 
-    async def record(self, uuid: str, caller: Caller, vm_uuid: str,
-                     request: ExecRequest) -> None:
-        """Record that ``caller`` asked to run ``request`` on ``vm_uuid`` (as run ``uuid``)."""
-        # A Core INSERT: the ORM's unit of work costs several times more on this hot path.
-        async with self._db() as db:
-            await db.execute(insert(Execution).values(
-                uuid=uuid, account_uuid=caller.account_uuid, account_name=caller.account_name,
-                vm_uuid=vm_uuid, platform=str(request.platform), command=request.command,
-                timeout_seconds=round(request.timeout), outcome=RUNNING, requested_at=utcnow()))
-            await db.commit()
+    @staticmethod
+    def recorded(uuid: str, caller: Caller, vm_uuid: str, request: ExecRequest) -> Executable:
+        """The record that ``caller`` asked to run ``request`` on ``vm_uuid`` (as run
+        ``uuid``)."""
+        return insert(Execution).values(
+            uuid=uuid, account_uuid=caller.account_uuid, account_name=caller.account_name,
+            vm_uuid=vm_uuid, platform=str(request.platform), command=request.command,
+            timeout_seconds=round(request.timeout), outcome=RUNNING, requested_at=utcnow())
+
+    @staticmethod
+    def finished(uuid: str, result: ExecResult) -> Executable:
+        """The record's update for a command that ran (whatever its exit code)."""
+        return _update(
+            uuid, outcome=str(result.outcome), exit_code=result.exit_code,
+            signal=result.signal, stdout_bytes=result.stdout.total_bytes,
+            stderr_bytes=result.stderr.total_bytes,
+            stdout_truncated=result.stdout.truncated, stderr_truncated=result.stderr.truncated,
+            started_at=result.started_at, finished_at=result.finished_at)
+
+    @staticmethod
+    def failed(uuid: str, code: str, details: str | None) -> Executable:
+        """The record's update for a command that ended without a result (error ``code``)."""
+        return _update(uuid, outcome=FAILED, error_code=code, error_details=details,
+                       finished_at=utcnow())
 
     async def run(self, uuid: str, vm: VmRef, request: ExecRequest) -> ExecResult:
-        """Run recorded execution ``uuid`` on ``vm``; the record gets the result.
+        """Run ``request`` on ``vm`` as run ``uuid``.
 
         Raises: :class:`QgaDisabled`, ``GuestUnavailable`` (VM not running) before anything
         runs; the engine's errors after.
@@ -74,36 +93,16 @@ class ExecutionService:
         if vm.state != "Running":
             raise GuestUnavailable(f"VM[uuid:{vm.uuid}] is {vm.state}, not Running",
                                    UnavailableReason.VM_NOT_RUNNING)
-        result = await self._executor.run(vm.target, request, run_id=uuid)
-        await self.finish(uuid, result)
-        return result
+        return await self._executor.run(vm.target, request, run_id=uuid)
 
     async def recover(self, uuid: str, vm: VmRef, request: ExecRequest, *,
                       timeout: float) -> ExecResult:
-        """Collect the result of execution ``uuid`` (started as ``request``) after a restart
-        of vmexec. Raises the engine's errors (``ResultLost`` when the guest no longer has
-        it)."""
-        result = await self._executor.recover(
+        """Collect the result of run ``uuid`` (started as ``request``) after a restart of
+        vmexec. Raises the engine's errors (``ResultLost`` when the guest no longer has it)."""
+        return await self._executor.recover(
             vm.target, uuid, platform=request.platform,
             max_output_bytes=request.max_output_bytes, timeout=timeout)
-        await self.finish(uuid, result)
-        return result
 
-    async def finish(self, uuid: str, result: ExecResult) -> None:
-        await self._update(
-            uuid, outcome=str(result.outcome), exit_code=result.exit_code,
-            signal=result.signal, stdout_bytes=result.stdout.total_bytes,
-            stderr_bytes=result.stderr.total_bytes,
-            stdout_truncated=result.stdout.truncated, stderr_truncated=result.stderr.truncated,
-            started_at=result.started_at, finished_at=result.finished_at)
 
-    async def fail(self, uuid: str, code: str, details: str | None) -> None:
-        """Record that execution ``uuid`` ended without a result (error ``code``)."""
-        await self._update(uuid, outcome=FAILED, error_code=code, error_details=details,
-                           finished_at=utcnow())
-
-    async def _update(self, uuid: str, **values: object) -> None:
-        # One UPDATE, no read first: this runs twice per command on the API's hot path.
-        async with self._db() as db:
-            await db.execute(update(Execution).where(Execution.uuid == uuid).values(**values))
-            await db.commit()
+def _update(uuid: str, **values: object) -> Executable:
+    return update(Execution).where(Execution.uuid == uuid).values(**values)

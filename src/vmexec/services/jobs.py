@@ -18,13 +18,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Executable, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -56,6 +56,9 @@ class JobReply:
 
     status: int
     body: dict[str, Any]
+    #: Writes that belong with this reply (e.g. the execution record's end), committed in the
+    #: transaction that stores it.
+    writes: tuple[Executable, ...] = field(default=(), compare=False)
 
     @property
     def success(self) -> bool:
@@ -97,10 +100,11 @@ class JobService:
         self._resumers[api] = resume
 
     async def start(self, *, uuid: str, api: str, account_uuid: str,
-                    request: Mapping[str, Any], work: Work,
-                    webhook: str | None = None) -> asyncio.Task[JobReply]:
-        """Record job ``uuid`` and start ``work`` in the background; the task yields the reply
-        once it is stored. Raises :class:`DuplicateJob` when ``uuid`` is taken."""
+                    request: Mapping[str, Any], work: Work, webhook: str | None = None,
+                    writes: Sequence[Executable] = ()) -> asyncio.Task[JobReply]:
+        """Record job ``uuid`` (with ``writes``, in one transaction) and start ``work`` in the
+        background; the task yields the reply once it is stored. Raises :class:`DuplicateJob`
+        when ``uuid`` is taken."""
         now = utcnow()
         async with self._db() as db:
             try:
@@ -110,6 +114,8 @@ class JobService:
                     request=dict(request), webhook=webhook,
                     webhook_state="pending" if webhook else None,
                     created_at=now, expires_at=now + self._retention))
+                for statement in writes:
+                    await db.execute(statement)
                 await db.commit()
             except IntegrityError:
                 raise DuplicateJob(f"job[uuid:{uuid}] exists already; X-Job-UUID must be "
@@ -142,6 +148,8 @@ class JobService:
             result = await db.execute(
                 update(Job).where(Job.uuid == uuid).values(
                     state=DONE, status=reply.status, result=reply.body, finished_at=utcnow()))
+            for statement in reply.writes:
+                await db.execute(statement)
             await db.commit()
             return bool(getattr(result, "rowcount", 1))
 

@@ -106,44 +106,46 @@ def _location(request: Request, job_uuid: str) -> str:
     return f"{request.url.scheme}://{host}/zstack/v1/api-jobs/{job_uuid}"
 
 
-async def _reply_for(services: Services, vm_uuid: str, request: ExecRequest,
+async def _reply_for(services: Services, job_uuid: str, vm_uuid: str, request: ExecRequest,
                      result: ExecResult) -> JobReply:
+    record = (services.executions.finished(job_uuid, result),)
     if result.timed_out:
         error = api_error(
             VM_EXEC_TIMED_OUT,
             f"the command did not finish within {request.timeout:g}s and was stopped",
             opaque=partial_output(result))
-        return JobReply(error.status, error.body())
+        return JobReply(error.status, error.body(), record)
     try:
         inventory = await services.inventory.inventory(vm_uuid)
     except Exception:  # the VM vanished since: the result still stands
         inventory = {"uuid": vm_uuid}
-    return JobReply(200, result_reply(result, inventory).wire())
+    return JobReply(200, result_reply(result, inventory).wire(), record)
+
+
+def _failure(services: Services, job_uuid: str, exc: BaseException) -> JobReply:
+    error = to_api_error(exc)
+    return JobReply(error.status, error.body(),
+                     (services.executions.failed(job_uuid, error.code, error.details),))
 
 
 async def _finish(services: Services, job_uuid: str, vm_uuid: str, request: ExecRequest,
                   run: Awaitable[ExecResult]) -> JobReply:
-    """Await ``run`` (the engine call) and turn its outcome into the job's reply."""
+    """Await ``run`` (the engine call) and turn its outcome into the job's reply, with the
+    execution record's end to be stored with it."""
     try:
         async with asyncio.timeout(request.timeout + GRACE_SECONDS):
             result = await run
     except asyncio.CancelledError:
         raise
     except TimeoutError:
-        error = to_api_error(TimeoutError(
+        return _failure(services, job_uuid, TimeoutError(
             f"no result from the guest agent {request.timeout + GRACE_SECONDS:g}s after start"))
-        await services.executions.fail(job_uuid, error.code, error.details)
-        return JobReply(error.status, error.body())
     except Exception as exc:
-        error = to_api_error(exc)
-        await services.executions.fail(job_uuid, error.code, error.details)
-        return JobReply(error.status, error.body())
-    return await _reply_for(services, vm_uuid, request, result)
+        return _failure(services, job_uuid, exc)
+    return await _reply_for(services, job_uuid, vm_uuid, request, result)
 
 
-async def _run(services: Services, job_uuid: str, caller: Caller, vm: VmRef,
-               request: ExecRequest) -> JobReply:
-    await services.executions.record(job_uuid, caller, vm.uuid, request)
+async def _run(services: Services, job_uuid: str, vm: VmRef, request: ExecRequest) -> JobReply:
     return await _finish(services, job_uuid, vm.uuid, request,
                          services.executions.run(job_uuid, vm, request))
 
@@ -158,9 +160,7 @@ def resumer(services: Services) -> Resumer:
         try:
             vm = await services.inventory.resolve(vm_uuid)
         except Exception as exc:
-            error = to_api_error(exc)
-            await services.executions.fail(job_uuid, error.code, error.details)
-            return JobReply(error.status, error.body())
+            return _failure(services, job_uuid, exc)
         return await _finish(services, job_uuid, vm_uuid, request, services.executions.recover(
             job_uuid, vm, request, timeout=request.timeout))
     return resume
@@ -177,7 +177,8 @@ async def _execute(http: Request, body: ExecuteGuestVmCommandRequest, services: 
     task = await services.jobs.start(
         uuid=job_uuid, api=API, account_uuid=caller.account_uuid, webhook=webhook,
         request={"vmInstanceUuid": vm.uuid, "request": request_to_json(request)},
-        work=lambda: _run(services, job_uuid, caller, vm, request))
+        work=lambda: _run(services, job_uuid, vm, request),
+        writes=[services.executions.recorded(job_uuid, caller, vm.uuid, request)])
     headers = {"Preference-Applied": applied} if applied else {}
     if window is None or window > 0:
         # asyncio.wait, not await: a client that goes away must not cancel the job.
