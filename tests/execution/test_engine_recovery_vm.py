@@ -148,3 +148,42 @@ async def test_unknown_domain(executor: Executor) -> None:
     with pytest.raises(GuestUnavailable) as info:
         await executor.run(LibvirtTarget("qemu:///system", "0" * 32), ExecRequest("true"))
     assert info.value.reason is UnavailableReason.VM_NOT_FOUND
+
+
+class CountsCalls(AgentTransport):
+    """The real libvirt transport, counting the agent commands that pass through it."""
+
+    def __init__(self, inner: AgentTransport) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.calls: list[str] = []
+
+    async def execute(self, command: str, arguments: Mapping[str, Any] | None = None, *,
+                      timeout: float = DEFAULT_TIMEOUT) -> Any:
+        self.calls.append(command)
+        return await self.inner.execute(command, arguments, timeout=timeout)
+
+
+class CountingDirectory(AgentDirectory):
+    def _transport(self, target: AgentTarget) -> AgentTransport:
+        return CountsCalls(super()._transport(target))
+
+
+async def test_small_text_output_comes_inline_and_large_or_binary_from_files(lab_vms) -> None:
+    hosts = LibvirtHosts()
+    executor = Executor(CountingDirectory(hosts))
+    target = target_of(lab_vms[1])
+    transport = executor.agents.get(target).transport
+    assert isinstance(transport, CountsCalls)
+    try:
+        small = await executor.run(target, ExecRequest("echo out; echo err >&2"))
+        assert (small.stdout.text, small.stderr.text) == ("out\n", "err\n")
+        assert not [c for c in transport.calls if c.startswith("guest-file")]
+        transport.calls.clear()
+        binary = await executor.run(target, ExecRequest(r"printf 'a\000b'"))
+        assert binary.stdout.data == b"a\x00b"
+        assert "guest-file-read" in transport.calls
+    finally:
+        await executor.aclose()
+        await executor.agents.aclose()
+        hosts.close()
