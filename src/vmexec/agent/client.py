@@ -145,17 +145,6 @@ class GuestAgent:
         return FileChunk(data=_b64decode(reply.get("buf-b64"), "guest-file-read"),
                          eof=bool(reply.get("eof")))
 
-    async def file_write(self, handle: int, data: bytes, *,
-                         timeout: float = DEFAULT_TIMEOUT) -> int:
-        reply = _expect(
-            await self.transport.execute(
-                "guest-file-write",
-                {"handle": handle, "buf-b64": base64.b64encode(data).decode("ascii")},
-                timeout=timeout),
-            dict, "guest-file-write",
-        )
-        return int(reply.get("count", 0))
-
     async def file_seek(self, handle: int, offset: int, whence: int = 0, *,
                         timeout: float = DEFAULT_TIMEOUT) -> int:
         """Move the file position; returns the new position (whence: 0 set, 1 cur, 2 end)."""

@@ -5,8 +5,9 @@ from __future__ import annotations
 from vmexec.agent.client import GuestAgent
 from vmexec.agent.targets import AgentTarget, LibvirtTarget
 from vmexec.agent.transport.base import AgentTransport
-from vmexec.agent.transport.libvirt import LibvirtTransport, dashed_uuid
+from vmexec.agent.transport.libvirt import LibvirtTransport
 from vmexec.agent.transport.unix import UnixSocketTransport
+from vmexec.hypervisor.domains import dashed
 from vmexec.hypervisor.libvirt_host import LibvirtHosts
 
 
@@ -20,7 +21,7 @@ class AgentDirectory:
     def get(self, target: AgentTarget) -> GuestAgent:
         if isinstance(target, LibvirtTarget):
             # One client per domain whatever UUID spelling the caller used.
-            target = LibvirtTarget(target.uri, dashed_uuid(target.domain_uuid))
+            target = LibvirtTarget(target.uri, dashed(target.domain_uuid))
         agent = self._agents.get(target)
         if agent is None:
             agent = self._agents[target] = GuestAgent(self._transport(target))

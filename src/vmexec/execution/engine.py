@@ -389,6 +389,8 @@ class Executor:
         task.add_done_callback(self._tasks.discard)
 
     async def _cleanup(self, target: AgentTarget, guest: _Guest) -> None:
+        if not guest.finished and not guest.helpers:
+            return  # nothing to do: do not (re)connect to the agent for nothing
         agent = self.agents.get(target)
         try:
             for run_dir in list(guest.finished):

@@ -27,15 +27,12 @@ from collections.abc import Sequence
 
 from vmexec.execution.errors import InvalidExecRequest
 from vmexec.execution.models import ExecRequest, Shell
-from vmexec.execution.platform import GuestPlatform, Launch
+from vmexec.execution.platform import KILL_GRACE, GuestPlatform, Launch, check_run_id
 
 #: Where runs keep their files, in order of preference (the first that is writable wins).
 RUN_DIRS = ("/var/lib/vmexec", "/run/vmexec", "/tmp/vmexec")
-#: Tenths of a second between TERM and KILL when a run is killed (cut short when it is gone).
-KILL_GRACE = 20
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 _USER = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.@-]{0,63}$")
 _RESERVED_ENV = {"IFS", "VMEXEC_RUN_ID"}
 
@@ -139,13 +136,6 @@ while [ "$left" -gt 0 ]; do
 done
 exec sh -c "$kill" vmexec-kill "$id" "$pid" "$d" "$grace"
 """
-
-
-def check_run_id(run_id: str) -> str:
-    """Run ids go into guest file names and shell text: only 32 lowercase hex digits."""
-    if not _RUN_ID.match(run_id):
-        raise InvalidExecRequest(f"run id must be 32 lowercase hex digits, not {run_id!r}")
-    return run_id
 
 
 def _env_entries(request: ExecRequest) -> list[str]:

@@ -8,10 +8,23 @@ else about the guest OS.
 from __future__ import annotations
 
 import abc
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from vmexec.execution.errors import InvalidExecRequest
 from vmexec.execution.models import ExecRequest
+
+#: Tenths of a second between TERM and KILL when a run is killed (cut short when it is gone).
+KILL_GRACE = 20
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def check_run_id(run_id: str) -> str:
+    """Run ids go into guest file names and shell text: only 32 lowercase hex digits."""
+    if not _RUN_ID.match(run_id):
+        raise InvalidExecRequest(f"run id must be 32 lowercase hex digits, not {run_id!r}")
+    return run_id
 
 
 @dataclass(frozen=True, slots=True)

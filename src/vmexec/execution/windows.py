@@ -19,9 +19,8 @@ import math
 from collections.abc import Sequence
 
 from vmexec.execution.errors import InvalidExecRequest
-from vmexec.execution.linux import KILL_GRACE, check_run_id
 from vmexec.execution.models import ExecRequest, Shell
-from vmexec.execution.platform import GuestPlatform, Launch
+from vmexec.execution.platform import KILL_GRACE, GuestPlatform, Launch, check_run_id
 
 RUN_DIR = "C:\\ProgramData\\vmexec"
 POWERSHELL = "powershell.exe"

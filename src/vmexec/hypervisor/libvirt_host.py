@@ -22,8 +22,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-LOCAL_URI = "qemu:///system"
-
 #: Threads shared by every host: bounds how many blocking libvirt calls run at once.
 DEFAULT_POOL_SIZE = 32
 

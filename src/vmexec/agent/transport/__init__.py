@@ -1,5 +1,5 @@
 """Transports that carry agent commands: libvirt (local or remote URI) and unix sockets."""
 
-from vmexec.agent.transport.base import AgentTransport, HandlerTransport
+from vmexec.agent.transport.base import AgentTransport
 
-__all__ = ["AgentTransport", "HandlerTransport"]
+__all__ = ["AgentTransport"]

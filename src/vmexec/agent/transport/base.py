@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 DEFAULT_TIMEOUT = 5.0
@@ -35,21 +35,3 @@ class AgentTransport(abc.ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, most transports hold nothing
         """Release whatever the transport holds."""
-
-
-Handler = Callable[[str, Mapping[str, Any] | None], Awaitable[Any]]
-
-
-class HandlerTransport(AgentTransport):
-    """A transport that hands every command to an async function; for unit tests."""
-
-    name = "handler"
-
-    def __init__(self, handler: Handler) -> None:
-        self._handler = handler
-
-    async def execute(
-        self, command: str, arguments: Mapping[str, Any] | None = None, *,
-        timeout: float = DEFAULT_TIMEOUT,
-    ) -> Any:
-        return await self._handler(command, arguments)

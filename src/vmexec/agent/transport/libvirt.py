@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,15 +14,11 @@ import libvirt_qemu
 from vmexec.agent import errors, protocol
 from vmexec.agent.transport.base import DEFAULT_TIMEOUT, AgentTransport
 from vmexec.hypervisor import errors as hv
+from vmexec.hypervisor.domains import dashed
 from vmexec.hypervisor.libvirt_host import LibvirtHost
 
 # libvirt wraps an agent's error reply as "... unable to execute QEMU agent command 'X': DESC".
 _AGENT_DESC = re.compile(r"agent command '[^']*':\s*(?P<desc>.*)$", re.DOTALL)
-
-
-def dashed_uuid(value: str) -> str:
-    """libvirt wants the canonical 8-4-4-4-12 form; ZStack uses 32 hex digits."""
-    return str(uuid.UUID(value))
 
 
 class LibvirtTransport(AgentTransport):
@@ -35,7 +30,7 @@ class LibvirtTransport(AgentTransport):
 
     def __init__(self, host: LibvirtHost, domain_uuid: str) -> None:
         self.host = host
-        self.domain_uuid = dashed_uuid(domain_uuid)
+        self.domain_uuid = dashed(domain_uuid)
         self.name = f"{host.uri}#{self.domain_uuid}"
         self._lock = asyncio.Lock()
 
@@ -85,4 +80,4 @@ def _translate(exc: hv.HypervisorError, command: str, seconds: int) -> errors.Ag
     return errors.AgentError(msg, command=command)
 
 
-__all__ = ["LibvirtTransport", "dashed_uuid"]
+__all__ = ["LibvirtTransport"]
