@@ -20,6 +20,10 @@ Codes (vmexec-specific ones are ``VM.EXEC.*``)::
     SYS.1008  404  no API at this path / method
     ID.1000   503  wrong account name or password
     ID.1001   503  invalid or expired session
+    ID.1002   503  permission denied (e.g. UpdateAccount of another account)
+    ID.1008   503  login refused for now: too many failed logins (of the account or from the
+                   address) or too many at once; ``details`` and the ``Retry-After`` header
+                   say after how many seconds (vmexec's: ZStack's identity codes stop at 1007)
     VM.EXEC.1001  503  the command timed out; ``opaque`` holds the partial output
     VM.EXEC.1002  503  the VM is not running
     VM.EXEC.1003  503  the guest agent cannot be reached (no channel, not connected, no answer)
@@ -33,6 +37,7 @@ Codes (vmexec-specific ones are ``VM.EXEC.*``)::
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -56,6 +61,8 @@ SYS_INVALID_ARGUMENT = "SYS.1007"
 SYS_UNKNOWN_API = "SYS.1008"
 ID_AUTHENTICATION = "ID.1000"
 ID_INVALID_SESSION = "ID.1001"
+ID_PERMISSION_DENIED = "ID.1002"
+ID_LOGIN_THROTTLED = "ID.1008"
 
 # --- vmexec's codes for ExecuteGuestVmCommand -------------------------------------------------
 VM_EXEC_TIMED_OUT = "VM.EXEC.1001"
@@ -77,6 +84,8 @@ DESCRIPTIONS: Mapping[str, str] = {
     SYS_UNKNOWN_API: "No such API",
     ID_AUTHENTICATION: "Authentication failed",
     ID_INVALID_SESSION: "Session expired or invalid",
+    ID_PERMISSION_DENIED: "Permission denied",
+    ID_LOGIN_THROTTLED: "Too many failed logins; retry later",
     VM_EXEC_TIMED_OUT: "The command did not finish within its timeout",
     VM_EXEC_VM_NOT_RUNNING: "The VM is not running",
     VM_EXEC_AGENT_UNAVAILABLE: "The guest agent of the VM cannot be reached",
@@ -92,12 +101,14 @@ class ApiError(Exception):
     """A failed API call, rendered as ``{"error": ErrorCode}`` with HTTP ``status``.
 
     ``cause`` is the nested root error (an :class:`ApiError`, or an ErrorCode dict);
-    ``opaque`` is free-form structured data (e.g. the partial output of a timed-out command).
+    ``opaque`` is free-form structured data (e.g. the partial output of a timed-out command);
+    ``headers`` go with the HTTP reply (e.g. ``Retry-After``).
     """
 
     def __init__(self, status: int, code: str, description: str, details: str | None = None,
                  cause: ApiError | Mapping[str, Any] | None = None,
-                 opaque: Mapping[str, Any] | None = None) -> None:
+                 opaque: Mapping[str, Any] | None = None,
+                 headers: Mapping[str, str] | None = None) -> None:
         super().__init__(details or description)
         self.status = status
         self.code = code
@@ -105,6 +116,7 @@ class ApiError(Exception):
         self.details = details
         self.cause = cause
         self.opaque = opaque
+        self.headers = dict(headers or {})
 
     def __str__(self) -> str:
         return f"{self.code} {self.description}" + (f": {self.details}" if self.details else "")
@@ -125,7 +137,7 @@ class ApiError(Exception):
         return {"error": self.error_code()}
 
     def response(self) -> JSONResponse:
-        return JSONResponse(self.body(), status_code=self.status)
+        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
 
 
 def api_error(code: str, details: str | None = None, *, status: int = 503,
@@ -209,6 +221,14 @@ def to_api_error(exc: BaseException) -> ApiError:
             return api_error(ID_AUTHENTICATION, exc.message)
         case auth.InvalidSession():
             return invalid_session(exc.message)
+        case auth.LoginRefused():
+            error = api_error(ID_LOGIN_THROTTLED, exc.message)
+            error.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+            return error
+        case auth.PermissionDenied():
+            return api_error(ID_PERMISSION_DENIED, exc.message)
+        case auth.InvalidAccountUpdate():
+            return invalid_argument(exc.message)
         case jobs.DuplicateJob():
             return invalid_argument(exc.message)
         case jobs.JobNotFound():
