@@ -47,9 +47,12 @@ def is_loopback(host: str) -> bool:
     if host.strip().lower().rstrip(".") == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+        address = ipaddress.ip_address(host.strip().strip("[]"))
     except ValueError:
         return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
 
 
 class _TomlFileSource(PydanticBaseSettingsSource):

@@ -25,7 +25,7 @@ import uuid as uuidlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vmexec.db.models import Account, Session, utcnow
@@ -144,11 +144,12 @@ class AuthService:
         async with self._db() as db:
             stored = await db.scalar(
                 select(Account.password_hash).where(Account.name == ADMIN_ACCOUNT))
-            if stored is None:
-                stored = await self.passwords.hash(sha512_hex(password))
+        if stored is None:
+            stored = await self.passwords.hash(sha512_hex(password))
+            async with self._db() as db:
                 db.add(Account(uuid=new_uuid(), name=ADMIN_ACCOUNT, password_hash=stored))
                 await db.commit()
-                log.info("created the %r account", ADMIN_ACCOUNT)
+            log.info("created the %r account", ADMIN_ACCOUNT)
         self.default_password_in_use = await self.passwords.verify(
             stored, sha512_hex(DEFAULT_PASSWORD))
         await self.passwords.dummy_hash()
@@ -178,21 +179,23 @@ class AuthService:
                     address: str | None = None) -> AuthSession:
         """Open a session for the account; ``address`` is the client's (for the throttle).
         Raises :class:`InvalidCredentials`, :class:`LoginRefused`."""
+        # No database connection is held during the password check: SQLite has one, and
+        # every request needs it.
         async with self._db() as db:
             account = await db.scalar(select(Account).where(Account.name == account_name))
-            # An unknown account costs the same argon2 work as a wrong password.
-            stored = account.password_hash if account is not None else None
-            if not await self._check_password(account_name, stored, _digest(password_sha512),
-                                              address) or account is None:
-                raise InvalidCredentials("wrong account name or password")
-            token = new_uuid()
-            now = utcnow()
-            row = Session(token_hash=token_hash(token), account_uuid=account.uuid,
-                          user_uuid=account.uuid, create_date=now,
-                          expired_date=now + self._timeout)
+        # An unknown account costs the same argon2 work as a wrong password.
+        stored = account.password_hash if account is not None else None
+        if not await self._check_password(account_name, stored, _digest(password_sha512),
+                                          address) or account is None:
+            raise InvalidCredentials("wrong account name or password")
+        token = new_uuid()
+        now = utcnow()
+        row = Session(token_hash=token_hash(token), account_uuid=account.uuid,
+                      user_uuid=account.uuid, create_date=now, expired_date=now + self._timeout)
+        async with self._db() as db:
             db.add(row)
             await db.commit()
-            return _auth_session(token, row, account.name)
+        return _auth_session(token, row, account.name)
 
     async def _load(self, db: AsyncSession, token: str) -> tuple[Session, str] | None:
         found = (await db.execute(
@@ -249,23 +252,28 @@ class AuthService:
             raise InvalidAccountUpdate("oldPassword is required to change the password")
         async with self._db() as db:
             account = await db.get(Account, session.account_uuid)
-            if account is None:
-                raise InvalidSession("the session's account does not exist any more")
-            if not await self._check_password(account.name, account.password_hash,
-                                              _digest(old_password_sha512), address):
-                raise InvalidAccountUpdate(
-                    "old password is not equal to the original password, cannot update the "
-                    f"password of account[uuid:{account.uuid}]")
-            account.password_hash = await self.passwords.hash(new)
-            account.last_op_date = utcnow()
+        if account is None:
+            raise InvalidSession("the session's account does not exist any more")
+        if not await self._check_password(account.name, account.password_hash,
+                                          _digest(old_password_sha512), address):
+            raise InvalidAccountUpdate(
+                "old password is not equal to the original password, cannot update the "
+                f"password of account[uuid:{account.uuid}]")
+        password_hash = await self.passwords.hash(new)
+        async with self._db() as db:
+            now = utcnow()
+            await db.execute(update(Account).where(Account.uuid == account.uuid).values(
+                password_hash=password_hash, last_op_date=now))
             await db.execute(delete(Session).where(
                 Session.account_uuid == account.uuid,
                 Session.token_hash != token_hash(session.uuid)))
             await db.commit()
-            log.info("password of account %r changed; its other sessions ended", account.name)
-            if account.name == ADMIN_ACCOUNT:
-                self.default_password_in_use = new == sha512_hex(DEFAULT_PASSWORD)
-            return _account_info(account)
+        log.info("password of account %r changed; its other sessions ended", account.name)
+        if account.name == ADMIN_ACCOUNT:
+            self.default_password_in_use = new == sha512_hex(DEFAULT_PASSWORD)
+        return AccountInfo(uuid=account.uuid, name=account.name,
+                           type=SYSTEM_ADMIN if account.name == ADMIN_ACCOUNT else NORMAL,
+                           create_date=account.create_date, last_op_date=now)
 
     async def purge_expired(self) -> int:
         """Delete expired sessions; returns how many."""
@@ -277,12 +285,6 @@ class AuthService:
     def close(self) -> None:
         """Stop the password checker's threads."""
         self.passwords.close()
-
-
-def _account_info(account: Account) -> AccountInfo:
-    return AccountInfo(uuid=account.uuid, name=account.name,
-                       type=SYSTEM_ADMIN if account.name == ADMIN_ACCOUNT else NORMAL,
-                       create_date=account.create_date, last_op_date=account.last_op_date)
 
 
 def _auth_session(token: str, row: Session, account_name: str) -> AuthSession:

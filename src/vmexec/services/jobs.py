@@ -206,14 +206,22 @@ class JobService:
             await db.commit()
 
     async def _post(self, url: str, body: dict[str, Any], headers: dict[str, str]) -> int:
-        """One delivery attempt, to the address the policy allows now; the reply's status.
-        Raises WebhookRefused, httpx.HTTPError."""
+        """One delivery attempt, to an address the policy allows now (the next one when one
+        cannot be connected to); the reply's status. Raises WebhookRefused, httpx.HTTPError."""
         destination = await check(url, self._webhook.destinations)
-        response = await self._http.post(
-            destination.pinned_url(), json=body,
-            headers={**headers, "Host": destination.host_header},
-            extensions={"sni_hostname": destination.host}, timeout=self._webhook.timeout)
-        return response.status_code
+        for i, address in enumerate(destination.addresses):
+            try:
+                response = await self._http.post(
+                    destination.pinned_url(address), json=body,
+                    headers={**headers, "Host": destination.host_header},
+                    extensions={"sni_hostname": destination.host},
+                    timeout=self._webhook.timeout)
+            except httpx.ConnectError:
+                if i + 1 == len(destination.addresses):
+                    raise
+                continue
+            return response.status_code
+        raise AssertionError("a checked destination has at least one address")
 
     # --- start / stop / expiry ----------------------------------------------------------------
     async def resume_unfinished(self) -> int:

@@ -147,17 +147,17 @@ class DestinationPolicy:
 
 @dataclass(frozen=True, slots=True)
 class Destination:
-    """A checked webhook URL: where to connect (``address``) and what to send."""
+    """A checked webhook URL: the addresses to connect to (in order) and what to send."""
 
     url: str
     host: str
     port: int
-    address: IPAddress
+    addresses: tuple[IPAddress, ...]
 
-    def pinned_url(self) -> str:
-        """The URL with its host replaced by the checked address (credentials kept)."""
+    def pinned_url(self, address: IPAddress) -> str:
+        """The URL with its host replaced by ``address`` (credentials kept)."""
         parts = urlsplit(self.url)
-        host = f"[{self.address}]" if self.address.version == 6 else str(self.address)
+        host = f"[{address}]" if address.version == 6 else str(address)
         userinfo = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
         netloc = f"{userinfo}{host}:{self.port}"
         return SplitResult(parts.scheme, netloc, parts.path, parts.query, "").geturl()
@@ -201,8 +201,8 @@ async def _resolve(host: str, port: int) -> list[IPAddress]:
 
 
 async def check(url: str, policy: DestinationPolicy) -> Destination:
-    """Resolve ``url``'s host and check every address it has. The first address is the one
-    to connect to. Raises WebhookRefused (the message names the reason, the URL redacted)."""
+    """Resolve ``url``'s host and check every address it has. Raises WebhookRefused (the
+    message names the reason, the URL redacted)."""
     _scheme, host, port = _split(url)
     try:
         addresses = await _resolve(host, port)
@@ -219,5 +219,5 @@ async def check(url: str, policy: DestinationPolicy) -> Destination:
                          else f"{host} resolves to {address}, {why}")
                 raise WebhookRefused(f"X-Web-Hook[{redact(url)}] is refused: {where}; an "
                                      "operator may allow it with the setting webhook_allow")
-    return Destination(url=url, host=host, port=port, address=addresses[0])
+    return Destination(url=url, host=host, port=port, addresses=tuple(addresses))
 
