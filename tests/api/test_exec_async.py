@@ -179,6 +179,7 @@ class WebhookReceiver:
 
     def __init__(self, statuses: list[int] | None = None) -> None:
         self.received: list[tuple[dict[str, str], Any]] = []
+        self.paths: list[str] = []
         self.statuses = list(statuses or [])
         self.arrived = threading.Event()
         receiver = self
@@ -190,6 +191,7 @@ class WebhookReceiver:
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
                 if status == 200:
                     receiver.received.append((dict(self.headers), data))
+                    receiver.paths.append(self.path)
                     receiver.arrived.set()
                 self.send_response(status)
                 self.send_header("Content-Length", "0")

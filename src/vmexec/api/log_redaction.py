@@ -1,17 +1,29 @@
-"""Keep session tokens out of the access log.
+"""Keep session tokens and webhook credentials out of the logs of the libraries we use.
 
-ZStack's LogOut and ValidateSession carry the session token in the path
-(``/zstack/v1/accounts/sessions/<token>[/valid]``), and uvicorn logs every request's path at
-INFO. :class:`TokenPathFilter` rewrites such paths to ``.../sessions/***`` before a record is
-formatted; :func:`install` puts it on uvicorn's access logger.
+- uvicorn's access log (INFO) shows every request's path, and ZStack's LogOut and
+  ValidateSession carry the session token there (``/zstack/v1/accounts/sessions/<token>``):
+  :class:`TokenPathFilter` rewrites it to ``.../sessions/***``.
+- httpx logs every request's URL at INFO, webhooks' too: :class:`UrlFilter` shows URLs
+  redacted (no credentials, no query string).
+- aiosqlite logs every statement *with its parameters* at DEBUG (password hashes, webhook
+  URLs): it is kept at INFO.
+
+:func:`install` sets all of this up; it is idempotent.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
+
+import httpx
+
+from vmexec.services.webhooks import redact
 
 ACCESS_LOGGER = "uvicorn.access"
+HTTP_CLIENT_LOGGER = "httpx"
+SQLITE_DRIVER_LOGGER = "aiosqlite"
 _SESSION_PATH = re.compile(r"(/accounts/sessions/)[^/?\s\"]+")
 
 
@@ -20,20 +32,45 @@ def redact_path(text: str) -> str:
     return _SESSION_PATH.sub(r"\1***", text)
 
 
-class TokenPathFilter(logging.Filter):
-    """Redacts session tokens in a record's message and string arguments; drops nothing."""
+class _ArgumentFilter(logging.Filter):
+    """Rewrites a record's message and arguments; drops nothing."""
+
+    def rewrite(self, value: object) -> object:
+        raise NotImplementedError
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.msg, str):
-            record.msg = redact_path(record.msg)
+            record.msg = str(self.rewrite(record.msg))
         if isinstance(record.args, tuple):
-            record.args = tuple(redact_path(a) if isinstance(a, str) else a
-                                for a in record.args)
+            record.args = tuple(self.rewrite(a) for a in record.args)
         return True
 
 
-def install(logger_name: str = ACCESS_LOGGER) -> None:
-    """Add the filter to ``logger_name`` once (calling again does nothing)."""
+class TokenPathFilter(_ArgumentFilter):
+    """Session tokens in request paths become ``***``."""
+
+    def rewrite(self, value: object) -> object:
+        return redact_path(value) if isinstance(value, str) else value
+
+
+class UrlFilter(_ArgumentFilter):
+    """httpx URLs (the arguments of its request log) are shown redacted."""
+
+    def rewrite(self, value: object) -> object:
+        return redact(str(value)) if isinstance(value, httpx.URL) else value
+
+
+def _add_once(logger_name: str, make: Callable[[], _ArgumentFilter]) -> None:
     logger = logging.getLogger(logger_name)
-    if not any(isinstance(f, TokenPathFilter) for f in logger.filters):
-        logger.addFilter(TokenPathFilter())
+    kind = type(make())
+    if not any(isinstance(f, kind) for f in logger.filters):
+        logger.addFilter(make())
+
+
+def install() -> None:
+    """Put the filters on their loggers (once) and keep aiosqlite at INFO."""
+    _add_once(ACCESS_LOGGER, TokenPathFilter)
+    _add_once(HTTP_CLIENT_LOGGER, UrlFilter)
+    driver = logging.getLogger(SQLITE_DRIVER_LOGGER)
+    if driver.level < logging.INFO:  # NOTSET too: it would follow a DEBUG root
+        driver.setLevel(logging.INFO)

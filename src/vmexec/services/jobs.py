@@ -209,10 +209,12 @@ class JobService:
         """One delivery attempt, to an address the policy allows now (the next one when one
         cannot be connected to); the reply's status. Raises WebhookRefused, httpx.HTTPError."""
         destination = await check(url, self._webhook.destinations)
+        credentials = destination.credentials
+        auth = httpx.BasicAuth(*credentials) if credentials else httpx.USE_CLIENT_DEFAULT
         for i, address in enumerate(destination.addresses):
             try:
                 response = await self._http.post(
-                    destination.pinned_url(address), json=body,
+                    destination.pinned_url(address), json=body, auth=auth,
                     headers={**headers, "Host": destination.host_header},
                     extensions={"sni_hostname": destination.host},
                     timeout=self._webhook.timeout)

@@ -30,7 +30,7 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -155,12 +155,20 @@ class Destination:
     addresses: tuple[IPAddress, ...]
 
     def pinned_url(self, address: IPAddress) -> str:
-        """The URL with its host replaced by ``address`` (credentials kept)."""
+        """The URL with its host replaced by ``address``, without credentials (they go in
+        an ``Authorization`` header: :attr:`credentials`)."""
         parts = urlsplit(self.url)
         host = f"[{address}]" if address.version == 6 else str(address)
-        userinfo = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
-        netloc = f"{userinfo}{host}:{self.port}"
-        return SplitResult(parts.scheme, netloc, parts.path, parts.query, "").geturl()
+        return SplitResult(parts.scheme, f"{host}:{self.port}", parts.path, parts.query,
+                           "").geturl()
+
+    @property
+    def credentials(self) -> tuple[str, str] | None:
+        """``(user, password)`` from the URL, for HTTP basic authentication, if it has any."""
+        parts = urlsplit(self.url)
+        if parts.username is None:
+            return None
+        return unquote(parts.username), unquote(parts.password or "")
 
     @property
     def host_header(self) -> str:
