@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 from fixtures.server import RunningServer
 
+from api.doubles import FakeGuest
 from api.test_exec import EXEC, body, error_of
 from api.test_exec_async import LOOPBACK_WEBHOOKS, WebhookReceiver, accepted
 
@@ -131,3 +132,26 @@ def test_webhook_urls_that_are_not_http_are_refused_without_echoing_secrets(
             "X-Web-Hook": "ftp://user:s3cret-pw@files.example.com/x"})
     error_of(reply, 503, "SYS.1007")
     assert "s3cret-pw" not in reply.text
+
+
+def test_the_destination_is_checked_again_at_delivery(
+        start_scripted, fake_guest: FakeGuest, receiver: WebhookReceiver) -> None:
+    """A destination allowed when the job started and refused when its result is ready (here
+    the policy changed over a restart; a DNS name that rebinds takes the same path) gets
+    nothing."""
+    first: RunningServer = start_scripted(webhook_allow=LOOPBACK_WEBHOOKS)
+    with first.client() as client:
+        location = accepted(client.post(EXEC, json=body("echo a\nsleep 60\necho b"),
+                                        headers={"X-Web-Hook": receiver.url}))
+    job = location.rsplit("/", 1)[1]
+    deadline = time.monotonic() + 10
+    while job not in fake_guest.runs:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    first.stop()
+
+    second: RunningServer = start_scripted()  # same database, default policy
+    assert _webhook_state(second, job)[0] == "failed"
+    with second.client() as client:
+        assert client.get(JOBS + job).status_code == 200  # the result itself is there
+    assert receiver.received == []
