@@ -52,7 +52,7 @@ def test_allow_and_deny_lists() -> None:
 
 
 async def test_names_are_judged_by_what_they_resolve_to() -> None:
-    with pytest.raises(WebhookRefused, match="localhost resolves to 127.0.0.1, a loopback"):
+    with pytest.raises(WebhookRefused, match=r"localhost resolves to 127\.0\.0\.1, a loopback"):
         await check("http://localhost:9/cb", DEFAULT)
     by_name = DestinationPolicy.from_settings(allow=["LOCALHOST."])
     destination = await check("https://u%40x:p%3Aw@localhost:8443/cb?q=1", by_name)
