@@ -161,8 +161,9 @@ class AuthService:
         try:
             attempt = self.throttle.admit(account_name, address)
         except LoginThrottled as exc:
-            log.warning("login to %r from %s refused: %s", account_name, address or "?",
-                        exc.reason)
+            # DEBUG: a guesser must not flood the log; the lockout itself is logged below.
+            log.debug("login to %r from %s refused: %s", account_name, address or "?",
+                      exc.reason)
             raise LoginRefused(str(exc), exc.retry_after) from None
         try:
             right = await self.passwords.verify(stored, digest)
@@ -171,9 +172,15 @@ class AuthService:
             raise LoginRefused(str(exc), exc.retry_after) from None
         if right:
             attempt.succeeded()
+            return True
+        locked = self.throttle.retry_after(account_name, address)
+        if locked:
+            log.warning("failed login to %r from %s; logins to it or from there are refused "
+                        "for %.0fs after too many failures", account_name, address or "?",
+                        locked)
         else:
             log.info("failed login to %r from %s", account_name, address or "?")
-        return right
+        return False
 
     async def login(self, account_name: str, password_sha512: str, *,
                     address: str | None = None) -> AuthSession:

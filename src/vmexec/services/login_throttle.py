@@ -112,6 +112,12 @@ class LoginThrottle:
         self._addresses = _Failures(self.limits.max_failures_per_address, self.limits.window,
                                     self.limits.max_keys)
 
+    def retry_after(self, account: str, address: str | None) -> float:
+        """Seconds until an attempt on ``account`` from ``address`` is admitted (0: now)."""
+        now = self._clock()
+        return max(self._accounts.retry_after(account, now),
+                   self._addresses.retry_after(address, now) if address else 0.0)
+
     def admit(self, account: str, address: str | None) -> LoginAttempt:
         """Admit an attempt to log in to ``account`` from ``address`` (None: unknown).
 
