@@ -10,6 +10,10 @@ from vmexec.db.migrate import upgrade
 from vmexec.db.session import create_engine
 
 
+def _contents(directory: Path) -> bytes:
+    return b"".join(path.read_bytes() for path in directory.iterdir())
+
+
 async def _upgrade(url: str, revision: str = "head") -> None:
     engine = create_engine(url)
     try:
@@ -36,4 +40,4 @@ async def test_sessions_stored_in_clear_are_dropped(tmp_path: Path) -> None:
     conn.close()
     assert columns[0] == "token_hash" and "uuid" not in columns
     assert sessions == 0 and accounts == [("admin",)]
-    assert token.encode() not in b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    assert token.encode() not in _contents(tmp_path)
