@@ -38,7 +38,7 @@ InventoryFactory = Callable[..., Inventory]
 
 
 def _error_reply(exc: BaseException) -> JobReply:
-    error = errors.to_api_error(exc)
+    error = errors.to_failure(exc)
     return JobReply(error.status, error.body())
 
 

@@ -3,7 +3,7 @@
 - ``ServicesDep``: the app's :class:`~vmexec.api.services.Services`.
 - ``DbDep``: an ``AsyncSession`` for this request (closed afterwards, not committed).
 - ``AuthDep``: the caller's session from ``Authorization: OAuth <uuid>``. Raises
-  :class:`~vmexec.api.errors.ApiError`: ``400`` when the header is missing or not ``OAuth``,
+  :class:`~vmexec.api.errors.ApiFailure`: ``400`` when the header is missing or not ``OAuth``,
   ``503 ID.1001`` when the session is unknown or expired.
 """
 

@@ -11,9 +11,7 @@ Exception tree::
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import uuid as uuidlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -23,6 +21,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vmexec.db.models import Account, Session, utcnow
+from vmexec.zstack.ids import new_uuid
+from vmexec.zstack.passwords import sha512_hex
 
 log = logging.getLogger(__name__)
 
@@ -57,16 +57,6 @@ class AuthSession:
     user_uuid: str
     create_date: datetime
     expired_date: datetime
-
-
-def new_uuid() -> str:
-    """A ZStack UUID: 32 lowercase hex characters."""
-    return uuidlib.uuid4().hex
-
-
-def sha512_hex(password: str) -> str:
-    """What ZStack clients send as ``password``: the SHA-512 hex digest of the clear text."""
-    return hashlib.sha512(password.encode()).hexdigest()
 
 
 class AuthService:

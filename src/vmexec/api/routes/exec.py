@@ -28,7 +28,7 @@ from vmexec.api.convert import (
     result_reply,
 )
 from vmexec.api.deps import AuthDep, ServicesDep
-from vmexec.api.errors import VM_EXEC_TIMED_OUT, api_error, invalid_argument, to_api_error
+from vmexec.api.errors import api_error, invalid_argument, to_failure
 from vmexec.api.replies import job_response
 from vmexec.api.schemas.common import ERROR_RESPONSES
 from vmexec.api.schemas.exec import (
@@ -37,11 +37,11 @@ from vmexec.api.schemas.exec import (
     ExecuteGuestVmCommandRequest,
 )
 from vmexec.api.services import Services
-from vmexec.api.zstack import is_uuid
 from vmexec.execution.models import ExecRequest, ExecResult
-from vmexec.services.auth import new_uuid
 from vmexec.services.executions import Caller, VmRef
 from vmexec.services.jobs import JobReply, Resumer
+from vmexec.zstack.errors import Code
+from vmexec.zstack.ids import is_uuid, new_uuid
 
 API = "ExecuteGuestVmCommand"
 PATH = "/zstack/v1/vm-instances/commands/exec"
@@ -81,7 +81,7 @@ def wait_window(headers: Headers, default: float | None,
 
 
 def job_uuid_of(headers: Mapping[str, str]) -> str:
-    """The client's ``X-Job-UUID`` (32 hex), or a new one. Raises ApiError (SYS.1007)."""
+    """The client's ``X-Job-UUID`` (32 hex), or a new one. Raises ApiFailure (SYS.1007)."""
     given = headers.get("x-job-uuid")
     if given is None:
         return new_uuid()
@@ -91,7 +91,7 @@ def job_uuid_of(headers: Mapping[str, str]) -> str:
 
 
 def webhook_of(headers: Mapping[str, str]) -> str | None:
-    """The ``X-Web-Hook`` URL, if any. Raises ApiError (SYS.1007) when it is not http(s)."""
+    """The ``X-Web-Hook`` URL, if any. Raises ApiFailure (SYS.1007) when it is not http(s)."""
     url = headers.get("x-web-hook")
     if url is None:
         return None
@@ -111,7 +111,7 @@ async def _reply_for(services: Services, job_uuid: str, vm_uuid: str, request: E
     record = (services.executions.finished(job_uuid, result),)
     if result.timed_out:
         error = api_error(
-            VM_EXEC_TIMED_OUT,
+            Code.VM_EXEC_TIMED_OUT,
             f"the command did not finish within {request.timeout:g}s and was stopped",
             opaque=partial_output(result))
         return JobReply(error.status, error.body(), record)
@@ -123,7 +123,7 @@ async def _reply_for(services: Services, job_uuid: str, vm_uuid: str, request: E
 
 
 def _failure(services: Services, job_uuid: str, exc: BaseException) -> JobReply:
-    error = to_api_error(exc)
+    error = to_failure(exc)
     return JobReply(error.status, error.body(),
                      (services.executions.failed(job_uuid, error.code, error.details),))
 
