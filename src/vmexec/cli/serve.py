@@ -33,8 +33,8 @@ def register(app: typer.Typer) -> None:
         # Imported here so that `vmexec --help` and the lab commands stay fast.
         import uvicorn
 
-        from vmexec.api.app import create_app
         from vmexec.config import Settings
+        from vmexec.server import create_app
 
         overrides: dict[str, Any] = {"host": host, "port": port, "db": db,
                                      "config_file": config}
