@@ -8,6 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
+from vmexec.cli.server_extra import missing
+
 #: Seconds open requests get to finish at shutdown; jobs still running are resumed at restart.
 GRACEFUL_SHUTDOWN = 5
 #: Seconds an idle keep-alive connection stays open. Longer than clients' own idle expiry
@@ -30,11 +32,15 @@ def register(app: typer.Typer) -> None:
         log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
     ) -> None:
         """Serve the ZStack-compatible API (ExecuteGuestVmCommand, sessions, VMs, hosts)."""
-        # Imported here so that `vmexec --help` and the lab commands stay fast.
-        import uvicorn
+        # Imported here: `vmexec --help` stays fast, and the client-only install (without
+        # the server extra) still has every other command.
+        try:
+            import uvicorn
 
-        from vmexec.config import Settings
-        from vmexec.server import create_app
+            from vmexec.config import Settings
+            from vmexec.server import create_app
+        except ImportError as exc:
+            missing(exc)
 
         overrides: dict[str, Any] = {"host": host, "port": port, "db": db,
                                      "config_file": config}
