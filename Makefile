@@ -19,7 +19,7 @@ test: bootstrap
 	@$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: bootstrap
-	@$(VENV)/bin/ruff check src tests bench && $(VENV)/bin/mypy src
+	@$(VENV)/bin/ruff check src tests bench && $(VENV)/bin/mypy src && $(VENV)/bin/lint-imports
 
 bench: bootstrap
 	@$(PY) bench/run.py

@@ -3,7 +3,6 @@ logged in as admin, and the server process's memory as the kernel reports it."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import signal
@@ -18,6 +17,8 @@ from pathlib import Path
 from types import TracebackType
 
 import httpx
+
+from vmexec.zstack.passwords import sha512_hex
 
 ADMIN = "admin"
 PASSWORD = "password"
@@ -114,10 +115,6 @@ class PeakSampler:
                 pass
 
 
-def _sha512_hex(text: str) -> str:
-    return hashlib.sha512(text.encode()).hexdigest()
-
-
 class ApiServer:
     """``with ApiServer() as server:`` — ``server.url``, ``server.auth`` (headers),
     ``server.pid``, ``server.memory()``. The server is always stopped on exit."""
@@ -182,7 +179,7 @@ class ApiServer:
                                   f"{self.log()}")
             time.sleep(0.1)
         reply = httpx.put(f"{self.url}/zstack/v1/accounts/login", timeout=30, json={
-            "logInByAccount": {"accountName": ADMIN, "password": _sha512_hex(PASSWORD)}})
+            "logInByAccount": {"accountName": ADMIN, "password": sha512_hex(PASSWORD)}})
         if reply.status_code != 200:
             raise ServerError(f"login refused: {reply.status_code} {reply.text}")
         self.session = str(reply.json()["inventory"]["uuid"])

@@ -28,6 +28,6 @@ if [[ ! -x .venv/bin/python || ! -f $stamp || pyproject.toml -nt $stamp ]]; then
   echo "bootstrap: preparing .venv (Python packages from PyPI)" >&2
   [[ -x .venv/bin/python ]] || python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip >/dev/null
-  .venv/bin/pip install -q -e '.[dev]'
+  .venv/bin/pip install -q -e '.[server,dev]'
   touch "$stamp"
 fi

@@ -1,7 +1,11 @@
 """vmexec: run commands inside KVM/QEMU guest VMs through the QEMU guest agent.
 
-Request flow, one way: api → execution (exec service) → agent (guest-agent client)
-→ agent.transport (libvirt | unix socket) → guest.
+A request flows one way, and the packages say so: ``api`` (routes, wire schemas, the one error
+mapping) → ``services`` (exec jobs, sessions, inventory) → ``execution`` (the exec engine) →
+``agent`` (the guest-agent client) → ``agent.transport`` (libvirt | unix socket) → the guest.
+``hypervisor`` and ``db`` sit below; ``zstack`` is ZStack's wire format, pure, shared by server
+and ``client``; ``server`` is the composition root; ``cli`` drives the client; ``lab`` makes
+test VMs. The layering is checked by import-linter (pyproject.toml).
 """
 
 __version__ = "0.1.0"

@@ -41,6 +41,36 @@ def async_db_url(url: str) -> str:
     return url
 
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_network(entry: str) -> IPNetwork:
+    """A network of a ``webhook_deny`` entry (an address is a network of one). Raises
+    ValueError naming the entry."""
+    try:
+        return ipaddress.ip_network(entry.strip(), strict=False)
+    except ValueError:
+        raise ValueError(f"{entry!r} is not a network such as 10.0.0.0/8 or fd00::/8") from None
+
+
+def parse_destination(entry: str) -> IPNetwork | str:
+    """A ``webhook_allow`` entry: a network, or a host name (lowercase). Raises ValueError
+    naming the entry."""
+    text = entry.strip()
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        pass
+    name = text.lower().rstrip(".")
+    labels = name.split(".")
+    if not name or len(name) > 253 or not all(
+            label and len(label) <= 63 and label.replace("-", "").isalnum()
+            and label.isascii() for label in labels):
+        raise ValueError(f"{entry!r} is neither a network (127.0.0.1/32) nor a host name "
+                         "(hooks.example.com)")
+    return name
+
+
 def is_loopback(host: str) -> bool:
     """Whether listening on ``host`` keeps the server to this machine (``127.0.0.0/8``,
     ``::1``, ``localhost``); ``0.0.0.0``, ``::`` and any other address or name do not."""
@@ -133,8 +163,6 @@ class Settings(BaseSettings):
     @field_validator("webhook_allow")
     @classmethod
     def _allowed_destinations(cls, value: list[str]) -> list[str]:
-        # Imported here: the settings module must stay importable without the services.
-        from vmexec.services.webhooks import parse_destination
         for entry in value:
             parse_destination(entry)  # raises ValueError naming the bad entry
         return value
@@ -142,7 +170,6 @@ class Settings(BaseSettings):
     @field_validator("webhook_deny")
     @classmethod
     def _denied_networks(cls, value: list[str]) -> list[str]:
-        from vmexec.services.webhooks import parse_network
         for entry in value:
             parse_network(entry)
         return value

@@ -26,10 +26,10 @@ from typing import Any
 
 from vmexec.agent.directory import AgentDirectory
 from vmexec.agent.targets import AgentTarget, SocketTarget
-from vmexec.api import errors as api_errors
 from vmexec.execution import errors
 from vmexec.execution.engine import Executor
 from vmexec.execution.models import ExecRequest, ExecResult, Outcome, Platform, StreamOutput
+from vmexec.services.errors import VmNotFound
 from vmexec.services.inventory import Inventory, VmRef
 
 
@@ -168,7 +168,7 @@ class StaticInventory(Inventory):
     def _vm(self, vm_uuid: str) -> StaticVm:
         vm = self.vms.get(vm_uuid.replace("-", "").lower())
         if vm is None:
-            raise api_errors.resource_not_found("VmInstanceVO", vm_uuid)
+            raise VmNotFound(vm_uuid)
         return vm
 
     async def resolve(self, vm_uuid: str) -> VmRef:

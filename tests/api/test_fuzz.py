@@ -19,8 +19,8 @@ from schemathesis import GenerationMode
 
 from api.doubles import FakeGuest, ScriptedExecutor
 from vmexec.agent.directory import AgentDirectory
-from vmexec.api.app import create_app
 from vmexec.config import Settings
+from vmexec.server import create_app
 
 #: Examples per operation and generation mode: the whole run stays around a minute.
 EXAMPLES = 60

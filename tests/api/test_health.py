@@ -7,8 +7,8 @@ import logging
 import pytest
 from fixtures.server import RunningServer, sha512_hex
 
-from vmexec.api.app import UnsafeStart, check_default_password
 from vmexec.config import Settings
+from vmexec.server import UnsafeStart, check_default_password
 
 
 def test_health_reports_the_default_password_until_it_is_changed(

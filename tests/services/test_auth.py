@@ -15,14 +15,10 @@ from argon2 import PasswordHasher
 
 from vmexec.db.migrate import upgrade
 from vmexec.db.session import create_engine, create_sessionmaker
-from vmexec.services.auth import (
-    AuthService,
-    InvalidCredentials,
-    LoginRefused,
-    sha512_hex,
-)
+from vmexec.services.auth import AuthService, InvalidCredentials, LoginRefused
 from vmexec.services.login_throttle import LoginThrottle, ThrottleLimits
 from vmexec.services.passwords import PasswordChecker
+from vmexec.zstack.passwords import sha512_hex
 
 
 class CountingHasher(PasswordHasher):

@@ -1,4 +1,4 @@
-"""Where a VM's guest agent is reached, and a directory that keeps one client per target."""
+"""Where a VM's guest agent is reached: a libvirt domain on a host, or a unix socket."""
 
 from __future__ import annotations
 

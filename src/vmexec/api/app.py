@@ -1,161 +1,29 @@
-"""The app factory: ``create_app(settings)`` builds the FastAPI app; its lifespan builds the
-services (database, migrations, hypervisors, agents, engine, inventory, jobs, sessions) and
-tears them down."""
+"""The FastAPI application: routes and ZStack's error handling, nothing else.
+
+The services it serves are built by the composition root (:mod:`vmexec.server`) and put on
+``app.state.services`` by the lifespan it passes in.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-from collections.abc import AsyncIterator, Callable
-from datetime import timedelta
-from typing import Any
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 
 from fastapi import FastAPI
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import vmexec
-from vmexec.agent.directory import AgentDirectory
 from vmexec.api import errors, log_redaction
 from vmexec.api.routes import accounts, health, hosts, jobs, sessions, vms
 from vmexec.api.routes import exec as exec_routes
-from vmexec.api.services import Services
-from vmexec.config import Settings, is_loopback
-from vmexec.db.migrate import upgrade
-from vmexec.db.session import create_engine, create_sessionmaker
-from vmexec.execution.engine import Executor
-from vmexec.hypervisor.libvirt_host import LibvirtHosts
-from vmexec.services.auth import ADMIN_ACCOUNT, DEFAULT_PASSWORD_WARNING, AuthService
-from vmexec.services.executions import ExecutionService
-from vmexec.services.inventory import Inventory
-from vmexec.services.jobs import JobReply, JobService, WebhookPolicy
-from vmexec.services.login_throttle import LoginThrottle, ThrottleLimits
-from vmexec.services.passwords import PasswordChecker
-from vmexec.services.webhooks import DestinationPolicy
 
-log = logging.getLogger(__name__)
-
-#: Builds the executor (tests pass a subclass that does not need a guest).
-ExecutorFactory = Callable[[AgentDirectory], Executor]
-#: Builds the inventory from ``db=, hosts=, agents=, settings=`` keywords.
-InventoryFactory = Callable[..., Inventory]
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
-class UnsafeStart(RuntimeError):
-    """The server must not start as configured (the message says why and what to do)."""
-
-
-def check_default_password(settings: Settings, in_use: bool) -> None:
-    """Warn when ``admin`` has the default password; refuse it on a non-loopback address
-    unless ``allow_default_password``. Raises UnsafeStart."""
-    if not in_use:
-        return
-    log.warning(DEFAULT_PASSWORD_WARNING)
-    if not is_loopback(settings.host) and not settings.allow_default_password:
-        raise UnsafeStart(
-            f"refusing to listen on {settings.host}: the account {ADMIN_ACCOUNT!r} still has "
-            "the default password. Change it first (`vmexec serve` on 127.0.0.1, then "
-            "`vmexec passwd`), or set admin_password before the first start, or allow it "
-            "explicitly with --allow-default-password (VMEXEC_ALLOW_DEFAULT_PASSWORD=true)")
-
-
-def auth_service(settings: Settings, db: async_sessionmaker[AsyncSession]) -> AuthService:
-    """The sessions and accounts service as ``settings`` configure it."""
-    return AuthService(
-        db, session_timeout=timedelta(seconds=settings.session_timeout),
-        passwords=PasswordChecker(concurrency=settings.password_check_concurrency,
-                                  queue=settings.password_check_queue),
-        throttle=LoginThrottle(ThrottleLimits(
-            max_failures_per_account=settings.login_max_failures_per_account,
-            max_failures_per_address=settings.login_max_failures_per_address,
-            window=settings.login_failure_window)))
-
-
-async def preflight(settings: Settings) -> None:
-    """What a start checks before listening: the database opens and migrates, and the
-    default password is not exposed. Raises UnsafeStart, and what the database raises."""
-    engine = create_engine(settings.db)
-    try:
-        await upgrade(engine)
-        auth = auth_service(settings, create_sessionmaker(engine))
-        try:
-            await auth.ensure_admin(settings.admin_password.get_secret_value())
-        finally:
-            auth.close()
-    finally:
-        await engine.dispose()
-    check_default_password(settings, auth.default_password_in_use)
-
-
-def _error_reply(exc: BaseException) -> JobReply:
-    error = errors.to_api_error(exc)
-    return JobReply(error.status, error.body())
-
-
-async def _cleanup(services: Services) -> None:
-    # Expired job results and sessions are deleted in the background, never on a request path.
-    while True:
-        try:
-            jobs_purged = await services.jobs.purge_expired()
-            sessions_purged = await services.auth.purge_expired()
-            if jobs_purged or sessions_purged:
-                log.info("purged %d expired jobs, %d expired sessions", jobs_purged,
-                         sessions_purged)
-        except Exception:
-            log.exception("purging expired data failed; retrying later")
-        await asyncio.sleep(services.settings.cleanup_interval)
-
-
-def create_app(settings: Settings, *, executor: ExecutorFactory = Executor,
-               inventory: InventoryFactory = Inventory) -> FastAPI:
-    """The vmexec API app for ``settings``. Nothing is opened until the app starts."""
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with contextlib.AsyncExitStack() as stack:
-            engine = create_engine(settings.db)
-            stack.push_async_callback(engine.dispose)
-            await upgrade(engine)
-            db = create_sessionmaker(engine)
-            hosts = LibvirtHosts()
-            stack.callback(hosts.close)
-            agents = AgentDirectory(hosts)
-            stack.push_async_callback(agents.aclose)
-            runner = executor(agents)
-            stack.push_async_callback(runner.aclose)
-            services = Services(
-                settings=settings, db=db, hosts=hosts, agents=agents, executor=runner,
-                inventory=inventory(db=db, hosts=hosts, agents=agents, settings=settings),
-                jobs=JobService(
-                    db, retention=timedelta(seconds=settings.job_retention),
-                    error_reply=_error_reply,
-                    webhook=WebhookPolicy(
-                        attempts=settings.webhook_attempts, timeout=settings.webhook_timeout,
-                        backoff=settings.webhook_backoff,
-                        destinations=DestinationPolicy.from_settings(
-                            settings.webhook_allow, settings.webhook_deny))),
-                auth=auth_service(settings, db),
-                executions=ExecutionService(runner),
-            )
-            stack.callback(services.auth.close)
-            await services.auth.ensure_admin(settings.admin_password.get_secret_value())
-            check_default_password(settings, services.auth.default_password_in_use)
-            await services.inventory.start()
-            stack.push_async_callback(services.inventory.aclose)
-            # Jobs stop before the inventory and agents they use (callbacks run in reverse).
-            stack.push_async_callback(services.jobs.aclose)
-            services.jobs.register(exec_routes.API, exec_routes.resumer(services))
-            app.state.services = services
-            resumed = await services.jobs.resume_unfinished()
-            if resumed:
-                log.info("resumed %d unfinished jobs", resumed)
-            cleanup = asyncio.create_task(_cleanup(services))
-            stack.push_async_callback(_cancel, cleanup)
-            yield
-
+def assemble(lifespan: Lifespan) -> FastAPI:
+    """vmexec's API app; ``lifespan`` must set ``app.state.services``."""
     app = FastAPI(
         title="vmexec",
-        version=getattr(vmexec, "__version__", "0"),
+        version=vmexec.__version__,
         summary="Run commands inside KVM/QEMU guests through the QEMU guest agent, "
                 "with ZStack's REST API.",
         lifespan=lifespan,
@@ -166,9 +34,3 @@ def create_app(settings: Settings, *, executor: ExecutorFactory = Executor,
     for module in (health, sessions, accounts, jobs, exec_routes, vms, hosts):
         app.include_router(module.router)
     return app
-
-
-async def _cancel(task: asyncio.Task[Any]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task

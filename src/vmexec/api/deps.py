@@ -1,20 +1,17 @@
 """FastAPI dependencies, as ``Annotated`` aliases so route signatures stay short.
 
 - ``ServicesDep``: the app's :class:`~vmexec.api.services.Services`.
-- ``DbDep``: an ``AsyncSession`` for this request (closed afterwards, not committed).
 - ``AuthDep``: the caller's session from ``Authorization: OAuth <uuid>``. Raises
-  :class:`~vmexec.api.errors.ApiError`: ``400`` when the header is missing or not ``OAuth``,
+  :class:`~vmexec.api.errors.ApiFailure`: ``400`` when the header is missing or not ``OAuth``,
   ``503 ID.1001`` when the session is unknown or expired.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from vmexec.api.errors import bad_request
 from vmexec.api.services import Services
@@ -28,13 +25,6 @@ def get_services(request: Request) -> Services:
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 
-
-async def get_db(services: ServicesDep) -> AsyncIterator[AsyncSession]:
-    async with services.db() as session:
-        yield session
-
-
-DbDep = Annotated[AsyncSession, Depends(get_db)]
 
 # auto_error=False: a missing header must answer ZStack's 400, not FastAPI's 403.
 _authorization = APIKeyHeader(

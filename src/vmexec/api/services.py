@@ -1,4 +1,4 @@
-"""The long-lived parts of a running server, built by the app's lifespan and shared by routes."""
+"""What request handlers may use: the server's long-lived services, one set per app."""
 
 from __future__ import annotations
 
@@ -8,25 +8,20 @@ from typing import TYPE_CHECKING
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 if TYPE_CHECKING:
-    from vmexec.agent.directory import AgentDirectory
     from vmexec.config import Settings
-    from vmexec.execution.engine import Executor
-    from vmexec.hypervisor.libvirt_host import LibvirtHosts
     from vmexec.services.auth import AuthService
     from vmexec.services.executions import ExecutionService
     from vmexec.services.inventory import Inventory
     from vmexec.services.jobs import JobService
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Services:
-    """Everything a request handler may use; one per app, on ``app.state.services``."""
+    """Built by :mod:`vmexec.server`, on ``app.state.services``."""
 
     settings: Settings
+    #: For ``/health``'s database check only; services keep their own handle.
     db: async_sessionmaker[AsyncSession]
-    hosts: LibvirtHosts
-    agents: AgentDirectory
-    executor: Executor
     inventory: Inventory
     jobs: JobService
     auth: AuthService

@@ -25,7 +25,7 @@ from vmexec.cli.client_run import (
     write_raw,
 )
 from vmexec.client import AsyncClient, CommandTimedOut, ExecResult, Host, VmInstance
-from vmexec.client.client import Platform, Shell
+from vmexec.zstack.exec import Platform, Shell
 
 vm_app = typer.Typer(help="VM instances the server knows.", no_args_is_help=True)
 host_app = typer.Typer(help="Hypervisor hosts the server manages.", no_args_is_help=True)
@@ -207,7 +207,7 @@ def exec_(
     timeout: Annotated[int | None, typer.Option(
         min=1, help="Seconds before the command is killed (exit 124) [server default: 60]",
         show_default=False)] = None,
-    platform: Annotated[Platform, typer.Option(help="Guest OS family.")] = "Linux",
+    platform: Annotated[Platform, typer.Option(help="Guest OS family.")] = Platform.LINUX,
     shell: Annotated[Shell | None, typer.Option(
         help="Interpreter [bash or sh on Linux, cmd on Windows]", show_default=False)] = None,
     env: Annotated[list[str] | None, typer.Option(

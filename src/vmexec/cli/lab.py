@@ -9,12 +9,16 @@ import json
 import logging
 import sys
 import time
-from typing import Annotated
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from vmexec.lab import Lab, LabError
-from vmexec.lab.image import ImageError
+from vmexec.cli.server_extra import missing
+
+if TYPE_CHECKING:
+    from vmexec.lab import Lab
 
 app = typer.Typer(help="Real guest VMs under libvirt for development, tests and the demo.",
                   no_args_is_help=True)
@@ -31,9 +35,27 @@ def _print_json(data: object) -> None:
 
 
 def _lab(prefix: str) -> Lab:
+    # Imported when a command runs: the lab needs libvirt-python (the server extra).
+    try:
+        from vmexec.lab import Lab
+    except ImportError as exc:
+        missing(exc)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="lab: %(levelname)s %(message)s")
     return Lab(prefix, progress=_progress)
+
+
+@contextmanager
+def _failures() -> Iterator[None]:
+    """The lab's own failures as one line on stderr and exit status 1."""
+    from vmexec.lab import LabError
+    from vmexec.lab.image import ImageError
+
+    try:
+        yield
+    except (LabError, ImageError) as exc:
+        _progress(f"error: {exc}")
+        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -43,11 +65,9 @@ def up(vms: Annotated[int, typer.Option(min=0, help="How many agent VMs to run."
        prefix: Prefix = "vmexec-lab") -> None:
     """Start VMS lab VMs with answering agents (reusing running ones); print them as JSON."""
     started = time.monotonic()
-    try:
-        result = _lab(prefix).up(vms, variants=variants)
-    except (LabError, ImageError) as exc:
-        _progress(f"error: {exc}")
-        raise typer.Exit(1) from None
+    lab = _lab(prefix)
+    with _failures():
+        result = lab.up(vms, variants=variants)
     _progress(f"{len(result)} VM(s) ready in {time.monotonic() - started:.1f} s")
     _print_json([vm.to_json() for vm in result])
 
@@ -61,11 +81,9 @@ def status(prefix: Prefix = "vmexec-lab") -> None:
 @app.command()
 def down(prefix: Prefix = "vmexec-lab") -> None:
     """Remove the lab's VMs, console logs, and the libvirtd/virtlogd it started."""
-    try:
-        report = _lab(prefix).down()
-    except LabError as exc:
-        _progress(f"error: {exc}")
-        raise typer.Exit(1) from None
+    lab = _lab(prefix)
+    with _failures():
+        report = lab.down()
     _print_json(report.to_json())
     if report.remaining:
         raise typer.Exit(1)
@@ -74,11 +92,9 @@ def down(prefix: Prefix = "vmexec-lab") -> None:
 @app.command()
 def image(force: Annotated[bool, typer.Option(help="Rebuild even when cached.")] = False) -> None:
     """Build the guest image (or find it in the cache) and print its paths as JSON."""
+    _lab("vmexec-lab")  # the server extra is there
     from vmexec.lab.image import build_image
 
-    try:
+    with _failures():
         built = build_image(force=force)
-    except ImageError as exc:
-        _progress(f"error: {exc}")
-        raise typer.Exit(1) from None
     _print_json(built.to_json())

@@ -10,6 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
+from vmexec.cli.server_extra import missing
+
 #: Seconds open requests get to finish at shutdown; jobs still running are resumed at restart.
 GRACEFUL_SHUTDOWN = 5
 #: Seconds an idle keep-alive connection stays open. Longer than clients' own idle expiry
@@ -36,11 +38,15 @@ def register(app: typer.Typer) -> None:
                  "password (refused otherwise)", show_default=False)] = None,
     ) -> None:
         """Serve the ZStack-compatible API (ExecuteGuestVmCommand, sessions, VMs, hosts)."""
-        # Imported here so that `vmexec --help` and the lab commands stay fast.
-        import uvicorn
+        # Imported here: `vmexec --help` stays fast, and the client-only install (without
+        # the server extra) still has every other command.
+        try:
+            import uvicorn
 
-        from vmexec.api.app import UnsafeStart, create_app, preflight
-        from vmexec.config import Settings, is_loopback
+            from vmexec.config import Settings, is_loopback
+            from vmexec.server import UnsafeStart, create_app, preflight
+        except ImportError as exc:
+            missing(exc)
 
         overrides: dict[str, Any] = {"host": host, "port": port, "db": db,
                                      "config_file": config,

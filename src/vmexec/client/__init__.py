@@ -6,7 +6,7 @@
 - :mod:`vmexec.client.errors`: ``ClientError`` and its subclasses, the only exceptions raised.
 """
 
-from vmexec.client.client import AsyncClient, sha512_hex
+from vmexec.client.client import AsyncClient
 from vmexec.client.errors import (
     ApiError,
     ClientError,
@@ -17,6 +17,7 @@ from vmexec.client.errors import (
 )
 from vmexec.client.models import Account, ExecResult, Host, Session, VmInstance
 from vmexec.client.sync import Client
+from vmexec.zstack.passwords import sha512_hex
 
 __all__ = [
     "Account",

@@ -14,8 +14,6 @@ time), ``NotLoggedIn`` and ``VmNotFound``. httpx's exceptions are translated onc
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import uuid as uuidlib
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -23,9 +21,11 @@ from typing import Any, Literal, Self
 import httpx
 
 import vmexec
-from vmexec.api.zstack import is_uuid
 from vmexec.client.errors import ApiError, ClientError, ConnectionFailed, NotLoggedIn, VmNotFound
 from vmexec.client.models import Account, ExecResult, Host, Session, VmInstance
+from vmexec.zstack.exec import Platform, Shell
+from vmexec.zstack.ids import is_uuid, new_uuid
+from vmexec.zstack.passwords import sha512_hex
 
 API = "/zstack/v1"
 EXEC_PATH = f"{API}/vm-instances/commands/exec"
@@ -37,14 +37,7 @@ POLL_INTERVAL = 1.0
 #: Seconds a job may run past the ``apiTimeout`` its ``202`` announced before the client stops.
 POLL_SLACK = 30.0
 
-Platform = Literal["Linux", "Windows"]
-Shell = Literal["default", "sh", "bash", "cmd", "powershell"]
 QueryApi = Literal["vm-instances", "hosts"]
-
-
-def sha512_hex(password: str) -> str:
-    """The password as ZStack clients send it: the hex SHA-512 of its UTF-8 bytes."""
-    return hashlib.sha512(password.encode()).hexdigest()
 
 
 class AsyncClient:
@@ -250,7 +243,7 @@ class AsyncClient:
         if user_tags is not None:
             body["userTags"] = list(user_tags)
         # Our own job UUID: the server's logs and job records then match what we sent.
-        headers = {"X-Job-UUID": uuidlib.uuid4().hex, "Prefer": f"wait={self._exec_wait}"}
+        headers = {"X-Job-UUID": new_uuid(), "Prefer": f"wait={self._exec_wait}"}
         response = await self._send("PUT", EXEC_PATH, json=body, headers=headers,
                                     timeout=self._exec_wait + self._timeout)
         if response.status_code != 202:
@@ -274,7 +267,7 @@ class AsyncClient:
                 raise ClientError(f"the job at {location} is still running "
                                   f"{api_timeout + POLL_SLACK:g}s after it was accepted")
 
-    async def exec(self, vm_uuid: str, command: str, *, platform: Platform = "Linux",
+    async def exec(self, vm_uuid: str, command: str, *, platform: Platform = Platform.LINUX,
                    timeout: int | None = None, stdin: str | None = None,
                    env: Mapping[str, str] | None = None, working_directory: str | None = None,
                    run_as: str | None = None, shell: Shell | None = None,

@@ -17,11 +17,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from vmexec.zstack.errors import Code
+
 if TYPE_CHECKING:
     from vmexec.client.models import ExecResult
 
-#: ExecuteGuestVmCommand's code for a command stopped at its timeout (see vmexec.api.errors).
-VM_EXEC_TIMED_OUT = "VM.EXEC.1001"
 
 
 class ClientError(Exception):
@@ -59,7 +59,7 @@ class ApiError(ClientError):
     def from_error_code(cls, status: int, error: Mapping[str, Any]) -> ApiError:
         """The error for a ZStack ErrorCode object (``{"code", "description", ...}``)."""
         cause = error.get("cause")
-        kind = CommandTimedOut if error.get("code") == VM_EXEC_TIMED_OUT else ApiError
+        kind = CommandTimedOut if error.get("code") == Code.VM_EXEC_TIMED_OUT else ApiError
         return kind(
             status, str(error.get("code") or f"HTTP.{status}"),
             str(error.get("description") or ""),

@@ -17,8 +17,9 @@ from typing import Any, Self
 
 import httpx
 
-from vmexec.client.client import EXEC_WAIT, AsyncClient, Platform, QueryApi, Shell
+from vmexec.client.client import EXEC_WAIT, AsyncClient, QueryApi
 from vmexec.client.models import Account, ExecResult, Host, Session, VmInstance
+from vmexec.zstack.exec import Platform, Shell
 
 
 class Client:
@@ -90,7 +91,7 @@ class Client:
         return self._runner.run(self._client.execute(params, system_tags=system_tags,
                                                      user_tags=user_tags))
 
-    def exec(self, vm_uuid: str, command: str, *, platform: Platform = "Linux",
+    def exec(self, vm_uuid: str, command: str, *, platform: Platform = Platform.LINUX,
              timeout: int | None = None, stdin: str | None = None,
              env: Mapping[str, str] | None = None, working_directory: str | None = None,
              run_as: str | None = None, shell: Shell | None = None,

@@ -7,28 +7,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+# The wire's names are the engine's: one Platform and one Shell.
+from vmexec.zstack.exec import Platform as Platform
+from vmexec.zstack.exec import Shell as Shell
+
 #: The guest agent's own cap on captured output per stream.
 AGENT_OUTPUT_CAP = 16 * 1024 * 1024
 MAX_COMMAND_CHARS = 65_536
 MAX_TIMEOUT_SECONDS = 86_400
 #: stdin travels inside one agent request, which libvirt caps at 4 MiB of JSON.
 MAX_STDIN_BYTES = 1024 * 1024
-
-
-class Platform(enum.StrEnum):
-    LINUX = "Linux"
-    WINDOWS = "Windows"
-
-
-class Shell(enum.StrEnum):
-    """How the command text is interpreted in the guest."""
-
-    #: Linux: bash if present, else /bin/sh (a #! line wins); Windows: cmd.
-    DEFAULT = "default"
-    SH = "sh"
-    BASH = "bash"
-    CMD = "cmd"
-    POWERSHELL = "powershell"
 
 
 @dataclass(frozen=True, slots=True)

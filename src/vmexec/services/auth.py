@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import uuid as uuidlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -31,6 +30,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from vmexec.db.models import Account, Session, utcnow
 from vmexec.services.login_throttle import LoginThrottle, LoginThrottled
 from vmexec.services.passwords import PasswordCheckBusy, PasswordChecker
+from vmexec.zstack.ids import new_uuid
+from vmexec.zstack.passwords import sha512_hex
 
 log = logging.getLogger(__name__)
 
@@ -102,16 +103,6 @@ class AccountInfo:
     type: str
     create_date: datetime
     last_op_date: datetime
-
-
-def new_uuid() -> str:
-    """A ZStack UUID: 32 lowercase hex characters."""
-    return uuidlib.uuid4().hex
-
-
-def sha512_hex(password: str) -> str:
-    """What ZStack clients send as ``password``: the SHA-512 hex digest of the clear text."""
-    return hashlib.sha512(password.encode()).hexdigest()
 
 
 def token_hash(token: str) -> str:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid as uuidlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,9 +25,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from vmexec.agent import errors as agent_errors
 from vmexec.agent.directory import AgentDirectory
 from vmexec.agent.targets import AgentTarget, LibvirtTarget, SocketTarget
-from vmexec.api import errors as api_errors
-from vmexec.api.query import Query, evaluate
-from vmexec.api.zstack import KVM_HOST_INVENTORY, VM_INSTANCE_INVENTORY, normalize_uuid, schema_map
 from vmexec.config import Settings
 from vmexec.db.models import utcnow
 from vmexec.db.models_inventory import KIND_LIBVIRT, KIND_SOCKET_DIR
@@ -45,8 +41,14 @@ from vmexec.hypervisor.domains import (
 )
 from vmexec.hypervisor.libvirt_host import LibvirtHosts
 from vmexec.hypervisor.sockets import is_socket_dir_uri, scan_socket_dir, socket_dir
-from vmexec.services.inventory_store import UNKNOWN, InventoryStore, SeenVm
+from vmexec.services.errors import HostExists, HostUnreachable, InvalidValue, VmNotFound
+from vmexec.services.inventory_store import InventoryStore, SeenVm
 from vmexec.services.inventory_views import HostRecord, VmRecord, to_wire
+from vmexec.zstack.classes import KVM_HOST_INVENTORY, VM_INSTANCE_INVENTORY, schema_map
+from vmexec.zstack.exec import Platform
+from vmexec.zstack.ids import new_uuid, normalize_uuid
+from vmexec.zstack.inventories import HostState, HostStatus, VmState
+from vmexec.zstack.query import Query, evaluate
 
 log = logging.getLogger(__name__)
 
@@ -59,19 +61,16 @@ CONNECT_TIMEOUT = 20.0
 #: Seconds GetVmGuestToolsInfo waits for the agent.
 GUEST_TOOLS_TIMEOUT = 3.0
 
-RUNNING = "Running"
-STOPPED = "Stopped"
-
 #: libvirt's domain states as ZStack's VM states.
 _ZSTACK_STATE = {
-    DomainState.RUNNING: RUNNING,
-    DomainState.BLOCKED: RUNNING,  # running, waiting on I/O
-    DomainState.PAUSED: "Paused",
-    DomainState.PMSUSPENDED: "Paused",
-    DomainState.SHUTDOWN: "Stopping",
-    DomainState.SHUTOFF: STOPPED,
-    DomainState.CRASHED: "Crashed",
-    DomainState.NOSTATE: UNKNOWN,
+    DomainState.RUNNING: VmState.RUNNING,
+    DomainState.BLOCKED: VmState.RUNNING,  # running, waiting on I/O
+    DomainState.PAUSED: VmState.PAUSED,
+    DomainState.PMSUSPENDED: VmState.PAUSED,
+    DomainState.SHUTDOWN: VmState.STOPPING,
+    DomainState.SHUTOFF: VmState.STOPPED,
+    DomainState.CRASHED: VmState.CRASHED,
+    DomainState.NOSTATE: VmState.UNKNOWN,
 }
 
 
@@ -103,8 +102,9 @@ def _consume_exception(future: asyncio.Future[Any]) -> None:
 
 
 class Inventory:
-    """Hosts and VMs; see the module docstring. Methods raise :class:`ApiError` for the
-    client's mistakes (unknown VM or host, bad host address) as documented on each."""
+    """Hosts and VMs; see the module docstring. Methods raise
+    :mod:`vmexec.services.errors` for the client's mistakes (unknown VM or host, bad host
+    address) as documented on each."""
 
     def __init__(self, db: async_sessionmaker[AsyncSession], hosts: LibvirtHosts,
                  agents: AgentDirectory, settings: Settings, *,
@@ -179,7 +179,7 @@ class Inventory:
         """The VM's agent target and state, resyncing once if the VM is not known yet.
 
         Raises:
-            ApiError: 503 SYS.1007 — no such VM on any host.
+            VmNotFound: no such VM on any host.
         """
         vm = await self._find_vm(vm_uuid)
         return VmRef(uuid=vm.uuid, name=vm.name, target=self._target(vm),
@@ -189,7 +189,7 @@ class Inventory:
         """The VM's VmInstanceInventory JSON.
 
         Raises:
-            ApiError: 503 SYS.1007 — no such VM.
+            VmNotFound: no such VM.
         """
         vm = await self._find_vm(vm_uuid)
         return to_wire(vm.values(self._store.hosts.get(vm.host_uuid)))
@@ -204,7 +204,7 @@ class Inventory:
         """Whether vmexec may use the VM's guest agent (GetVmQga).
 
         Raises:
-            ApiError: 503 SYS.1007 — no such VM.
+            VmNotFound: no such VM.
         """
         return (await self._find_vm(vm_uuid)).qga_enabled
 
@@ -212,7 +212,7 @@ class Inventory:
         """Allow or forbid using the VM's guest agent (SetVmQga); kept across restarts.
 
         Raises:
-            ApiError: 503 SYS.1007 — no such VM.
+            VmNotFound: no such VM.
         """
         vm = await self._find_vm(vm_uuid)
         await self._store.set_qga(vm.uuid, enable)
@@ -222,10 +222,10 @@ class Inventory:
         NotRunning (a channel but no answer) or Not Connected (no channel, VM not running).
 
         Raises:
-            ApiError: 503 SYS.1007 — no such VM.
+            VmNotFound: no such VM.
         """
         vm = await self._find_vm(vm_uuid)
-        if vm.state != RUNNING or not vm.has_agent_channel:
+        if vm.state != VmState.RUNNING or not vm.has_agent_channel:
             return {"status": "Not Connected", "features": {}}
         agent = self._agents.get(self._target(vm))
         try:
@@ -255,7 +255,7 @@ class Inventory:
             await self._sync_after(time.monotonic())
             vm = self._store.vms.get(key)
         if vm is None:
-            raise api_errors.resource_not_found("VmInstanceVO", vm_uuid)
+            raise VmNotFound(vm_uuid)
         return vm
 
     def _target(self, vm: VmRecord) -> AgentTarget:
@@ -278,32 +278,29 @@ class Inventory:
         host; by default it gets a random UUID.
 
         Raises:
-            ApiError: 503 SYS.1007 — the URI is malformed or already registered, or the UUID
-                is taken;
-                503 SYS.1006 — the host does not answer (the reason is in ``details``).
+            InvalidValue: the URI is malformed.
+            HostExists: the URI is registered already, or the UUID is taken.
+            HostUnreachable: the host does not answer (the message says why).
         """
         if any(h.uri == uri for h in self._store.hosts.values()):
-            raise api_errors.invalid_argument(f"a host with the URI {uri} is already added")
+            raise HostExists(f"a host with the URI {uri} is already added")
         if host_uuid is not None and normalize_uuid(host_uuid) in self._store.hosts:
-            raise api_errors.invalid_argument(f"a host with the UUID {host_uuid} exists")
+            raise HostExists(f"a host with the UUID {host_uuid} exists")
         if is_socket_dir_uri(uri):
             try:
                 socket_dir(uri)
             except ValueError as exc:
-                raise api_errors.invalid_argument(str(exc)) from None
+                raise InvalidValue(str(exc)) from None
         elif "://" not in uri:
-            raise api_errors.invalid_argument(
+            raise InvalidValue(
                 f"not a libvirt URI: {uri!r} (e.g. qemu+ssh://root@10.0.0.5/system)")
         try:
             await asyncio.wait_for(self._probe(uri), CONNECT_TIMEOUT)
         except TimeoutError:
-            raise api_errors.api_error(
-                api_errors.SYS_OPERATION_ERROR,
+            raise HostUnreachable(
                 f"cannot connect to host {uri}: no answer within {CONNECT_TIMEOUT:g} s") from None
         except hv_errors.HypervisorError as exc:
-            raise api_errors.api_error(
-                api_errors.SYS_OPERATION_ERROR,
-                f"cannot connect to host {uri}: {exc.message}") from None
+            raise HostUnreachable(f"cannot connect to host {uri}: {exc.message}") from None
         host = await self._insert_host(
             name=name, uri=uri, management_ip=management_ip, username=username,
             ssh_port=ssh_port, cluster_uuid=cluster_uuid, description=description,
@@ -354,9 +351,9 @@ class Inventory:
                            host_uuid: str | None = None) -> HostRecord:
         now = utcnow().replace(microsecond=0)
         host = HostRecord(
-            uuid=host_uuid or uuidlib.uuid4().hex, name=name, uri=uri,
+            uuid=host_uuid or new_uuid(), name=name, uri=uri,
             kind=KIND_SOCKET_DIR if is_socket_dir_uri(uri) else KIND_LIBVIRT,
-            state="Enabled", status="Connected", create_date=now, last_op_date=now,
+            state=HostState.ENABLED, status=HostStatus.CONNECTED, create_date=now, last_op_date=now,
             description=description, management_ip=management_ip, username=username,
             ssh_port=ssh_port, cluster_uuid=cluster_uuid)
         await self._store.add_host(host)
@@ -387,10 +384,10 @@ class Inventory:
             except (hv_errors.HypervisorError, TimeoutError) as exc:
                 log.info("host %s (%s) unreachable: %s", host.name, host.uri,
                          getattr(exc, "message", None) or "timed out")
-                await self._store.set_host_status(host.uuid, "Disconnected")
+                await self._store.set_host_status(host.uuid, HostStatus.DISCONNECTED)
                 await self._store.mark_unknown(host.uuid)
                 return
-            await self._store.set_host_status(host.uuid, "Connected")
+            await self._store.set_host_status(host.uuid, HostStatus.CONNECTED)
             gone = await self._store.reconcile(host.uuid, seen, complete=True)
             await self._forget(host, gone)
 
@@ -407,7 +404,7 @@ class Inventory:
     async def _list(self, host: HostRecord) -> list[SeenVm]:
         if host.kind == KIND_SOCKET_DIR:
             sockets = await asyncio.to_thread(scan_socket_dir, socket_dir(host.uri))
-            return [SeenVm(uuid=s.uuid, name=s.name, state=RUNNING, platform="Linux",
+            return [SeenVm(uuid=s.uuid, name=s.name, state=VmState.RUNNING, platform=Platform.LINUX,
                            socket_path=s.path) for s in sockets]
         return [_seen_domain(f) for f in await list_domains(self._libvirt.get(host.uri))]
 

@@ -16,8 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from vmexec.db.models import utcnow
 from vmexec.db.models_inventory import HostRow, VmRow
 from vmexec.services.inventory_views import HostRecord, VmRecord
-
-UNKNOWN = "Unknown"
+from vmexec.zstack.inventories import VmState
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,16 +89,16 @@ class InventoryStore:
 
     async def mark_unknown(self, host_uuid: str) -> None:
         """The host cannot be reached: its VMs are in an unknown state (as ZStack has it)."""
-        stale = [vm for vm in self.vms_of(host_uuid) if vm.state != UNKNOWN]
+        stale = [vm for vm in self.vms_of(host_uuid) if vm.state != VmState.UNKNOWN]
         if not stale:
             return
         now = utcnow().replace(microsecond=0)
         async with self._db() as session, session.begin():
             await session.execute(
                 update(VmRow).where(VmRow.uuid.in_([vm.uuid for vm in stale]))
-                .values(state=UNKNOWN, last_op_date=now))
+                .values(state=VmState.UNKNOWN, last_op_date=now))
         for vm in stale:
-            vm.state, vm.last_op_date = UNKNOWN, now
+            vm.state, vm.last_op_date = VmState.UNKNOWN, now
 
     async def reconcile(self, host_uuid: str, seen: Sequence[SeenVm], *,
                         complete: bool) -> list[VmRecord]:

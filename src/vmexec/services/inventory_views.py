@@ -12,31 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from vmexec.api.query import FieldKind
-from vmexec.api.zstack_dates import format_date
 from vmexec.db.models_inventory import HostRow, VmRow
-
-HYPERVISOR_TYPE = "KVM"
-
-_S, _N, _D, _L = FieldKind.STRING, FieldKind.NUMBER, FieldKind.DATE, FieldKind.LIST
-
-#: The fields of ZStack's VmInstanceInventory, queryable with ``q=`` (lists only for null tests).
-VM_FIELDS: Mapping[str, FieldKind] = {
-    "uuid": _S, "name": _S, "description": _S, "zoneUuid": _S, "clusterUuid": _S,
-    "imageUuid": _S, "hostUuid": _S, "lastHostUuid": _S, "instanceOfferingUuid": _S,
-    "rootVolumeUuid": _S, "platform": _S, "architecture": _S, "type": _S,
-    "hypervisorType": _S, "memorySize": _N, "cpuNum": _N, "cpuSpeed": _N,
-    "allocatorStrategy": _S, "createDate": _D, "lastOpDate": _D, "state": _S,
-    "guestOsType": _S, "vmNics": _L, "allVolumes": _L,
-}
-
-#: The fields of ZStack's HostInventory (plus KVMHostInventory's and vmexec's ``libvirtUri``).
-HOST_FIELDS: Mapping[str, FieldKind] = {
-    "uuid": _S, "name": _S, "description": _S, "zoneUuid": _S, "clusterUuid": _S,
-    "managementIp": _S, "hypervisorType": _S, "state": _S, "status": _S,
-    "architecture": _S, "username": _S, "sshPort": _N, "libvirtUri": _S,
-    "createDate": _D, "lastOpDate": _D,
-}
+from vmexec.zstack.dates import format_date
+from vmexec.zstack.inventories import HOST_FIELDS, HYPERVISOR_TYPE, VM_INSTANCE_FIELDS, VM_TYPE
 
 
 @dataclass(slots=True)
@@ -74,14 +52,14 @@ class HostRecord:
                        cluster_uuid=self.cluster_uuid)
 
     def values(self) -> dict[str, Any]:
-        return {
+        return _fields_of(HOST_FIELDS, {
             "uuid": self.uuid, "name": self.name, "description": self.description,
             "zoneUuid": self.zone_uuid, "clusterUuid": self.cluster_uuid,
             "managementIp": self.management_ip, "hypervisorType": HYPERVISOR_TYPE,
-            "state": self.state, "status": self.status, "architecture": None,
+            "state": self.state, "status": self.status,
             "username": self.username, "sshPort": self.ssh_port, "libvirtUri": self.uri,
             "createDate": self.create_date, "lastOpDate": self.last_op_date,
-        }
+        })
 
 
 @dataclass(slots=True)
@@ -125,18 +103,23 @@ class VmRecord:
 
     def values(self, host: HostRecord | None) -> dict[str, Any]:
         """VmInstanceInventory's fields; zone and cluster are the host's."""
-        return {
+        return _fields_of(VM_INSTANCE_FIELDS, {
             "uuid": self.uuid, "name": self.name, "description": self.description,
             "zoneUuid": host.zone_uuid if host else None,
             "clusterUuid": host.cluster_uuid if host else None,
-            "imageUuid": None, "hostUuid": self.host_uuid, "lastHostUuid": self.last_host_uuid,
-            "instanceOfferingUuid": None, "rootVolumeUuid": None, "platform": self.platform,
-            "architecture": self.architecture, "type": "UserVm",
+            "hostUuid": self.host_uuid, "lastHostUuid": self.last_host_uuid,
+            "platform": self.platform, "architecture": self.architecture, "type": VM_TYPE,
             "hypervisorType": HYPERVISOR_TYPE, "memorySize": self.memory_size,
-            "cpuNum": self.cpu_num, "cpuSpeed": 0, "allocatorStrategy": None,
+            "cpuNum": self.cpu_num, "cpuSpeed": 0,
             "createDate": self.create_date, "lastOpDate": self.last_op_date,
-            "state": self.state, "guestOsType": None, "vmNics": [], "allVolumes": [],
-        }
+            "state": self.state, "vmNics": [], "allVolumes": [],
+        })
+
+
+def _fields_of(table: Mapping[str, object], known: dict[str, Any]) -> dict[str, Any]:
+    # Every field of the table, in its order; those vmexec does not know are null.
+    assert known.keys() <= table.keys(), known.keys() - table.keys()
+    return {name: known.get(name) for name in table}
 
 
 def to_wire(values: Mapping[str, Any]) -> dict[str, Any]:

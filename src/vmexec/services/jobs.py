@@ -19,6 +19,7 @@ Exception tree::
 from __future__ import annotations
 
 import asyncio
+import enum
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -36,8 +37,9 @@ from vmexec.services.webhooks import DestinationPolicy, WebhookRefused, check, r
 
 log = logging.getLogger(__name__)
 
-RUNNING = "running"
-DONE = "done"
+class JobState(enum.StrEnum):
+    RUNNING = "running"
+    DONE = "done"
 
 
 class JobError(Exception):
@@ -122,7 +124,7 @@ class JobService:
             try:
                 # A Core INSERT: the ORM's unit of work costs several times more here.
                 await db.execute(insert(Job).values(
-                    uuid=uuid, api=api, account_uuid=account_uuid, state=RUNNING,
+                    uuid=uuid, api=api, account_uuid=account_uuid, state=JobState.RUNNING,
                     request=dict(request), webhook=webhook,
                     webhook_state="pending" if webhook else None,
                     created_at=now, expires_at=now + self._retention))
@@ -159,7 +161,8 @@ class JobService:
         async with self._db() as db:
             result = await db.execute(
                 update(Job).where(Job.uuid == uuid).values(
-                    state=DONE, status=reply.status, result=reply.body, finished_at=utcnow()))
+                    state=JobState.DONE, status=reply.status, result=reply.body,
+                    finished_at=utcnow()))
             for statement in reply.writes:
                 await db.execute(statement)
             await db.commit()
@@ -171,7 +174,7 @@ class JobService:
             job = await db.get(Job, uuid.lower())
         if job is None or job.account_uuid != account_uuid or job.expires_at <= utcnow():
             raise JobNotFound(f"job[uuid:{uuid}] is not found or has expired")
-        if job.state != DONE or job.status is None or job.result is None:
+        if job.state != JobState.DONE or job.status is None or job.result is None:
             return None
         return JobReply(job.status, job.result)
 
@@ -230,9 +233,9 @@ class JobService:
         """Resume jobs left running by a previous process and redeliver pending webhooks, in the
         background. Returns how many jobs were resumed."""
         async with self._db() as db:
-            running = (await db.scalars(select(Job).where(Job.state == RUNNING))).all()
-            undelivered = (await db.scalars(
-                select(Job).where(Job.state == DONE, Job.webhook_state == "pending"))).all()
+            running = (await db.scalars(select(Job).where(Job.state == JobState.RUNNING))).all()
+            undelivered = (await db.scalars(select(Job).where(
+                Job.state == JobState.DONE, Job.webhook_state == "pending"))).all()
         for job in running:
             resume = self._resumers.get(job.api)
             if resume is None:

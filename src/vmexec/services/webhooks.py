@@ -32,8 +32,9 @@ from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import SplitResult, unquote, urlsplit
 
+from vmexec.config import IPNetwork, parse_destination, parse_network
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _nets = ipaddress.ip_network
 #: Refused unless allowed: (network, why).
@@ -75,33 +76,6 @@ def redact(url: str) -> str:
         netloc = "***@" + netloc.rsplit("@", 1)[1]
     return SplitResult(parts.scheme, netloc, parts.path, "***" if parts.query else "",
                        "").geturl()
-
-
-def parse_network(entry: str) -> IPNetwork:
-    """A network of a ``webhook_deny`` entry (an address is a network of one). Raises
-    ValueError naming the entry."""
-    try:
-        return ipaddress.ip_network(entry.strip(), strict=False)
-    except ValueError:
-        raise ValueError(f"{entry!r} is not a network such as 10.0.0.0/8 or fd00::/8") from None
-
-
-def parse_destination(entry: str) -> IPNetwork | str:
-    """A ``webhook_allow`` entry: a network, or a host name (lowercase). Raises ValueError
-    naming the entry."""
-    text = entry.strip()
-    try:
-        return ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        pass
-    name = text.lower().rstrip(".")
-    labels = name.split(".")
-    if not name or len(name) > 253 or not all(
-            label and len(label) <= 63 and label.replace("-", "").isalnum()
-            and label.isascii() for label in labels):
-        raise ValueError(f"{entry!r} is neither a network (127.0.0.1/32) nor a host name "
-                         "(hooks.example.com)")
-    return name
 
 
 def _unwrapped(address: IPAddress) -> IPAddress:

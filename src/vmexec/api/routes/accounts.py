@@ -8,7 +8,7 @@ from vmexec.api.deps import AuthDep, ServicesDep
 from vmexec.api.errors import invalid_argument
 from vmexec.api.schemas.accounts import AccountInventory, AccountReply, UpdateAccountRequest
 from vmexec.api.schemas.common import ERROR_RESPONSES
-from vmexec.api.zstack_dates import format_date
+from vmexec.zstack.dates import format_date
 
 router = APIRouter(prefix="/zstack/v1/accounts", tags=["accounts"])
 

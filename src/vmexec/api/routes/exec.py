@@ -12,22 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 
-from vmexec.api.convert import (
-    exec_request,
-    partial_output,
-    request_from_json,
-    request_to_json,
-    result_reply,
-)
+from vmexec.api.convert import exec_request
 from vmexec.api.deps import AuthDep, ServicesDep
-from vmexec.api.errors import VM_EXEC_TIMED_OUT, api_error, invalid_argument, to_api_error
+from vmexec.api.errors import invalid_argument
 from vmexec.api.replies import job_response
 from vmexec.api.schemas.common import ERROR_RESPONSES
 from vmexec.api.schemas.exec import (
@@ -36,18 +30,11 @@ from vmexec.api.schemas.exec import (
     ExecuteGuestVmCommandRequest,
 )
 from vmexec.api.services import Services
-from vmexec.api.zstack import is_uuid
-from vmexec.execution.models import ExecRequest, ExecResult
-from vmexec.services.auth import new_uuid
-from vmexec.services.executions import Caller, VmRef
-from vmexec.services.jobs import JobReply, Resumer
+from vmexec.services.executions import Caller, api_timeout
 from vmexec.services.webhooks import WebhookRefused
+from vmexec.zstack.ids import is_uuid, new_uuid
 
-API = "ExecuteGuestVmCommand"
 PATH = "/zstack/v1/vm-instances/commands/exec"
-#: Beyond the command's own timeout, how long vmexec waits for the engine before giving up
-#: (the engine enforces the timeout itself; this only guards against a stuck guest agent).
-GRACE_SECONDS = 30
 
 router = APIRouter(tags=["vm-instances"])
 
@@ -81,7 +68,7 @@ def wait_window(headers: Headers, default: float | None,
 
 
 def job_uuid_of(headers: Mapping[str, str]) -> str:
-    """The client's ``X-Job-UUID`` (32 hex), or a new one. Raises ApiError (SYS.1007)."""
+    """The client's ``X-Job-UUID`` (32 hex), or a new one. Raises ApiFailure (SYS.1007)."""
     given = headers.get("x-job-uuid")
     if given is None:
         return new_uuid()
@@ -91,8 +78,8 @@ def job_uuid_of(headers: Mapping[str, str]) -> str:
 
 
 async def webhook_of(headers: Mapping[str, str], services: Services) -> str | None:
-    """The ``X-Web-Hook`` URL, if any. Raises ApiError (SYS.1007) when it is not http(s) or
-    its destination is not allowed (the URL shown redacted: it may hold credentials)."""
+    """The ``X-Web-Hook`` URL, if any. Raises ApiFailure (SYS.1007) when it is not http(s)
+    or its destination is not allowed (the URL shown redacted: it may hold credentials)."""
     url = headers.get("x-web-hook")
     if url is None:
         return None
@@ -109,88 +96,22 @@ def _location(request: Request, job_uuid: str) -> str:
     return f"{request.url.scheme}://{host}/zstack/v1/api-jobs/{job_uuid}"
 
 
-async def _reply_for(services: Services, job_uuid: str, vm_uuid: str, request: ExecRequest,
-                     result: ExecResult) -> JobReply:
-    record = (services.executions.finished(job_uuid, result),)
-    if result.timed_out:
-        error = api_error(
-            VM_EXEC_TIMED_OUT,
-            f"the command did not finish within {request.timeout:g}s and was stopped",
-            opaque=partial_output(result))
-        return JobReply(error.status, error.body(), record)
-    try:
-        inventory = await services.inventory.inventory(vm_uuid)
-    except Exception:  # the VM vanished since: the result still stands
-        inventory = {"uuid": vm_uuid}
-    return JobReply(200, result_reply(result, inventory).wire(), record)
-
-
-def _failure(services: Services, job_uuid: str, exc: BaseException) -> JobReply:
-    error = to_api_error(exc)
-    return JobReply(error.status, error.body(),
-                     (services.executions.failed(job_uuid, error.code, error.details),))
-
-
-async def _finish(services: Services, job_uuid: str, vm_uuid: str, request: ExecRequest,
-                  run: Awaitable[ExecResult]) -> JobReply:
-    """Await ``run`` (the engine call) and turn its outcome into the job's reply, with the
-    execution record's end to be stored with it."""
-    try:
-        async with asyncio.timeout(request.timeout + GRACE_SECONDS):
-            result = await run
-    except asyncio.CancelledError:
-        raise
-    except TimeoutError:
-        return _failure(services, job_uuid, TimeoutError(
-            f"no result from the guest agent {request.timeout + GRACE_SECONDS:g}s after start"))
-    except Exception as exc:
-        return _failure(services, job_uuid, exc)
-    return await _reply_for(services, job_uuid, vm_uuid, request, result)
-
-
-async def _run(services: Services, job_uuid: str, vm: VmRef, request: ExecRequest) -> JobReply:
-    return await _finish(services, job_uuid, vm.uuid, request,
-                         services.executions.run(job_uuid, vm, request))
-
-
-def resumer(services: Services) -> Resumer:
-    """The job resumer for this API: collects the result of a command started before vmexec
-    restarted (the engine finds it in the guest by its run id, the job UUID). The command
-    cannot outlive its own timeout, so that bounds the wait."""
-    async def resume(job_uuid: str, stored: Mapping[str, Any]) -> JobReply:
-        request = request_from_json(stored["request"])
-        vm_uuid = str(stored["vmInstanceUuid"])
-        try:
-            vm = await services.inventory.resolve(vm_uuid)
-        except Exception as exc:
-            return _failure(services, job_uuid, exc)
-        return await _finish(services, job_uuid, vm_uuid, request, services.executions.recover(
-            job_uuid, vm, request, timeout=request.timeout))
-    return resume
-
-
 async def _execute(http: Request, body: ExecuteGuestVmCommandRequest, services: Services,
                    caller: Caller, default_window: float | None) -> JSONResponse:
-    params = body.params
-    request = exec_request(params)
+    request = exec_request(body.params)
     job_uuid = job_uuid_of(http.headers)
     webhook = await webhook_of(http.headers, services)
     window, applied = wait_window(http.headers, default_window, webhook)
-    vm = await services.inventory.resolve(params.vm_instance_uuid)
-    task = await services.jobs.start(
-        uuid=job_uuid, api=API, account_uuid=caller.account_uuid, webhook=webhook,
-        request={"vmInstanceUuid": vm.uuid, "request": request_to_json(request)},
-        work=lambda: _run(services, job_uuid, vm, request),
-        writes=[services.executions.recorded(job_uuid, caller, vm.uuid, request)])
+    task = await services.executions.submit(caller, body.params.vm_instance_uuid, request,
+                                            job_uuid=job_uuid, webhook=webhook)
     headers = {"Preference-Applied": applied} if applied else {}
     if window is None or window > 0:
         # asyncio.wait, not await: a client that goes away must not cancel the job.
         await asyncio.wait({task}, timeout=window)
     if task.done() and not task.cancelled():
         return job_response(task.result(), http, headers)
-    api_timeout_ms = int((request.timeout + GRACE_SECONDS) * 1000)
     return JSONResponse(AsyncReply(location=_location(http, job_uuid),
-                                   api_timeout=api_timeout_ms).wire(),
+                                   api_timeout=int(api_timeout(request) * 1000)).wire(),
                         status_code=202, headers=headers)
 
 

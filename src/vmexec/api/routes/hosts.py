@@ -7,7 +7,6 @@ from fastapi.responses import JSONResponse
 
 from vmexec.api.deps import AuthDep, ServicesDep
 from vmexec.api.errors import invalid_argument
-from vmexec.api.query import parse_api_query
 from vmexec.api.schemas.common import ERROR_RESPONSES, EmptyReply
 from vmexec.api.schemas.inventory import (
     AddKVMHostParams,
@@ -22,17 +21,20 @@ from vmexec.api.schemas.inventory import (
     Sort,
     Start,
 )
-from vmexec.api.zstack import KVM_HOST_INVENTORY, is_uuid, schema_map, wants_schema
-from vmexec.services.inventory_views import HOST_FIELDS
+from vmexec.zstack.classes import KVM_HOST_INVENTORY, schema_map, wants_schema
+from vmexec.zstack.ids import is_uuid
+from vmexec.zstack.inventories import HOST_FIELDS, kinds
+from vmexec.zstack.query import parse_query
 
 router = APIRouter(prefix="/zstack/v1/hosts", tags=["hosts"])
+_KINDS = kinds(HOST_FIELDS)
 
 
 def libvirt_uri(params: AddKVMHostParams) -> str:
     """The URI to reach the host: ``libvirtUri`` as given, else libvirt over SSH.
 
     Raises:
-        ApiError: 503 SYS.1007 — neither ``libvirtUri`` nor ``managementIp`` and ``username``.
+        ApiFailure: 503 SYS.1007 — neither ``libvirtUri`` nor ``managementIp`` and ``username``.
     """
     if params.libvirt_uri:
         return params.libvirt_uri.strip()
@@ -69,7 +71,7 @@ async def add_kvm_host(body: AddKVMHostRequest, request: Request, services: Serv
 
 
 async def _query(request: Request, services: ServicesDep, uuid: str | None) -> JSONResponse:
-    query = parse_api_query(request.query_params.multi_items(), HOST_FIELDS)
+    query = parse_query(request.query_params.multi_items(), _KINDS)
     return JSONResponse(await services.inventory.query_hosts(query, uuid))
 
 

@@ -12,7 +12,7 @@ from vmexec.api.schemas.sessions import (
     SessionInventory,
     ValidateSessionReply,
 )
-from vmexec.api.zstack_dates import format_date
+from vmexec.zstack.dates import format_date
 
 router = APIRouter(prefix="/zstack/v1/accounts", tags=["sessions"])
 

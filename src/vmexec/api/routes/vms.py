@@ -10,7 +10,6 @@ from fastapi.responses import JSONResponse
 
 from vmexec.api.deps import AuthDep, ServicesDep
 from vmexec.api.errors import bad_request
-from vmexec.api.query import parse_api_query
 from vmexec.api.schemas.common import ERROR_RESPONSES, EmptyReply
 from vmexec.api.schemas.inventory import (
     Count,
@@ -25,12 +24,15 @@ from vmexec.api.schemas.inventory import (
     Start,
     VmActionRequest,
 )
-from vmexec.services.inventory_views import VM_FIELDS
+from vmexec.zstack.inventories import VM_INSTANCE_FIELDS, kinds
+from vmexec.zstack.query import parse_query
 
 router = APIRouter(prefix="/zstack/v1/vm-instances", tags=["vm-instances"])
+_KINDS = kinds(VM_INSTANCE_FIELDS)
+
 
 async def _query(request: Request, services: ServicesDep, uuid: str | None) -> JSONResponse:
-    query = parse_api_query(request.query_params.multi_items(), VM_FIELDS)
+    query = parse_query(request.query_params.multi_items(), _KINDS)
     return JSONResponse(await services.inventory.query_vms(query, uuid))
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import Field
 
 from vmexec.api.schemas.common import Int, WireModel
 from vmexec.execution.models import AGENT_OUTPUT_CAP, MAX_COMMAND_CHARS, MAX_TIMEOUT_SECONDS
+from vmexec.zstack.exec import Platform, Shell
 
 DEFAULT_COMMAND_TIMEOUT = 60
 
@@ -17,7 +18,7 @@ Tags = list[str]
 class ExecuteGuestVmCommandParams(WireModel):
     vm_instance_uuid: str = Field(description="The VM instance UUID (32 hex).",
                                   examples=["fc022ba201c135d8809c5e02bf6bf156"])
-    platform: Literal["Linux", "Windows"]
+    platform: Platform
     command: str = Field(min_length=1, max_length=MAX_COMMAND_CHARS,
                          description="A script, run by the guest's shell.",
                          examples=["hostname"])
@@ -32,7 +33,7 @@ class ExecuteGuestVmCommandParams(WireModel):
     env: dict[str, str] | None = Field(default=None, description="Extra environment variables.")
     working_directory: str | None = Field(default=None, description="Directory to run in.")
     run_as: str | None = Field(default=None, description="Guest user to run the command as.")
-    shell: Literal["default", "sh", "bash", "cmd", "powershell"] | None = Field(
+    shell: Shell | None = Field(
         default=None, description="Interpreter (default: bash or sh on Linux, cmd on Windows).")
     max_output_bytes: Annotated[Int, Field(ge=1, le=AGENT_OUTPUT_CAP)] | None = Field(
         default=None, description="Bytes of output kept per stream (the rest is dropped).")

@@ -6,86 +6,61 @@ their shape dynamic), so the reply models here serve the OpenAPI document only.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import Query as QueryParam
-from pydantic import ConfigDict, Field, StrictBool
+from pydantic import ConfigDict, Field, StrictBool, create_model
+from pydantic.alias_generators import to_snake
 
 from vmexec.api.schemas.common import Int, WireModel
+from vmexec.zstack.inventories import HOST_FIELDS, VM_INSTANCE_FIELDS
+from vmexec.zstack.inventories import Field as InventoryField
+from vmexec.zstack.query import FieldKind
 
 Tags = list[str]
 
+#: Replies are built by the inventory service, so these models only document them:
 #: ``fields=`` can leave any field out, so every field is optional.
-_DOC_ONLY = ConfigDict(extra="allow")
+class _DocModel(WireModel):
+    model_config = ConfigDict(extra="allow")
 
 
-class VmInstanceInventory(WireModel):
-    """ZStack's VmInstanceInventory; null fields are left out."""
-
-    model_config = _DOC_ONLY
-
-    uuid: str | None = Field(default=None, description="libvirt domain UUID, 32 hex digits",
-                             examples=["fc022ba201c135d8809c5e02bf6bf156"])
-    name: str | None = None
-    description: str | None = None
-    zone_uuid: str | None = None
-    cluster_uuid: str | None = None
-    host_uuid: str | None = None
-    last_host_uuid: str | None = None
-    platform: str | None = Field(default=None, examples=["Linux"])
-    architecture: str | None = Field(default=None, examples=["x86_64"])
-    type: str | None = Field(default=None, examples=["UserVm"])
-    hypervisor_type: str | None = Field(default=None, examples=["KVM"])
-    memory_size: int | None = Field(default=None, description="bytes")
-    cpu_num: int | None = None
-    cpu_speed: int | None = None
-    create_date: str | None = Field(default=None, examples=["Oct 17, 2024 5:43:35 AM"])
-    last_op_date: str | None = Field(default=None, examples=["Oct 17, 2024 5:43:35 AM"])
-    state: str | None = Field(default=None, examples=["Running"],
-                              description="Running, Stopped, Paused, Stopping, Crashed, Unknown")
-    vm_nics: list[dict[str, Any]] | None = None
-    all_volumes: list[dict[str, Any]] | None = None
+_TYPES: Mapping[FieldKind, Any] = {
+    FieldKind.STRING: str, FieldKind.NUMBER: int, FieldKind.DATE: str,
+    FieldKind.LIST: list[dict[str, Any]],
+}
 
 
-class HostInventory(WireModel):
-    """ZStack's (KVM)HostInventory, plus ``libvirtUri``; null fields are left out."""
-
-    model_config = _DOC_ONLY
-
-    uuid: str | None = None
-    name: str | None = None
-    description: str | None = None
-    zone_uuid: str | None = None
-    cluster_uuid: str | None = None
-    management_ip: str | None = None
-    hypervisor_type: str | None = Field(default=None, examples=["KVM"])
-    state: str | None = Field(default=None, examples=["Enabled"])
-    status: str | None = Field(default=None, examples=["Connected"],
-                               description="Connected or Disconnected")
-    username: str | None = None
-    ssh_port: int | None = None
-    libvirt_uri: str | None = Field(default=None, examples=["qemu:///system"],
-                                    description="vmexec extension: how the host is reached")
-    create_date: str | None = None
-    last_op_date: str | None = None
+def _inventory_model(name: str, doc: str, table: Mapping[str, InventoryField]) -> type[WireModel]:
+    # The fields come from the one table of the inventory (vmexec.zstack.inventories).
+    fields: dict[str, Any] = {
+        to_snake(wire): (_TYPES[f.kind] | None, Field(
+            default=None, description=f.description,
+            examples=[f.example] if f.example is not None else None))
+        for wire, f in table.items()}
+    return create_model(name, __base__=_DocModel, __doc__=doc, **fields)
 
 
-class QueryVmInstanceReply(WireModel):
-    """A query's reply, plus ZStack's ``schema`` map (JSON path → ZStack class)."""
+VmInstanceInventory = _inventory_model(
+    "VmInstanceInventory", "ZStack's VmInstanceInventory; null fields are left out.",
+    VM_INSTANCE_FIELDS)
+HostInventory = _inventory_model(
+    "HostInventory", "ZStack's (KVM)HostInventory, plus ``libvirtUri``; null fields are left out.",
+    HOST_FIELDS)
 
-    model_config = _DOC_ONLY
 
-    inventories: list[VmInstanceInventory] | None = None
-    total: int | None = Field(default=None, description="with count=true or replyWithCount=true")
+def _query_reply_model(name: str, inventory: type[WireModel]) -> type[WireModel]:
+    return create_model(
+        name, __base__=_DocModel,
+        __doc__="A query's reply, plus ZStack's ``schema`` map (JSON path → ZStack class).",
+        inventories=(list[inventory] | None, None),  # type: ignore[valid-type,arg-type]
+        total=(int | None, Field(default=None,
+                                 description="with count=true or replyWithCount=true")))
 
 
-class QueryHostReply(WireModel):
-    """A query's reply, plus ZStack's ``schema`` map (JSON path → ZStack class)."""
-
-    model_config = _DOC_ONLY
-
-    inventories: list[HostInventory] | None = None
-    total: int | None = Field(default=None, description="with count=true or replyWithCount=true")
+QueryVmInstanceReply = _query_reply_model("QueryVmInstanceReply", VmInstanceInventory)
+QueryHostReply = _query_reply_model("QueryHostReply", HostInventory)
 
 
 class AddKVMHostParams(WireModel):
@@ -117,8 +92,7 @@ class AddKVMHostRequest(WireModel):
     user_tags: Tags | None = None
 
 
-class HostReply(WireModel):
-    inventory: HostInventory
+HostReply = create_model("HostReply", __base__=WireModel, inventory=(HostInventory, ...))
 
 
 class SetVmQgaParams(WireModel):

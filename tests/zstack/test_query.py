@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vmexec.api.query import (
+from vmexec.zstack.query import (
     DEFAULT_LIMIT,
     Condition,
     FieldKind,

@@ -1,38 +1,23 @@
-"""Small ZStack wire conventions: UUIDs, the ``schema`` map of typed replies.
-
-Dates: :func:`vmexec.api.zstack_dates.format_date`.
-"""
+"""ZStack server class names, and the ``schema`` map of typed replies the SDKs read."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
-
-_UUID_RE = re.compile(r"^[0-9a-fA-F]{32}$")
 
 #: ZStack server class names the SDKs map to their own classes (``SourceClassMap``).
 VM_INSTANCE_INVENTORY = "org.zstack.header.vm.VmInstanceInventory"
 VM_NIC_INVENTORY = "org.zstack.header.vm.VmNicInventory"
 VOLUME_INVENTORY = "org.zstack.header.volume.VolumeInventory"
-HOST_INVENTORY = "org.zstack.header.host.HostInventory"
 KVM_HOST_INVENTORY = "org.zstack.kvm.KVMHostInventory"
-SESSION_INVENTORY = "org.zstack.header.identity.SessionInventory"
 
 #: Typed lists inside an inventory, by the inventory's class: field -> element class.
 NESTED: Mapping[str, Mapping[str, str]] = {
     VM_INSTANCE_INVENTORY: {"vmNics": VM_NIC_INVENTORY, "allVolumes": VOLUME_INVENTORY},
 }
 
-
-def is_uuid(value: str) -> bool:
-    """Whether ``value`` is a ZStack UUID (32 hex characters; case is not checked)."""
-    return bool(_UUID_RE.match(value))
-
-
-def normalize_uuid(value: str) -> str:
-    """``value`` in ZStack's form: dashes dropped, lowercase. Does not validate."""
-    return value.replace("-", "").lower()
+#: Top-level fields of ExecuteGuestVmCommand's reply that hold typed objects.
+EXEC_REPLY_TYPED_FIELDS: Mapping[str, str] = {"vmInstance": VM_INSTANCE_INVENTORY}
 
 
 def schema_map(path: str, class_name: str, value: Any) -> dict[str, str]:
@@ -54,6 +39,15 @@ def schema_map(path: str, class_name: str, value: Any) -> dict[str, str]:
     return entries
 
 
+def with_schema(body: Mapping[str, Any], typed_fields: Mapping[str, str]) -> dict[str, Any]:
+    """``body`` plus the ``schema`` map of its ``typed_fields`` (field -> class), when any."""
+    schema: dict[str, str] = {}
+    for field, class_name in typed_fields.items():
+        schema.update(schema_map(field, class_name, body.get(field)))
+    return {**body, "schema": schema} if schema else dict(body)
+
+
 def wants_schema(headers: Mapping[str, str]) -> bool:
-    """Whether the client asked for the ``schema`` map (``X-JSON-Schema: true``, the SDKs)."""
+    """Whether the client asked for the ``schema`` map (``X-JSON-Schema: true``, the SDKs).
+    ``headers`` must look names up case-insensitively (as HTTP libraries' header maps do)."""
     return headers.get("x-json-schema", "").strip().lower() == "true"

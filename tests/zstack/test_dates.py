@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from vmexec.api.zstack_dates import format_date, parse_date
+from vmexec.zstack.dates import format_date, parse_date
 
 
 @pytest.fixture

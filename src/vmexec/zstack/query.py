@@ -23,8 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from vmexec.api.errors import bad_request, invalid_argument
-from vmexec.api.zstack_dates import parse_date
+from vmexec.zstack.dates import parse_date
 
 #: ZStack's default page size for queries.
 DEFAULT_LIMIT = 1000
@@ -176,21 +175,6 @@ def parse_query(params: Iterable[tuple[str, str]], schema: Mapping[str, FieldKin
     return Query(conditions=tuple(conditions), limit=limit, start=start, count=count,
                  reply_with_count=reply_with_count, sort_by=sort_by, descending=descending,
                  fields=fields)
-
-
-def parse_api_query(params: Iterable[tuple[str, str]], schema: Mapping[str, FieldKind]) -> Query:
-    """:func:`parse_query`, failing as ZStack's REST server does.
-
-    Raises:
-        ApiError: ``400`` for malformed parameters; ``503 SYS.1007`` for unknown fields and
-            values of the wrong kind.
-    """
-    try:
-        return parse_query(params, schema)
-    except QueryError as exc:
-        if exc.malformed:
-            raise bad_request(exc.message) from None
-        raise invalid_argument(exc.message) from None
 
 
 def parse_condition(text: str, schema: Mapping[str, FieldKind]) -> Condition:

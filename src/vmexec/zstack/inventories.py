@@ -1,0 +1,78 @@
+"""ZStack's inventories as vmexec serves them: the queryable fields of each, and state names.
+
+Each field table is the one list of an inventory's fields: the server builds its replies and
+evaluates ``q=`` queries from it, and the OpenAPI models are made from it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from vmexec.zstack.query import FieldKind
+
+HYPERVISOR_TYPE = "KVM"
+VM_TYPE = "UserVm"
+
+
+class VmState(enum.StrEnum):
+    RUNNING = "Running"
+    STOPPED = "Stopped"
+    PAUSED = "Paused"
+    STOPPING = "Stopping"
+    CRASHED = "Crashed"
+    UNKNOWN = "Unknown"
+
+
+class HostState(enum.StrEnum):
+    ENABLED = "Enabled"
+
+
+class HostStatus(enum.StrEnum):
+    CONNECTED = "Connected"
+    DISCONNECTED = "Disconnected"
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    kind: FieldKind
+    description: str | None = None
+    example: object = None
+
+
+_S, _N, _D, _L = FieldKind.STRING, FieldKind.NUMBER, FieldKind.DATE, FieldKind.LIST
+_DATE_EXAMPLE = "Oct 17, 2024 5:43:35 AM"
+
+#: ZStack's VmInstanceInventory (lists only for null tests and ``fields=``).
+VM_INSTANCE_FIELDS: Mapping[str, Field] = {
+    "uuid": Field(_S, "libvirt domain UUID, 32 hex digits", "fc022ba201c135d8809c5e02bf6bf156"),
+    "name": Field(_S), "description": Field(_S), "zoneUuid": Field(_S),
+    "clusterUuid": Field(_S), "imageUuid": Field(_S), "hostUuid": Field(_S),
+    "lastHostUuid": Field(_S), "instanceOfferingUuid": Field(_S), "rootVolumeUuid": Field(_S),
+    "platform": Field(_S, None, "Linux"), "architecture": Field(_S, None, "x86_64"),
+    "type": Field(_S, None, VM_TYPE), "hypervisorType": Field(_S, None, HYPERVISOR_TYPE),
+    "memorySize": Field(_N, "bytes"), "cpuNum": Field(_N), "cpuSpeed": Field(_N),
+    "allocatorStrategy": Field(_S), "createDate": Field(_D, None, _DATE_EXAMPLE),
+    "lastOpDate": Field(_D, None, _DATE_EXAMPLE),
+    "state": Field(_S, ", ".join(VmState), VmState.RUNNING.value), "guestOsType": Field(_S),
+    "vmNics": Field(_L), "allVolumes": Field(_L),
+}
+
+#: ZStack's HostInventory, KVMHostInventory's ``username``/``sshPort``, and vmexec's
+#: ``libvirtUri`` (how the host is reached).
+HOST_FIELDS: Mapping[str, Field] = {
+    "uuid": Field(_S), "name": Field(_S), "description": Field(_S), "zoneUuid": Field(_S),
+    "clusterUuid": Field(_S), "managementIp": Field(_S),
+    "hypervisorType": Field(_S, None, HYPERVISOR_TYPE),
+    "state": Field(_S, None, HostState.ENABLED.value),
+    "status": Field(_S, ", ".join(HostStatus), HostStatus.CONNECTED.value),
+    "architecture": Field(_S), "username": Field(_S), "sshPort": Field(_N),
+    "libvirtUri": Field(_S, "vmexec extension: how the host is reached", "qemu:///system"),
+    "createDate": Field(_D, None, _DATE_EXAMPLE), "lastOpDate": Field(_D, None, _DATE_EXAMPLE),
+}
+
+
+def kinds(fields: Mapping[str, Field]) -> dict[str, FieldKind]:
+    """The field kinds of a table, as the query language reads them."""
+    return {name: field.kind for name, field in fields.items()}
