@@ -82,3 +82,16 @@ def test_the_number_of_tracked_keys_is_bounded() -> None:
     for i in range(1000):
         throttle.admit(f"user{i}", "10.0.0.1")
     assert len(throttle._accounts._times) <= 100
+
+
+def test_ipv6_addresses_count_by_their_64_network() -> None:
+    throttle = _throttle(Clock(), max_failures_per_address=2, max_failures_per_account=100)
+    throttle.admit("a", "2001:db8:1:2::1")
+    throttle.admit("b", "2001:db8:1:2:ffff::9")
+    with pytest.raises(LoginThrottled):
+        throttle.admit("c", "2001:db8:1:2::77")
+    throttle.admit("d", "2001:db8:1:3::1")  # another /64
+    throttle.admit("e", "::ffff:10.0.0.1")  # IPv4-mapped: the IPv4 address itself
+    throttle.admit("f", "10.0.0.1")
+    with pytest.raises(LoginThrottled):
+        throttle.admit("g", "10.0.0.1")

@@ -5,6 +5,9 @@ seconds, further attempts are refused without checking the password — they cos
 work — until the oldest of those failures is ``window`` old. Refused attempts are not counted,
 so the rightful user gets in once the window has passed, however long a guesser keeps trying.
 
+Addresses are counted as given, but IPv6 ones by their /64 network: one host commonly holds
+a whole /64, and would otherwise have more addresses to guess from than any limit.
+
 An attempt counts as a failure from the moment it is admitted until it succeeds: concurrent
 guesses cannot all slip in before the first one is recorded. A success clears the account's
 failures, not the address's (a guesser must not reset its address by logging in to an
@@ -16,11 +19,24 @@ many addresses are tracked; expired ones are dropped first, then the oldest.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+
+def address_key(address: str) -> str:
+    """What failures from ``address`` are counted under: the address, or an IPv6 address's
+    /64 network."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is None:
+        return str(ipaddress.IPv6Network((parsed, 64), strict=False))
+    return str(parsed.ipv4_mapped if isinstance(parsed, ipaddress.IPv6Address) else parsed)
 
 
 class LoginThrottled(Exception):
@@ -116,7 +132,7 @@ class LoginThrottle:
         """Seconds until an attempt on ``account`` from ``address`` is admitted (0: now)."""
         now = self._clock()
         return max(self._accounts.retry_after(account, now),
-                   self._addresses.retry_after(address, now) if address else 0.0)
+                   self._addresses.retry_after(address_key(address), now) if address else 0.0)
 
     def admit(self, account: str, address: str | None) -> LoginAttempt:
         """Admit an attempt to log in to ``account`` from ``address`` (None: unknown).
@@ -124,6 +140,7 @@ class LoginThrottle:
         Raises LoginThrottled when the account or the address failed too often lately.
         """
         now = self._clock()
+        address = address_key(address) if address else None
         by_account = self._accounts.retry_after(account, now)
         by_address = self._addresses.retry_after(address, now) if address else 0.0
         if by_account or by_address:
