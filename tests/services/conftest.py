@@ -17,9 +17,13 @@ from vmexec.db.migrate import upgrade
 from vmexec.db.session import create_engine, create_sessionmaker
 from vmexec.hypervisor.libvirt_host import LibvirtHosts
 from vmexec.services.inventory import Inventory
+from vmexec.zstack.inventories import HOST_FIELDS, VM_INSTANCE_FIELDS, kinds
+from vmexec.zstack.query import Query, parse_query
 
 #: The URI every inventory of these tests registers as ``localhost`` on a first start.
 LOCAL = "memory://local"
+#: VM UUIDs.
+A, B, C = "a" * 32, "b" * 32, "c" * 32
 
 OpenInventory = Callable[..., Awaitable[Inventory]]
 
@@ -75,3 +79,23 @@ async def until(probe: Callable[[], Awaitable[object]], expected: object = True,
             if await probe() == expected:
                 return
             await asyncio.sleep(0.01)
+
+
+def vm_query(*conditions: str, **params: str) -> Query:
+    return parse_query([*(("q", c) for c in conditions), *params.items()],
+                       kinds(VM_INSTANCE_FIELDS))
+
+
+def host_query(*conditions: str) -> Query:
+    return parse_query([("q", c) for c in conditions], kinds(HOST_FIELDS))
+
+
+async def vms(inventory: Inventory) -> dict[str, dict[str, Any]]:
+    """Every VM's inventory by name, without a resync (no conditions: nothing can miss)."""
+    reply = await inventory.query_vms(vm_query())
+    return {vm["name"]: vm for vm in reply["inventories"]}
+
+
+async def the_host(inventory: Inventory, uri: str = LOCAL) -> dict[str, Any]:
+    [host] = (await inventory.query_hosts(host_query(f"libvirtUri={uri}")))["inventories"]
+    return host

@@ -12,8 +12,7 @@ import pytest
 from fakes.hosts import MemoryHosts, seen
 from fakes.windows_agent import FakeWindowsAgent, Outcome
 
-from services.conftest import LOCAL, OpenInventory
-from services.test_inventory_sync import A, B, C, host_query, the_host, vm_query, vms
+from services.conftest import LOCAL, A, B, C, OpenInventory, host_query, the_host, vm_query, vms
 from vmexec.agent.directory import AgentDirectory
 from vmexec.agent.targets import SocketTarget
 from vmexec.services.errors import HostExists, HostUnreachable, VmNotFound

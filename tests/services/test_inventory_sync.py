@@ -5,41 +5,28 @@ answering. (The libvirt source itself: tests/hypervisor and the -m vm API tests.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 from fakes.hosts import MemoryHost, MemoryHosts, seen
 
-from services.conftest import LOCAL, OpenInventory, until
+from services.conftest import (
+    LOCAL,
+    A,
+    B,
+    C,
+    OpenInventory,
+    host_query,
+    the_host,
+    until,
+    vm_query,
+    vms,
+)
 from vmexec.agent.directory import AgentDirectory
 from vmexec.agent.targets import SocketTarget
 from vmexec.services.errors import VmNotFound
 from vmexec.services.inventory import Inventory
-from vmexec.zstack.inventories import HOST_FIELDS, VM_INSTANCE_FIELDS, kinds
-from vmexec.zstack.query import Query, parse_query
 
-A, B, C = "a" * 32, "b" * 32, "c" * 32
 DASHED_A = "AAAAAAAA-AAAA-AAAA-AAAA-AAAAAAAAAAAA"
-
-
-def vm_query(*conditions: str, **params: str) -> Query:
-    return parse_query([*(("q", c) for c in conditions), *params.items()],
-                       kinds(VM_INSTANCE_FIELDS))
-
-
-def host_query(*conditions: str) -> Query:
-    return parse_query([("q", c) for c in conditions], kinds(HOST_FIELDS))
-
-
-async def vms(inventory: Inventory) -> dict[str, dict[str, Any]]:
-    """Every VM's inventory by name, without a resync (no conditions: nothing can miss)."""
-    reply = await inventory.query_vms(vm_query())
-    return {vm["name"]: vm for vm in reply["inventories"]}
-
-
-async def the_host(inventory: Inventory, uri: str = LOCAL) -> dict[str, Any]:
-    [host] = (await inventory.query_hosts(host_query(f"libvirtUri={uri}")))["inventories"]
-    return host
 
 
 async def test_first_start_registers_the_local_host_and_discovers_its_vms(
