@@ -28,7 +28,7 @@ from vmexec.execution.engine import Executor
 from vmexec.hypervisor.libvirt_host import LibvirtHosts
 from vmexec.services.auth import ADMIN_ACCOUNT, DEFAULT_PASSWORD_WARNING, AuthService
 from vmexec.services.executions import ExecutionService
-from vmexec.services.inventory import Inventory
+from vmexec.services.inventory import HostSources, Inventory
 from vmexec.services.jobs import JobReply, JobService, WebhookPolicy
 from vmexec.services.login_throttle import LoginThrottle, ThrottleLimits
 from vmexec.services.passwords import PasswordChecker
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 #: Builds the executor (tests pass a subclass that does not need a guest).
 ExecutorFactory = Callable[[AgentDirectory], Executor]
-#: Builds the inventory from ``db=, hosts=, agents=, settings=`` keywords.
+#: Builds the inventory from ``db=, sources=, agents=, local_host_uri=`` keywords.
 InventoryFactory = Callable[..., Inventory]
 
 
@@ -111,7 +111,8 @@ async def running_services(settings: Settings, *, executor: ExecutorFactory = Ex
         stack.push_async_callback(agents.aclose)
         runner = executor(agents)
         stack.push_async_callback(runner.aclose)
-        vms = inventory(db=db, hosts=hosts, agents=agents, settings=settings)
+        vms = inventory(db=db, sources=HostSources(hosts), agents=agents,
+                        local_host_uri=settings.libvirt_uri)
         jobs = JobService(
             db, retention=timedelta(seconds=settings.job_retention), error_reply=error_reply,
             webhook=WebhookPolicy(

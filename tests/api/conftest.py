@@ -1,28 +1,52 @@
-"""Fixtures for the API tests that need no guest: a real server over test doubles."""
+"""Fixtures for the API tests that need no guest: a real server over a scripted engine and the
+real inventory over in-memory hosts (tests/fakes/hosts.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
+from fakes.hosts import MemoryHosts, seen
 from fixtures.server import RunningServer, ServerFactory
 
-from api.doubles import FakeGuest, ScriptedExecutor, StaticInventory, StaticVm
+from api.doubles import FakeGuest, ScriptedExecutor
 from vmexec.agent.directory import AgentDirectory
+from vmexec.services.inventory import Inventory, SourceFactory
 
+#: The host every scripted server registers as ``localhost`` on its first start.
+LOCAL = "memory://local"
 #: The seed's example VM.
-VM_1 = StaticVm(uuid="fc022ba201c135d8809c5e02bf6bf156", name="vm_1")
-STOPPED = StaticVm(uuid="0" * 31 + "2", name="stopped", state="Stopped")
-NO_QGA = StaticVm(uuid="0" * 31 + "3", name="no-qga", qga_enabled=False)
+VM_1 = seen("vm_1", "fc022ba201c135d8809c5e02bf6bf156")
+STOPPED = seen("stopped", "0" * 31 + "2", state="Stopped")
+#: SetVmQga disabled its agent (see :func:`scripted`).
+NO_QGA = seen("no-qga", "0" * 31 + "3")
 VMS = [VM_1, STOPPED, NO_QGA]
 
 
+def with_sources(sources: SourceFactory, **options: Any) -> Callable[..., Inventory]:
+    """An ``inventory=`` factory for the server: the real inventory, reading ``sources``
+    instead of the server's hosts."""
+    def inventory(**wiring: Any) -> Inventory:
+        return Inventory(**{**wiring, **options, "sources": sources})
+    return inventory
+
+
 def scripted(factory: ServerFactory, guest: FakeGuest) -> Callable[..., RunningServer]:
-    """``start(**settings)``: a real server whose engine and inventory are test doubles."""
+    """``start(**settings)``: a real server whose engine is scripted and whose one host, in
+    memory, has :data:`VMS`."""
     def start(**values: object) -> RunningServer:
         def executor(agents: AgentDirectory) -> ScriptedExecutor:
             return ScriptedExecutor(agents, guest)
-        return factory(executor=executor, inventory=lambda **_: StaticInventory(VMS), **values)
+        hosts = MemoryHosts()
+        hosts.add(LOCAL, *VMS)
+        server = factory(executor=executor, inventory=with_sources(hosts),
+                         libvirt_uri=LOCAL, **values)
+        with server.client() as client:
+            reply = client.put(f"/zstack/v1/vm-instances/{NO_QGA.uuid}/actions",
+                               json={"setVmQga": {"enable": False}})
+            assert reply.status_code == 200, reply.text
+        return server
     return start
 
 

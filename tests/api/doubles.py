@@ -14,7 +14,8 @@
 
   Runs are remembered in a shared :class:`FakeGuest`, so an executor of a restarted server
   can :meth:`~Executor.recover` a run that the previous one started.
-- :class:`StaticInventory`: an :class:`Inventory` with a fixed set of VMs.
+
+(The inventory is the real one over in-memory hosts: see tests/fakes/hosts.py.)
 """
 
 from __future__ import annotations
@@ -22,15 +23,12 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from vmexec.agent.directory import AgentDirectory
-from vmexec.agent.targets import AgentTarget, SocketTarget
+from vmexec.agent.targets import AgentTarget
 from vmexec.execution import errors
 from vmexec.execution.engine import Executor
 from vmexec.execution.models import ExecRequest, ExecResult, Outcome, Platform, StreamOutput
-from vmexec.services.errors import VmNotFound
-from vmexec.services.inventory import Inventory, VmRef
 
 
 @dataclass
@@ -142,41 +140,3 @@ class ScriptedExecutor(Executor):
 
     async def aclose(self) -> None:
         pass
-
-
-@dataclass(frozen=True)
-class StaticVm:
-    uuid: str
-    name: str
-    state: str = "Running"
-    qga_enabled: bool = True
-    platform: str = "Linux"
-
-
-class StaticInventory(Inventory):
-    """A fixed set of VMs; unknown UUIDs fail as the real inventory fails."""
-
-    def __init__(self, vms: list[StaticVm], **_: Any) -> None:
-        self.vms = {vm.uuid: vm for vm in vms}
-
-    async def start(self) -> None:
-        pass
-
-    async def aclose(self) -> None:
-        pass
-
-    def _vm(self, vm_uuid: str) -> StaticVm:
-        vm = self.vms.get(vm_uuid.replace("-", "").lower())
-        if vm is None:
-            raise VmNotFound(vm_uuid)
-        return vm
-
-    async def resolve(self, vm_uuid: str) -> VmRef:
-        vm = self._vm(vm_uuid)
-        return VmRef(uuid=vm.uuid, name=vm.name, target=SocketTarget(f"/nonexistent/{vm.uuid}"),
-                     qga_enabled=vm.qga_enabled, platform=vm.platform, state=vm.state)
-
-    async def inventory(self, vm_uuid: str) -> dict[str, Any]:
-        vm = self._vm(vm_uuid)
-        return {"uuid": vm.uuid, "name": vm.name, "state": vm.state, "platform": vm.platform,
-                "hypervisorType": "KVM", "vmNics": [], "allVolumes": []}

@@ -2,19 +2,22 @@
 
 A record mirrors one row of ``vms`` / ``hosts``. Its *values* are the ZStack fields with typed
 Python values (``datetime`` dates, ``None`` for null), which the query evaluator works on;
-:func:`to_wire` turns them into the JSON ZStack clients read (ZStack dates, nulls omitted).
+:func:`to_wire` turns them into the JSON ZStack clients read (ZStack dates, nulls omitted), and
+:func:`query_reply` builds a Query* API's reply from them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from vmexec.db.models_inventory import HostRow, VmRow
+from vmexec.zstack.classes import schema_map
 from vmexec.zstack.dates import format_date
 from vmexec.zstack.inventories import HOST_FIELDS, HYPERVISOR_TYPE, VM_INSTANCE_FIELDS, VM_TYPE
+from vmexec.zstack.query import Query, evaluate
 
 
 @dataclass(slots=True)
@@ -130,3 +133,17 @@ def to_wire(values: Mapping[str, Any]) -> dict[str, Any]:
             continue
         wire[key] = format_date(value) if isinstance(value, datetime) else value
     return wire
+
+
+def query_reply(query: Query, records: Sequence[Mapping[str, Any]],
+                class_name: str) -> dict[str, Any]:
+    """A Query* API's reply over ``records`` (values, see the module docstring):
+    ``inventories`` (unless only a count is asked), ``total`` when asked, and ``schema``."""
+    result = evaluate(query, records)
+    reply: dict[str, Any] = {}
+    if not query.count:
+        reply["inventories"] = [to_wire(r) for r in result.records]
+    if result.total is not None:
+        reply["total"] = result.total
+    reply["schema"] = schema_map("inventories", class_name, reply.get("inventories"))
+    return reply

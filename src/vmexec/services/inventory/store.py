@@ -8,35 +8,22 @@ Callers serialise changes per host (the inventory holds a lock per host while it
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vmexec.db.models import utcnow
 from vmexec.db.models_inventory import HostRow, VmRow
-from vmexec.services.inventory_views import HostRecord, VmRecord
+from vmexec.services.inventory.records import HostRecord, VmRecord
+from vmexec.services.inventory.source import SeenVm
 from vmexec.zstack.inventories import VmState
 
 
-@dataclass(frozen=True, slots=True)
-class SeenVm:
-    """A VM as its host reports it now."""
-
-    uuid: str
-    name: str
-    #: ZStack state.
-    state: str
-    platform: str
-    cpu_num: int = 0
-    memory_size: int = 0
-    has_agent_channel: bool = True
-    description: str | None = None
-    architecture: str | None = None
-    socket_path: str | None = None
-
-
 class InventoryStore:
+    """The hosts and VMs, by UUID; see the module docstring. Methods raise what the database
+    raises (nothing changes in memory then)."""
+
     def __init__(self, db: async_sessionmaker[AsyncSession]) -> None:
         self._db = db
         self.hosts: dict[str, HostRecord] = {}

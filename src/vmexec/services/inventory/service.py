@@ -1,0 +1,131 @@
+"""The inventory service routes use: :class:`Inventory`, a façade over the package's parts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from vmexec.agent.directory import AgentDirectory
+from vmexec.services.inventory.hosts import HostAdmin
+from vmexec.services.inventory.source import SourceFactory
+from vmexec.services.inventory.store import InventoryStore
+from vmexec.services.inventory.sync import DEFAULT_RESYNC_INTERVAL, Sync
+from vmexec.services.inventory.vms import VmLookups, VmRef
+from vmexec.zstack.query import Query
+
+
+class Inventory:
+    """Hosts and VMs, kept current (see :mod:`vmexec.services.inventory`).
+
+    ``sources`` opens the :class:`~.source.HostSource` of a host URI; ``local_host_uri`` is
+    registered as the host ``localhost`` on a first start (an empty database) if it answers.
+    Methods raise :mod:`vmexec.services.errors` for the client's mistakes (unknown VM or host,
+    bad host address) as documented on each.
+    """
+
+    def __init__(self, db: async_sessionmaker[AsyncSession], sources: SourceFactory,
+                 agents: AgentDirectory, *, local_host_uri: str | None = None,
+                 resync_interval: float = DEFAULT_RESYNC_INTERVAL) -> None:
+        self._local_host_uri = local_host_uri
+        self._store = InventoryStore(db)
+        self._sync = Sync(self._store, sources, agents, interval=resync_interval)
+        self._hosts = HostAdmin(self._store, self._sync, sources)
+        self._vms = VmLookups(self._store, self._sync, agents)
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the inventory, register the local host on a first start, sync, keep current.
+
+        Never fails for an unreachable host: it is marked Disconnected and retried.
+        Raises what the database raises.
+        """
+        await self._store.load()
+        if not self._store.hosts and self._local_host_uri is not None:
+            await self._hosts.register_local(self._local_host_uri)
+        await self._sync.start()
+
+    async def aclose(self) -> None:
+        """Stop keeping the inventory current; never raises."""
+        await self._sync.aclose()
+
+    async def sync(self) -> None:
+        """Resync every host now (waits for a resync already running, then runs another)."""
+        await self._sync.sync()
+
+    # --- VMs (see .vms) ------------------------------------------------------------------------
+
+    async def resolve(self, vm_uuid: str) -> VmRef:
+        """The VM's agent target and state, resyncing once if the VM is not known yet.
+
+        Raises:
+            VmNotFound: no such VM on any host.
+        """
+        return await self._vms.resolve(vm_uuid)
+
+    async def inventory(self, vm_uuid: str) -> dict[str, Any]:
+        """The VM's VmInstanceInventory JSON.
+
+        Raises:
+            VmNotFound: no such VM.
+        """
+        return await self._vms.inventory(vm_uuid)
+
+    async def query_vms(self, query: Query, uuid: str | None = None) -> dict[str, Any]:
+        """QueryVmInstance's reply: ``inventories``, ``total`` when asked, and ``schema``."""
+        return await self._vms.query(query, uuid)
+
+    async def get_qga(self, vm_uuid: str) -> bool:
+        """Whether vmexec may use the VM's guest agent (GetVmQga).
+
+        Raises:
+            VmNotFound: no such VM.
+        """
+        return await self._vms.get_qga(vm_uuid)
+
+    async def set_qga(self, vm_uuid: str, enable: bool) -> None:
+        """Allow or forbid using the VM's guest agent (SetVmQga); kept across restarts.
+
+        Raises:
+            VmNotFound: no such VM.
+        """
+        await self._vms.set_qga(vm_uuid, enable)
+
+    async def guest_tools_info(self, vm_uuid: str) -> dict[str, Any]:
+        """GetVmGuestToolsInfo from the live agent (see :meth:`.VmLookups.guest_tools_info`).
+
+        Raises:
+            VmNotFound: no such VM.
+        """
+        return await self._vms.guest_tools_info(vm_uuid)
+
+    # --- hosts (see .hosts) ------------------------------------------------------------------
+
+    async def add_host(self, *, name: str, uri: str, management_ip: str | None = None,
+                       username: str | None = None, ssh_port: int | None = None,
+                       cluster_uuid: str | None = None, description: str | None = None,
+                       host_uuid: str | None = None) -> dict[str, Any]:
+        """AddKVMHost: check that ``uri`` answers, register it, discover its VMs; returns the
+        HostInventory JSON.
+
+        Raises:
+            InvalidValue: the URI is malformed.
+            HostExists: the URI is registered already, or the UUID is taken.
+            HostUnreachable: the host does not answer (the message says why).
+        """
+        return await self._hosts.add(
+            name=name, uri=uri, management_ip=management_ip, username=username,
+            ssh_port=ssh_port, cluster_uuid=cluster_uuid, description=description,
+            host_uuid=host_uuid)
+
+    async def query_hosts(self, query: Query, uuid: str | None = None) -> dict[str, Any]:
+        """QueryHost's reply: ``inventories``, ``total`` when asked, and ``schema``."""
+        return self._hosts.query(query, uuid)
+
+    async def delete_host(self, host_uuid: str) -> None:
+        """DeleteHost: forget the host and its VMs (nothing is done to the VMs themselves).
+
+        Deleting an unknown host succeeds, as ZStack's deletes are idempotent.
+        """
+        await self._hosts.delete(host_uuid)

@@ -1,0 +1,256 @@
+"""Keeping the inventory current with its hosts' sources.
+
+Three ways, as the package docstring says: lifecycle events (a changed VM is re-read at once),
+a periodic full resync, and a resync on demand (a lookup that misses). A resync reads every
+host at once, one listing per host; a host that does not answer within :data:`LIST_TIMEOUT`
+is Disconnected and its VMs Unknown until it answers again.
+
+Changes of one host are serialised by a lock per host, so a resync, an event and a deletion of
+the same host never interleave their writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from vmexec.agent.directory import AgentDirectory
+from vmexec.agent.targets import AgentTarget
+from vmexec.services.inventory.records import HostRecord, VmRecord
+from vmexec.services.inventory.source import (
+    HostSource,
+    NoSuchVm,
+    SeenVm,
+    SourceError,
+    SourceFactory,
+    Watcher,
+)
+from vmexec.services.inventory.store import InventoryStore
+from vmexec.zstack.inventories import HostStatus
+
+log = logging.getLogger(__name__)
+
+#: Seconds between full resyncs of every host.
+DEFAULT_RESYNC_INTERVAL = 10.0
+#: Seconds a host may take to list its VMs (or subscribe to events) before it counts as
+#: unreachable.
+LIST_TIMEOUT = 15.0
+
+
+def _consume_exception(future: asyncio.Future[Any]) -> None:
+    # A listing nobody awaits any more (it timed out) must not log "exception never retrieved".
+    if not future.cancelled():
+        future.exception()
+
+
+class Sync:
+    """Keeps ``store`` current; see the module docstring.
+
+    Holds the open source of every host (opened on first use with ``sources``) and tells
+    ``agents`` to drop the clients of VMs that are gone.
+    """
+
+    def __init__(self, store: InventoryStore, sources: SourceFactory, agents: AgentDirectory,
+                 *, interval: float = DEFAULT_RESYNC_INTERVAL) -> None:
+        self._store = store
+        self._open_source = sources
+        self._agents = agents
+        self._interval = interval
+        self._sources: dict[str, HostSource] = {}
+        self._watchers: dict[str, Watcher] = {}
+        self._host_locks: dict[str, asyncio.Lock] = {}
+        self._pending_lists: dict[str, asyncio.Future[list[SeenVm]]] = {}
+        self._sync_lock = asyncio.Lock()
+        self._last_sync_start = float("-inf")
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._resync_task: asyncio.Task[None] | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Sync every host, watch their events, and resync every ``interval`` from now on."""
+        await self.sync()
+        await self.watch_all()
+        self._resync_task = asyncio.create_task(self._keep_current(), name="inventory-resync")
+
+    async def aclose(self) -> None:
+        """Stop keeping the inventory current and close the sources; never raises."""
+        tasks: list[asyncio.Future[Any]] = [
+            *self._tasks, *self._pending_lists.values(),
+            *([self._resync_task] if self._resync_task else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._resync_task = None
+        watchers, self._watchers = list(self._watchers.values()), {}
+        for watcher in watchers:
+            await watcher.aclose()
+        sources, self._sources = list(self._sources.values()), {}
+        for source in sources:
+            await source.aclose()
+
+    async def _keep_current(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.sync()
+                await self.watch_all()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug here must not end the resync for good
+                log.exception("inventory resync failed")
+
+    # --- sources -----------------------------------------------------------------------------
+
+    def source(self, host: HostRecord) -> HostSource:
+        """The open source of ``host``, opened now if it is not yet."""
+        source = self._sources.get(host.uuid)
+        if source is None:
+            source = self._sources[host.uuid] = self._open_source(host.uri)
+        return source
+
+    def adopt(self, host_uuid: str, source: HostSource) -> None:
+        """Use ``source`` (already open and probed) for the host ``host_uuid``."""
+        self._sources[host_uuid] = source
+
+    def abandon(self, host_uuid: str) -> None:
+        """Undo :meth:`adopt` (the host could not be stored); the caller closes the source."""
+        self._sources.pop(host_uuid, None)
+
+    def target(self, vm: VmRecord) -> AgentTarget:
+        """Where the agent of ``vm`` is reached."""
+        # A VM record never outlives its host's (both go in one step), so the host is there.
+        return self.source(self._store.hosts[vm.host_uuid]).agent_target(vm)
+
+    async def remove_host(self, host: HostRecord) -> list[VmRecord]:
+        """Forget ``host`` and its VMs: stop watching it, delete both from the store, close its
+        source. Returns the VMs removed. Raises what the database raises."""
+        async with self._lock_for(host.uuid):
+            source = self.source(host)
+            watcher = self._watchers.pop(host.uuid, None)
+            if watcher is not None:
+                await watcher.aclose()
+            gone = await self._store.delete_host(host.uuid)
+            self._pending_lists.pop(host.uuid, None)
+            self._sources.pop(host.uuid, None)
+        await self._forget(source, host, gone)
+        await source.aclose()
+        return gone
+
+    # --- resyncs -----------------------------------------------------------------------------
+
+    async def sync(self) -> None:
+        """Resync every host now (waits for a resync already running, then runs another)."""
+        await self.sync_after(time.monotonic())
+
+    async def sync_after(self, moment: float) -> None:
+        """Make sure a resync that started after ``moment`` (``time.monotonic()``) finished."""
+        # Coalesces bursts of misses: a resync that started after `moment` has seen everything
+        # the caller could be looking for, so waiting for it is enough.
+        async with self._sync_lock:
+            if self._last_sync_start >= moment:
+                return
+            self._last_sync_start = time.monotonic()
+            await asyncio.gather(*(self.sync_host(h) for h in list(self._store.hosts.values())))
+
+    async def sync_host(self, host: HostRecord) -> None:
+        """Bring the host's status and VMs in line with what its source lists now."""
+        async with self._lock_for(host.uuid):
+            if host.uuid not in self._store.hosts:
+                return  # deleted meanwhile
+            source = self.source(host)
+            try:
+                seen = await asyncio.wait_for(asyncio.shield(self._listing(host, source)),
+                                              LIST_TIMEOUT)
+            except (SourceError, TimeoutError) as exc:
+                log.info("host %s (%s) unreachable: %s", host.name, host.uri,
+                         getattr(exc, "message", None) or "timed out")
+                await self._store.set_host_status(host.uuid, HostStatus.DISCONNECTED)
+                await self._store.mark_unknown(host.uuid)
+                return
+            await self._store.set_host_status(host.uuid, HostStatus.CONNECTED)
+            gone = await self._store.reconcile(host.uuid, seen, complete=True)
+            await self._forget(source, host, gone)
+
+    def _listing(self, host: HostRecord, source: HostSource) -> asyncio.Future[list[SeenVm]]:
+        # A listing that timed out keeps its pool thread until libvirt gives up (keepalive,
+        # ssh); later syncs wait on that same listing instead of stacking more stuck threads.
+        pending = self._pending_lists.get(host.uuid)
+        if pending is None or pending.done():
+            pending = asyncio.ensure_future(source.list_vms())
+            pending.add_done_callback(_consume_exception)
+            self._pending_lists[host.uuid] = pending
+        return pending
+
+    # --- lifecycle events --------------------------------------------------------------------
+
+    async def watch_all(self) -> None:
+        """Make sure every host has a live event subscription (a dead one is replaced)."""
+        for host in list(self._store.hosts.values()):
+            await self.watch(host)
+
+    async def watch(self, host: HostRecord) -> None:
+        """Make sure ``host`` has a live event subscription; a host that refuses is retried at
+        the next resync."""
+        if host.uuid not in self._store.hosts:
+            return  # deleted meanwhile
+        watcher = self._watchers.get(host.uuid)
+        if watcher is not None and watcher.alive:
+            return
+        if watcher is not None:
+            await watcher.aclose()
+            self._watchers.pop(host.uuid, None)
+        try:
+            watcher = await asyncio.wait_for(
+                self.source(host).watch(
+                    lambda vm_uuid, what: self._on_change(host.uuid, vm_uuid, what)),
+                LIST_TIMEOUT)
+        except (SourceError, TimeoutError) as exc:
+            log.info("no lifecycle events from %s for now: %s", host.uri,
+                     getattr(exc, "message", None) or "timed out")
+            return
+        if host.uuid in self._store.hosts:
+            self._watchers[host.uuid] = watcher
+        else:
+            await watcher.aclose()  # deleted meanwhile
+
+    def _on_change(self, host_uuid: str, vm_uuid: str, what: str) -> None:
+        log.debug("VM %s on host %s: %s", vm_uuid, host_uuid, what)
+        task = asyncio.create_task(self._refresh_vm(host_uuid, vm_uuid))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _refresh_vm(self, host_uuid: str, vm_uuid: str) -> None:
+        """Re-read one VM after a lifecycle event."""
+        host = self._store.hosts.get(host_uuid)
+        if host is None:
+            return
+        async with self._lock_for(host_uuid):
+            if host_uuid not in self._store.hosts:
+                return  # deleted while waiting for the lock
+            source = self.source(host)
+            try:
+                seen = await source.vm(vm_uuid)
+            except NoSuchVm:
+                await self._forget(source, host,
+                                   await self._store.remove_vms(host_uuid, [vm_uuid]))
+                return
+            except SourceError as exc:
+                log.debug("cannot re-read VM %s on %s: %s", vm_uuid, host.uri, exc.message)
+                return  # the next resync sorts it out
+            await self._store.reconcile(host_uuid, [seen], complete=False)
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def _lock_for(self, host_uuid: str) -> asyncio.Lock:
+        lock = self._host_locks.get(host_uuid)
+        if lock is None:
+            lock = self._host_locks[host_uuid] = asyncio.Lock()
+        return lock
+
+    async def _forget(self, source: HostSource, host: HostRecord, gone: list[VmRecord]) -> None:
+        for vm in gone:
+            log.debug("VM %s (%s) is gone from host %s", vm.name, vm.uuid, host.name)
+            await self._agents.forget(source.agent_target(vm))

@@ -1,0 +1,133 @@
+"""VM lookups: resolving a VM for an exec, its inventory, QueryVmInstance, the agent switch
+(GetVmQga/SetVmQga) and a live probe of its agent (GetVmGuestToolsInfo).
+
+Lookups are served from memory; one that misses triggers a resync first, so a VM defined a
+moment ago is found without waiting for the periodic one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from vmexec.agent import errors as agent_errors
+from vmexec.agent.directory import AgentDirectory
+from vmexec.agent.targets import AgentTarget
+from vmexec.services.errors import VmNotFound
+from vmexec.services.inventory.records import VmRecord, query_reply, to_wire
+from vmexec.services.inventory.store import InventoryStore
+from vmexec.services.inventory.sync import Sync
+from vmexec.zstack.classes import VM_INSTANCE_INVENTORY
+from vmexec.zstack.ids import normalize_uuid
+from vmexec.zstack.inventories import VmState
+from vmexec.zstack.query import Query
+
+#: Seconds GetVmGuestToolsInfo waits for the agent.
+GUEST_TOOLS_TIMEOUT = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class VmRef:
+    """What the exec path needs of a VM: where its agent is and whether it may be used."""
+
+    uuid: str
+    name: str
+    target: AgentTarget
+    qga_enabled: bool
+    #: ``Linux`` or ``Windows``.
+    platform: str
+    #: ZStack state: Running, Stopped, Paused, ...
+    state: str
+
+
+class VmLookups:
+    """The VMs of ``store``; ``sync`` resyncs on a miss; ``agents`` serves the live probe."""
+
+    def __init__(self, store: InventoryStore, sync: Sync, agents: AgentDirectory) -> None:
+        self._store = store
+        self._sync = sync
+        self._agents = agents
+
+    async def find(self, vm_uuid: str) -> VmRecord:
+        """The VM, resyncing once if it is not known yet.
+
+        Raises:
+            VmNotFound: no such VM on any host.
+        """
+        key = normalize_uuid(vm_uuid)
+        vm = self._store.vms.get(key)
+        if vm is None:
+            await self._sync.sync_after(time.monotonic())
+            vm = self._store.vms.get(key)
+        if vm is None:
+            raise VmNotFound(vm_uuid)
+        return vm
+
+    async def resolve(self, vm_uuid: str) -> VmRef:
+        """Raises: VmNotFound."""
+        vm = await self.find(vm_uuid)
+        return VmRef(uuid=vm.uuid, name=vm.name, target=self._sync.target(vm),
+                     qga_enabled=vm.qga_enabled, platform=vm.platform, state=vm.state)
+
+    async def inventory(self, vm_uuid: str) -> dict[str, Any]:
+        """Raises: VmNotFound."""
+        vm = await self.find(vm_uuid)
+        return to_wire(vm.values(self._store.hosts.get(vm.host_uuid)))
+
+    async def query(self, query: Query, uuid: str | None = None) -> dict[str, Any]:
+        """QueryVmInstance's reply: ``inventories``, ``total`` when asked, and ``schema``."""
+        if uuid is not None:
+            query = query.with_uuid(normalize_uuid(uuid))
+        moment = time.monotonic()
+        records = self._values()
+        if query.conditions and not any(
+                all(c.matches(r) for c in query.conditions) for r in records):
+            # Nothing matched: the VM may have been defined a moment ago.
+            await self._sync.sync_after(moment)
+            records = self._values()
+        return query_reply(query, records, VM_INSTANCE_INVENTORY)
+
+    async def get_qga(self, vm_uuid: str) -> bool:
+        """Raises: VmNotFound."""
+        return (await self.find(vm_uuid)).qga_enabled
+
+    async def set_qga(self, vm_uuid: str, enable: bool) -> None:
+        """Raises: VmNotFound."""
+        vm = await self.find(vm_uuid)
+        await self._store.set_qga(vm.uuid, enable)
+
+    async def guest_tools_info(self, vm_uuid: str) -> dict[str, Any]:
+        """GetVmGuestToolsInfo from the live agent: ``status`` Running (answered),
+        NotRunning (a channel but no answer) or Not Connected (no channel, VM not running).
+
+        Raises:
+            VmNotFound: no such VM.
+        """
+        vm = await self.find(vm_uuid)
+        if vm.state != VmState.RUNNING or not vm.has_agent_channel:
+            return {"status": "Not Connected", "features": {}}
+        agent = self._agents.get(self._sync.target(vm))
+        try:
+            info = await agent.info(timeout=GUEST_TOOLS_TIMEOUT)
+        except agent_errors.AgentCommandError:
+            # guest-info itself is disabled in this agent, yet it answered: it runs.
+            return {"status": "Running", "features": {}}
+        except (agent_errors.NoAgentChannel, agent_errors.DomainNotRunning,
+                agent_errors.DomainNotFound, agent_errors.HostUnreachable):
+            return {"status": "Not Connected", "features": {}}
+        except agent_errors.AgentError:
+            return {"status": "NotRunning", "features": {}}
+        features = {
+            "guestExec": info.enabled("guest-exec") and info.enabled("guest-exec-status"),
+            "guestFileTransfer": all(info.enabled(c) for c in (
+                "guest-file-open", "guest-file-read", "guest-file-write", "guest-file-close")),
+        }
+        reply: dict[str, Any] = {"status": "Running", "features": features}
+        if info.version:
+            reply["version"] = info.version
+        return reply
+
+    def _values(self) -> list[dict[str, Any]]:
+        vms = sorted(self._store.vms.values(), key=lambda v: (v.create_date, v.name))
+        return [vm.values(self._store.hosts.get(vm.host_uuid)) for vm in vms]
