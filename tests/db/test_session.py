@@ -1,5 +1,5 @@
-"""The SQLite database file is the owner's only (issue 10, B9): it holds password hashes,
-session hashes and webhook credentials."""
+"""The SQLite database file is the owner's only, and its errors show no statement parameters
+(issue 10, B9): it holds password hashes, session hashes and webhook credentials."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
 from vmexec.config import Settings
 from vmexec.db.migrate import upgrade
@@ -66,3 +68,24 @@ async def test_an_existing_database_open_to_others_is_narrowed(
     await _open_and_migrate(f"sqlite:///{db}")
     assert _mode(db) == 0o600
     assert "readable by others" in caplog.text
+
+
+async def test_database_errors_do_not_show_statement_parameters(tmp_path: Path) -> None:
+    """Error messages reach logs and SYS.1000 replies: a secret bound to a failing statement
+    must not be in them."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'errors.db'}")
+    try:
+        await upgrade(engine)
+        insert = text("INSERT INTO api_jobs (uuid, api, account_uuid, state, request, webhook, "
+                      "created_at, expires_at) VALUES ('j', 'a', 'x', 'running', '{}', :hook, "
+                      "'2026-01-01', '2026-01-02')")
+        hook = {"hook": "http://user:s3cret-pw@hooks.example.com/"}
+        async with engine.begin() as conn:
+            await conn.execute(insert, hook)
+        with pytest.raises(IntegrityError) as failed:
+            async with engine.begin() as conn:
+                await conn.execute(insert, hook)  # the same job UUID again
+    finally:
+        await engine.dispose()
+    assert "UNIQUE constraint failed" in str(failed.value)
+    assert "s3cret-pw" not in str(failed.value)

@@ -73,7 +73,9 @@ def create_engine(url: str) -> AsyncEngine:
     driver). An SQLite file and its directory are created owner-only if missing
     (:func:`prepare_sqlite_file`). Raises OSError when they cannot be."""
     parsed = make_url(async_db_url(url))
-    kwargs: dict[str, Any] = {}
+    # Statement parameters (password and session hashes, webhook URLs with credentials) stay
+    # out of error messages, which end up in logs and in SYS.1000 replies.
+    kwargs: dict[str, Any] = {"hide_parameters": True}
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
         if database and database != ":memory:":
@@ -88,7 +90,7 @@ def create_engine(url: str) -> AsyncEngine:
         engine = _create_async_engine(parsed, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return _create_async_engine(parsed, pool_pre_ping=True)
+    return _create_async_engine(parsed, pool_pre_ping=True, **kwargs)
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
