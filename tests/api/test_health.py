@@ -7,9 +7,6 @@ import logging
 import pytest
 from fixtures.server import RunningServer, sha512_hex
 
-from vmexec.config import Settings
-from vmexec.server import UnsafeStart, check_default_password
-
 
 def test_health_reports_the_default_password_until_it_is_changed(
         start_scripted, caplog: pytest.LogCaptureFixture) -> None:
@@ -39,14 +36,3 @@ def test_health_is_quiet_with_a_configured_password(
     with server.client(authenticated=False) as client:
         health = client.get("/health").json()
     assert health["defaultPassword"] is False and health["warnings"] == []
-
-
-@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10", "vmexec.example.com"])
-def test_a_server_with_the_default_password_refuses_other_addresses(host: str) -> None:
-    with pytest.raises(UnsafeStart, match="default password"):
-        check_default_password(Settings(host=host), True)
-    # Allowed explicitly, or with another password, or on loopback: no refusal.
-    check_default_password(Settings(host=host, allow_default_password=True), True)
-    check_default_password(Settings(host=host), False)
-    for loopback in ("127.0.0.1", "127.3.4.5", "::1", "localhost", "::ffff:127.0.0.1"):
-        check_default_password(Settings(host=loopback), True)
