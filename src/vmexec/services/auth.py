@@ -257,7 +257,10 @@ class AuthService:
             raise InvalidAccountUpdate(
                 "old password is not equal to the original password, cannot update the "
                 f"password of account[uuid:{account.uuid}]")
-        password_hash = await self.passwords.hash(new)
+        try:
+            password_hash = await self.passwords.hash(new)
+        except PasswordCheckBusy as exc:
+            raise LoginRefused(str(exc), exc.retry_after) from None
         async with self._db() as db:
             now = utcnow()
             await db.execute(update(Account).where(Account.uuid == account.uuid).values(
