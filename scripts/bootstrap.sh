@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 DEB_PACKAGES=(
   qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
   libvirt-dev pkg-config gcc python3-dev python3-venv
-  busybox-static bash-static cpio xz-utils qemu-guest-agent curl openssh-server openssh-client
+  busybox-static bash-static dash cpio xz-utils qemu-guest-agent curl openssh-server openssh-client
   postgresql
   python3.11-minimal libpython3.11-stdlib  # python3 in the lab guest image
 )

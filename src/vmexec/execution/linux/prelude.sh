@@ -1,0 +1,22 @@
+# The prelude of every Linux run: shell builtins only, sent as ONE line with the user's script
+# right after it, so that `bash: line 2: ...` points at the script's own line 2.  The loader
+# drops these comment lines and joins the others with spaces: every line ends where a newline
+# may become a space (after `;`, `then`, `do`, `{`).
+#
+# $1 run directory (absolute, safe characters), $2 run id (32 hex digits),
+# $3 working directory ("" = the agent's), $4... NAME=VALUE environment entries.
+#
+# Setup failures are reported before the redirection, on the agent's pipe, as
+# `VMEXEC1 setup <reason>`; the message for a human goes to stderr.
+__vmexec_d=$1 __vmexec_f=$1/$2;
+[ -d "$1" ] || mkdir -m 700 -p "$1" 2>/dev/null || { echo 'VMEXEC1 setup run-dir-unwritable'; echo "cannot create $1" >&2; exit 0; };
+if [ -n "$3" ]; then cd -- "$3" 2>/dev/null || { echo 'VMEXEC1 setup working-directory-missing'; echo "working directory $3 does not exist in the guest" >&2; exit 0; }; fi;
+export VMEXEC_RUN_ID=$2; shift 3;
+for __vmexec_kv; do export "$__vmexec_kv"; done; unset __vmexec_kv; set --;
+echo $$ >"$__vmexec_f.pid";
+# fds 9 and 8 keep the agent's pipes for the status (and small output); the command itself
+# writes to the run files.
+exec 9>&1 8>&2 >"$__vmexec_f.out" 2>"$__vmexec_f.err";
+# sh and dash skip the EXIT trap when a signal kills them, bash runs it with $? = 0: turn the
+# usual signals into an exit with the conventional status instead.
+trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM;

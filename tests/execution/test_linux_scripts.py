@@ -1,0 +1,305 @@
+"""The exact guest-exec text of :class:`LinuxPlatform` run under the host's ``bash``, ``dash``
+and ``busybox sh`` with a temporary run directory: what :func:`parse_status` reads from the
+status line and the ``.rc`` file, for exit codes, signals, output placement and setup failures.
+No VM: each case costs a few milliseconds (the VM tests prove the same in a real guest)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from vmexec.execution.errors import InvalidExecRequest
+from vmexec.execution.linux import INLINE_MAX, LinuxPlatform
+from vmexec.execution.models import ExecRequest, Shell
+from vmexec.execution.platform import Launch
+from vmexec.execution.status import Status, Where, parse_status, split_inline
+
+PLATFORM = LinuxPlatform()
+RUN_ID = "0123456789abcdef0123456789abcdef"
+
+
+@dataclass(frozen=True)
+class HostShell:
+    """A host shell standing in for the guest's: how to start it, and the ``interpreter`` the
+    engine would pass for it (``bash``, or ``/bin/sh`` for a guest without bash)."""
+
+    command: tuple[str, ...]
+    interpreter: str
+
+    @property
+    def is_bash(self) -> bool:
+        return self.interpreter == "bash"
+
+
+SHELLS = {
+    "bash": HostShell(("bash",), "bash"),
+    "dash": HostShell(("dash",), "/bin/sh"),
+    "busybox": HostShell(("busybox", "sh"), "/bin/sh"),
+}
+
+
+@pytest.fixture(params=list(SHELLS))
+def shell(request: pytest.FixtureRequest) -> HostShell:
+    return SHELLS[request.param]
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    return tmp_path / "run"  # created by the prelude, as in a fresh guest
+
+
+@dataclass
+class Ran:
+    returncode: int
+    status: Status | None
+    stdout: bytes  # the agent's stdout after the status line
+    stderr: bytes  # the agent's stderr
+    rc_file: Status | None
+
+
+def execute(launch: Launch, shell: HostShell, run_dir: Path) -> Ran:
+    """Run one guest-exec as the agent would, with ``shell`` as the program it starts."""
+    assert launch.path in ("bash", "/bin/sh")
+    program = ("bash",) if launch.path == "bash" else shell.command
+    proc = subprocess.run([*program, *launch.args], input=launch.input_data or b"",
+                          capture_output=True, timeout=30, check=False)
+    status, rest = split_inline(proc.stdout)
+    rc = run_dir / f"{RUN_ID}.rc"
+    return Ran(proc.returncode, status, rest, proc.stderr,
+               parse_status(rc.read_bytes()) if rc.exists() else None)
+
+
+def run(host_shell: HostShell, run_dir: Path, command: str, **kw: object) -> Ran:
+    request = ExecRequest(command, **kw)  # type: ignore[arg-type]
+    launch = PLATFORM.launch(request, RUN_ID, run_dir=str(run_dir),
+                             interpreter=host_shell.interpreter)
+    return execute(launch, host_shell, run_dir)
+
+
+def output(run_dir: Path, kind: str) -> bytes:
+    return (run_dir / f"{RUN_ID}.{kind}").read_bytes()
+
+
+@pytest.mark.parametrize(("command", "code"), [("true", 0), ("false", 1), ("exit 42", 42),
+                                               ("no-such-command-here", 127)])
+def test_exit_codes(shell: HostShell, run_dir: Path, command: str, code: int) -> None:
+    ran = run(shell, run_dir, command)
+    assert ran.status is not None
+    assert (ran.status.exit_code, ran.status.timed_out, ran.status.setup_error) == (
+        code, False, None)
+    assert ran.status.run_dir == str(run_dir)
+    assert ran.rc_file is not None and ran.rc_file.exit_code == code
+    assert ran.returncode == code  # what the agent reports, too
+
+
+def test_empty_output(shell: HostShell, run_dir: Path) -> None:
+    ran = run(shell, run_dir, "true")
+    assert ran.status is not None
+    assert (ran.status.stdout_at, ran.status.stderr_at) == (Where.EMPTY, Where.EMPTY)
+    assert (ran.stdout, ran.stderr) == (b"", b"")
+    assert output(run_dir, "out") == output(run_dir, "err") == b""
+
+
+def test_small_text_output_inline_under_bash_in_files_under_sh(
+        shell: HostShell, run_dir: Path) -> None:
+    ran = run(shell, run_dir, "echo out; echo err >&2; printf 'no newline'")
+    assert ran.status is not None
+    assert output(run_dir, "out") == b"out\nno newline"
+    assert output(run_dir, "err") == b"err\n"
+    if shell.is_bash:
+        assert (ran.status.stdout_at, ran.status.stderr_at) == (Where.INLINE, Where.INLINE)
+        assert (ran.stdout, ran.stderr) == (b"out\nno newline", b"err\n")
+    else:
+        assert (ran.status.stdout_at, ran.status.stderr_at) == (Where.FILE, Where.FILE)
+        assert (ran.stdout, ran.stderr) == (b"", b"")
+
+
+@pytest.mark.parametrize("command", [
+    f"head -c {INLINE_MAX + 1} /dev/zero | tr '\\0' a",  # one byte over the inline limit
+    r"printf 'a\000b'",  # binary: a NUL byte
+])
+def test_large_or_binary_output_stays_in_its_file(
+        shell: HostShell, run_dir: Path, command: str) -> None:
+    ran = run(shell, run_dir, command)
+    assert ran.status is not None
+    assert (ran.status.stdout_at, ran.status.stderr_at) == (Where.FILE, Where.EMPTY)
+    assert ran.stdout == b""
+    assert len(output(run_dir, "out")) in (INLINE_MAX + 1, 3)
+
+
+def test_output_of_exactly_the_inline_limit_is_inline_under_bash(
+        shell: HostShell, run_dir: Path) -> None:
+    ran = run(shell, run_dir, f"head -c {INLINE_MAX} /dev/zero | tr '\\0' a")
+    assert ran.status is not None
+    assert ran.status.stdout_at is (Where.INLINE if shell.is_bash else Where.FILE)
+    assert ran.stdout == (b"a" * INLINE_MAX if shell.is_bash else b"")
+
+
+def test_terminated_by_itself_reports_143(shell: HostShell, run_dir: Path) -> None:
+    ran = run(shell, run_dir, "echo before; kill -TERM $$; echo after")
+    assert ran.status is not None and ran.status.exit_code == 143
+    assert ran.rc_file is not None and ran.rc_file.exit_code == 143
+    assert output(run_dir, "out") == b"before\n"
+
+
+def test_killed_by_sigkill_leaves_no_status(shell: HostShell, run_dir: Path) -> None:
+    # No trap runs: the agent's own report (signal 9) is all there is, and the output is
+    # in the file.
+    ran = run(shell, run_dir, "echo before; kill -KILL $$")
+    assert ran.returncode == -signal.SIGKILL
+    assert ran.status is None and ran.rc_file is None
+    assert output(run_dir, "out") == b"before\n"
+    assert int(output(run_dir, "pid")) > 0
+
+
+def test_pid_file_holds_the_runs_first_process(shell: HostShell, run_dir: Path) -> None:
+    ran = run(shell, run_dir, "echo $$")
+    assert ran.status is not None
+    assert output(run_dir, "pid") == output(run_dir, "out")
+
+
+def test_stdin_env_working_directory_and_marker(
+        shell: HostShell, run_dir: Path, tmp_path: Path) -> None:
+    ran = run(shell, run_dir,
+              'read -r line; echo "got $line"; echo "$A|$B"; pwd; cat; echo "$VMEXEC_RUN_ID"',
+              stdin=b"first\nrest\n", env={"A": "x y", "B": "it's \"q\" $HOME `id`"},
+              working_directory=str(tmp_path))
+    assert ran.status is not None and ran.status.exit_code == 0
+    assert output(run_dir, "out").decode() == (
+        f"got first\nx y|it's \"q\" $HOME `id`\n{tmp_path}\nrest\n{RUN_ID}\n")
+
+
+def test_environment_cannot_reach_the_scripts_variables(shell: HostShell,
+                                                        run_dir: Path) -> None:
+    with pytest.raises(InvalidExecRequest, match="__vmexec_f"):
+        run(shell, run_dir, "true", env={"__vmexec_f": "/tmp/elsewhere"})
+    # The supervisor's own names are not the user's either: a #! script with env "user".
+    ran = run(shell, run_dir, "#!/bin/sh\necho \"$user\"", env={"user": "root2"})
+    assert ran.status is not None and ran.status.exit_code == 0
+    assert output(run_dir, "out") == b"root2\n"
+
+
+def test_script_line_numbers_are_the_users(shell: HostShell, run_dir: Path) -> None:
+    ran = run(shell, run_dir, "true\nno-such-command-here\n")
+    assert ran.status is not None and ran.status.exit_code == 127
+    message = output(run_dir, "err").decode()
+    assert "no-such-command-here: " in message and "not found" in message
+    # busybox numbers lines its own way (none at all for a plain `sh -c`); bash and dash
+    # count from the first line of the text, which the prelude shares with the script.
+    if shell.command != SHELLS["busybox"].command:
+        assert ("line 2:" if shell.is_bash else ": 2:") in message, message
+
+
+def test_shell_sh_is_not_bash(run_dir: Path) -> None:
+    ran = run(SHELLS["dash"], run_dir, 'echo "${BASH_VERSION:-plain sh}"', shell=Shell.SH)
+    assert output(run_dir, "out") == b"plain sh\n"
+    assert ran.status is not None and ran.status.stdout_at is Where.FILE
+
+
+def test_shebang_script(shell: HostShell, run_dir: Path) -> None:
+    ran = run(shell, run_dir, "#!/usr/bin/env sh\necho from \"$0\"\nexit 3\n")
+    assert ran.status is not None and ran.status.exit_code == 3
+    assert output(run_dir, "out") == f"from {run_dir}/{RUN_ID}.sh\n".encode()
+
+
+@pytest.fixture
+def traversable_dir() -> Iterator[Path]:
+    """A directory other users may pass through, as /var/lib is in a guest (pytest's own
+    temporary directories are private to root)."""
+    path = Path(tempfile.mkdtemp(prefix="vmexec-test-"))
+    path.chmod(0o711)
+    yield path
+    shutil.rmtree(path)
+
+
+def test_run_as_another_user(shell: HostShell, traversable_dir: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.fail("run-as needs root, as vmexec's guest agent has")
+    run_dir = traversable_dir / "run"
+    ran = run(shell, run_dir, "id -un; pwd", run_as="nobody", working_directory="/")
+    assert ran.status is not None and ran.status.exit_code == 0, output(run_dir, "err")
+    assert output(run_dir, "out") == b"nobody\n/\n"
+
+
+@pytest.mark.parametrize(("request_kw", "reason", "message"), [
+    ({"command": "pwd", "working_directory": "/no/such/dir"}, "working-directory-missing",
+     "working directory /no/such/dir does not exist"),
+    ({"command": "#!/no/such/interpreter\necho 1"}, "interpreter-missing",
+     "interpreter /no/such/interpreter not found"),
+    ({"command": "#!/usr/bin/env no-such-interpreter\necho 1"}, "interpreter-missing",
+     "interpreter no-such-interpreter not found"),
+    ({"command": "id", "run_as": "nosuchuser"}, "user-missing",
+     "user nosuchuser does not exist"),
+])
+def test_setup_failures(shell: HostShell, run_dir: Path, request_kw: dict[str, str],
+                        reason: str, message: str) -> None:
+    launch = PLATFORM.launch(ExecRequest(**request_kw), RUN_ID,  # type: ignore[arg-type]
+                             run_dir=str(run_dir), interpreter=shell.interpreter)
+    ran = execute(launch, shell, run_dir)
+    assert ran.status == Status(exit_code=None, setup_error=reason)
+    assert message in ran.stderr.decode()
+    assert ran.rc_file is None and not (run_dir / f"{RUN_ID}.out").exists()
+
+
+@pytest.mark.parametrize("command", ["echo x", "#!/bin/sh\necho x"])
+def test_unwritable_run_dir(shell: HostShell, tmp_path: Path, command: str) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the run directory's parent should be")
+    ran = run(shell, blocker / "run", command)
+    assert ran.status == Status(exit_code=None, setup_error="run-dir-unwritable")
+
+
+@pytest.mark.parametrize("run_dir", ["relative/dir", "/with space", "/a/../b", "/x;rm", ""])
+def test_run_dir_must_be_a_safe_absolute_path(run_dir: str) -> None:
+    with pytest.raises(InvalidExecRequest, match="run directory"):
+        PLATFORM.launch(ExecRequest("true"), RUN_ID, run_dir=run_dir, interpreter="bash")
+
+
+def test_kill_ends_the_run_and_its_children(shell: HostShell, run_dir: Path) -> None:
+    launch = PLATFORM.launch(ExecRequest("echo started; sleep 60 & sleep 61; echo never"),
+                             RUN_ID, run_dir=str(run_dir), interpreter=shell.interpreter)
+    program = ("bash",) if launch.path == "bash" else shell.command
+    with subprocess.Popen([*program, *launch.args], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE) as proc:
+        pid_file = run_dir / f"{RUN_ID}.pid"
+        while not (pid_file.exists() and pid_file.read_text().strip()):
+            assert proc.poll() is None
+        pid = int(pid_file.read_text())
+        kill = PLATFORM.kill(RUN_ID, pid, str(run_dir))
+        with subprocess.Popen([*shell.command, *kill.args]) as killer:
+            # Reap the run at once, as the guest agent does: the kill waits while it exists.
+            stdout, _ = proc.communicate(timeout=30)
+            assert killer.wait(timeout=30) == 0
+    status, _ = split_inline(stdout)
+    assert status is not None and status.exit_code == 143
+    assert (run_dir / f"{RUN_ID}.timeout").exists()
+    assert output(run_dir, "out") == b"started\n"
+    environs = Path("/proc").glob("[0-9]*/environ")
+    assert not [e for e in environs if _has_marker(e)]  # the background sleep is gone too
+
+
+def _has_marker(environ: Path) -> bool:
+    try:
+        return f"VMEXEC_RUN_ID={RUN_ID}".encode() in environ.read_bytes()
+    except OSError:
+        return False
+
+
+def test_cleanup_deletes_only_the_named_runs(shell: HostShell, run_dir: Path) -> None:
+    other = "f" * 32
+    run_dir.mkdir()
+    for run_id in (RUN_ID, other):
+        for kind in ("out", "err", "rc", "pid", "sh", "timeout"):
+            (run_dir / f"{run_id}.{kind}").write_text(kind)
+    cleanup = PLATFORM.cleanup(str(run_dir), [RUN_ID])
+    subprocess.run([*shell.command, *cleanup.args], check=True, timeout=30)
+    assert sorted(p.name for p in run_dir.iterdir()) == sorted(
+        f"{other}.{k}" for k in ("out", "err", "rc", "pid", "sh", "timeout"))
