@@ -137,6 +137,11 @@ class Settings(BaseSettings):
                              description="seconds a POST exec waits before answering 202")
     job_retention: float = Field(default=7 * 86400.0, gt=0,
                                  description="seconds async job results are kept")
+    guest_file_retention: float = Field(
+        default=7 * 86400.0, ge=2 * 86400.0,
+        description="seconds a run's files may stay in a guest when their cleanup was lost "
+                    "(e.g. vmexec restarted); the next cleanup in that directory removes them. "
+                    "At least 2 days: a command may run for 1")
     cleanup_interval: float = Field(default=3600.0, gt=0,
                                     description="seconds between purges of expired data")
     webhook_attempts: int = Field(default=5, ge=1, le=20)

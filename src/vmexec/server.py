@@ -110,6 +110,7 @@ async def running_services(settings: Settings, *, executor: ExecutorFactory = Ex
         agents = AgentDirectory(hosts)
         stack.push_async_callback(agents.aclose)
         runner = executor(agents)
+        runner.file_retention = settings.guest_file_retention
         stack.push_async_callback(runner.aclose)
         vms = inventory(db=db, sources=HostSources(hosts), agents=agents,
                         local_host_uri=settings.libvirt_uri)

@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -269,10 +270,10 @@ def test_kill_ends_the_run_and_its_children(shell: HostShell, run_dir: Path) -> 
     program = ("bash",) if launch.path == "bash" else shell.command
     with subprocess.Popen([*program, *launch.args], stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE) as proc:
-        pid_file = run_dir / f"{RUN_ID}.pid"
-        while not (pid_file.exists() and pid_file.read_text().strip()):
+        out_file = run_dir / f"{RUN_ID}.out"
+        while not (out_file.exists() and out_file.read_bytes()):  # the script is running
             assert proc.poll() is None
-        pid = int(pid_file.read_text())
+        pid = int(output(run_dir, "pid"))
         kill = PLATFORM.kill(RUN_ID, pid, str(run_dir))
         with subprocess.Popen([*shell.command, *kill.args]) as killer:
             # Reap the run at once, as the guest agent does: the kill waits while it exists.
@@ -293,13 +294,25 @@ def _has_marker(environ: Path) -> bool:
         return False
 
 
-def test_cleanup_deletes_only_the_named_runs(shell: HostShell, run_dir: Path) -> None:
-    other = "f" * 32
+def test_cleanup_deletes_the_named_runs_and_runs_older_than_the_retention(
+        shell: HostShell, run_dir: Path) -> None:
+    recent, old = "e" * 32, "f" * 32
+    kinds = ("out", "err", "rc", "pid", "sh", "timeout")
     run_dir.mkdir()
-    for run_id in (RUN_ID, other):
-        for kind in ("out", "err", "rc", "pid", "sh", "timeout"):
+    for run_id in (RUN_ID, recent, old):
+        for kind in kinds:
             (run_dir / f"{run_id}.{kind}").write_text(kind)
-    cleanup = PLATFORM.cleanup(str(run_dir), [RUN_ID])
+    for name in (f"{old}.out", f"{old}.rc", "agent.conf"):  # older than a week
+        os.utime(run_dir / name if name != "agent.conf" else _touch(run_dir / name),
+                 (0, time.time() - 8 * 86400))
+    cleanup = PLATFORM.cleanup(str(run_dir), [RUN_ID], retention=7 * 86400)
     subprocess.run([*shell.command, *cleanup.args], check=True, timeout=30)
     assert sorted(p.name for p in run_dir.iterdir()) == sorted(
-        f"{other}.{k}" for k in ("out", "err", "rc", "pid", "sh", "timeout"))
+        [*(f"{recent}.{k}" for k in kinds), *(f"{old}.{k}" for k in kinds if k not in (
+            "out", "rc")), "agent.conf"])
+
+
+def _touch(path: Path) -> Path:
+    path.write_text("not a run's file")
+    return path
+

@@ -60,6 +60,13 @@ KILL_WAIT = 15.0
 HOLDER_CHECK = 1.0
 #: Finished runs whose files are deleted together, this long after the first finished.
 CLEANUP_DELAY = 2.0
+#: A failed cleanup is retried after CLEANUP_DELAY, doubling up to this many seconds.
+CLEANUP_RETRY_MAX = 300.0
+#: At most this many runs' files are deleted by one cleanup process.
+CLEANUP_BATCH = 500
+#: Seconds a run's files may stay in a guest (runs whose cleanup was lost, e.g. when vmexec
+#: restarted) before a cleanup in that directory removes them; longer than any run lasts.
+DEFAULT_FILE_RETENTION = 7 * 86400.0
 
 
 def new_run_id() -> str:
@@ -114,11 +121,15 @@ class _Guest:
     run_dir: str
     #: The Linux guest's default shell: bash until a guest shows it has none.
     interpreter: str = "bash"
-    #: Finished runs whose files still wait to be deleted, by run dir.
-    finished: dict[str, list[str]] = field(default_factory=dict)
+    #: Ended runs whose files still wait to be deleted, by run dir: kept until a cleanup
+    #: in the guest has run, however many attempts that takes.
+    finished: dict[str, set[str]] = field(default_factory=dict)
     #: Helper processes (kill, watchdog, cleanup) whose agent records must still be reaped.
     helpers: list[int] = field(default_factory=list)
     flush: asyncio.TimerHandle | None = None
+    #: Cleanups that failed in a row (the next attempt waits longer).
+    cleanup_failures: int = 0
+    cleaning: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 @dataclass
@@ -130,6 +141,8 @@ class _Run:
     pid: int = 0
     started: datetime = field(default_factory=_now)
     killed: bool = False
+    #: A guest-exec was sent: the run may have files in the guest.
+    attempted: bool = False
 
 
 class Executor:
@@ -138,10 +151,15 @@ class Executor:
     Raises (from every method): :class:`vmexec.execution.errors.ExecError` subclasses.
     """
 
-    def __init__(self, agents: AgentDirectory) -> None:
+    def __init__(self, agents: AgentDirectory, *,
+                 file_retention: float = DEFAULT_FILE_RETENTION) -> None:
         self.agents = agents
+        #: Seconds after which any run's files in a guest are removed by the next cleanup
+        #: in their directory.
+        self.file_retention = file_retention
         self._guests: dict[AgentTarget, _Guest] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
 
     # -- public ---------------------------------------------------------------------------
 
@@ -182,6 +200,7 @@ class Executor:
         run = _Run(ExecRequest("(recovered)", platform=platform, max_output_bytes=limit),
                    run_id, guest, agent)
         files = RunFiles(agent, guest.platform, run_id, None)
+        run_dir = None
         try:
             run_dir = await files.locate()
             if run_dir is None:
@@ -198,17 +217,20 @@ class Executor:
             result = await self._collect(run, files, status, timed_out=timed_out,
                                          finished=_now())
         except agent_errors.AgentError as exc:
+            if run_dir is not None:
+                self._finished(target, guest, run_dir, run_id, collected=False)
             raise unavailable(exc) from None
         self._finished(target, guest, run_dir, run_id)
         return result
 
     async def aclose(self) -> None:
-        """Delete the files of collected runs now (best effort) and stop background work."""
+        """Delete the files of ended runs now (best effort) and stop background work."""
+        self._closed = True
         for target, guest in list(self._guests.items()):
             if guest.flush is not None:
                 guest.flush.cancel()
                 guest.flush = None
-            await self._cleanup(target, guest)
+            await self._cleanup(target, guest, retry=False)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -228,6 +250,7 @@ class Executor:
         while True:
             launch = guest.platform.launch(run.request, run.run_id, run_dir=guest.run_dir,
                                            interpreter=guest.interpreter)
+            run.attempted = True
             try:
                 run.pid = await run.agent.exec(
                     launch.path, launch.args, input_data=launch.input_data,
@@ -291,8 +314,14 @@ class Executor:
                 reply is None and await files.exists("timeout"))
             result = await self._collect(run, files, status, timed_out=timed_out,
                                          finished=finished, inline=inline)
-        except agent_errors.AgentError as exc:
-            raise unavailable(exc) from None
+        except Exception as exc:
+            # A run that ends in an error may have left files (not when cancelled: a restarted
+            # vmexec may still recover it).
+            if run.attempted:
+                self._finished(target, guest, guest.run_dir, run.run_id, collected=False)
+            if isinstance(exc, agent_errors.AgentError):
+                raise unavailable(exc) from None
+            raise
         if follow:
             for chunk in files.unstreamed(result.stdout, result.stderr):
                 yield chunk
@@ -374,40 +403,90 @@ class Executor:
             return
         run.guest.helpers.append(pid)
 
-    # -- cleanup of collected runs --------------------------------------------------------
+    # -- cleanup of ended runs ----------------------------------------------------------
 
-    def _finished(self, target: AgentTarget, guest: _Guest, run_dir: str, run_id: str) -> None:
-        guest.finished.setdefault(run_dir, []).append(run_id)
-        if guest.flush is None:
-            loop = asyncio.get_running_loop()
-            guest.flush = loop.call_later(CLEANUP_DELAY, self._spawn_cleanup, target, guest)
+    def _finished(self, target: AgentTarget, guest: _Guest, run_dir: str, run_id: str, *,
+                  collected: bool = True) -> None:
+        """Queue the files of an ended run for deletion. A collected run proves the agent
+        answers: a cleanup waiting out a failure is brought forward."""
+        guest.finished.setdefault(run_dir, set()).add(run_id)
+        loop = asyncio.get_running_loop()
+        if guest.flush is not None:
+            if not collected or guest.flush.when() <= loop.time() + CLEANUP_DELAY:
+                return
+            guest.flush.cancel()
+        guest.flush = loop.call_later(CLEANUP_DELAY, self._spawn_cleanup, target, guest)
 
     def _spawn_cleanup(self, target: AgentTarget, guest: _Guest) -> None:
         guest.flush = None
+        if self._closed:
+            return
         task = asyncio.get_running_loop().create_task(self._cleanup(target, guest))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _cleanup(self, target: AgentTarget, guest: _Guest) -> None:
+    async def _cleanup(self, target: AgentTarget, guest: _Guest, *, retry: bool = True) -> None:
+        """Delete the queued runs' files (and, in each directory, any older than the
+        retention); what could not be deleted stays queued and is retried with backoff."""
         if not guest.finished and not guest.helpers:
             return  # nothing to do: do not (re)connect to the agent for nothing
-        agent = self.agents.get(target)
-        try:
-            for run_dir in list(guest.finished):
-                run_ids = guest.finished.pop(run_dir, [])
-                if run_ids:
-                    launch = guest.platform.cleanup(run_dir, run_ids)
-                    guest.helpers.append(await agent.exec(
-                        launch.path, launch.args, capture_output=False, timeout=CALL_TIMEOUT))
-            # The agent keeps a record of every process until its status is read.
-            still = []
-            for pid in guest.helpers:
-                with contextlib.suppress(agent_errors.AgentCommandError):
-                    if not (await agent.exec_status(pid, timeout=CALL_TIMEOUT)).exited:
-                        still.append(pid)
-            guest.helpers = still
-        except agent_errors.AgentError as exc:
-            log.info("could not clean up finished runs on %s: %s", target, exc)
+        async with guest.cleaning:
+            try:
+                await self._cleanup_now(self.agents.get(target), guest)
+                guest.cleanup_failures = 0
+            except agent_errors.DomainNotFound:
+                guest.finished.clear()  # the VM is gone, and its files with it
+                guest.helpers.clear()
+                return
+            except agent_errors.AgentError as exc:
+                guest.cleanup_failures += 1
+                log.info("could not clean up ended runs on %s (attempt %d): %s",
+                         target, guest.cleanup_failures, exc)
+        if retry and guest.finished and guest.flush is None:
+            delay = min(CLEANUP_DELAY * 2 ** guest.cleanup_failures, CLEANUP_RETRY_MAX)
+            guest.flush = asyncio.get_running_loop().call_later(
+                delay, self._spawn_cleanup, target, guest)
+
+    async def _cleanup_now(self, agent: GuestAgent, guest: _Guest) -> None:
+        """Raises: AgentError (what is still queued stays queued)."""
+        for run_dir in list(guest.finished):
+            run_ids = sorted(guest.finished.get(run_dir, ()))[:CLEANUP_BATCH]
+            if not run_ids:
+                guest.finished.pop(run_dir, None)
+                continue
+            launch = guest.platform.cleanup(run_dir, run_ids, self.file_retention)
+            pid = await agent.exec(launch.path, launch.args, capture_output=False,
+                                   timeout=CALL_TIMEOUT)
+            if not await _wait_exit(agent, pid, CALL_TIMEOUT):
+                guest.helpers.append(pid)  # slow: reaped later, its runs retried
+                continue
+            left = guest.finished.get(run_dir, set())
+            left.difference_update(run_ids)
+            if not left:
+                guest.finished.pop(run_dir, None)
+        # The agent keeps a record of every process until its status is read.
+        still = []
+        for pid in guest.helpers:
+            with contextlib.suppress(agent_errors.AgentCommandError):
+                if not (await agent.exec_status(pid, timeout=CALL_TIMEOUT)).exited:
+                    still.append(pid)
+        guest.helpers = still
+
+
+async def _wait_exit(agent: GuestAgent, pid: int, seconds: float) -> bool:
+    """Whether process ``pid`` exited within ``seconds`` (its agent record is then freed).
+
+    Raises: AgentError.
+    """
+    loop = asyncio.get_running_loop()
+    until, delay = loop.time() + seconds, 0.01
+    while True:
+        if (await agent.exec_status(pid, timeout=CALL_TIMEOUT)).exited:
+            return True
+        if loop.time() >= until:
+            return False
+        await asyncio.sleep(delay)
+        delay = min(delay * 1.5, 0.2)
 
 
 def _shell_status(reply: ExecStatus) -> int | None:

@@ -81,6 +81,10 @@ if (Test-Path $f) {{ & taskkill.exe /T /F /PID ([int](Get-Content $f)) 2>&1 | Ou
 
 CLEANUP = r"""
 foreach ($id in @({ids})) {{ Remove-Item -Force -ErrorAction SilentlyContinue -Path "{run_dir}\$id.*" }}
+$old = (Get-Date).AddMinutes(-{minutes})
+Get-ChildItem -File -Path "{run_dir}" -ErrorAction SilentlyContinue |
+  Where-Object {{ $_.Name -match '^[0-9a-f]{{32}}\.' -and $_.LastWriteTime -lt $old }} |
+  Remove-Item -Force -ErrorAction SilentlyContinue
 """
 
 
@@ -121,9 +125,11 @@ class WindowsPlatform(GuestPlatform):
     def kill(self, run_id: str, pid: int | None = None, run_dir: str = RUN_DIR) -> Launch:
         return Launch(POWERSHELL, encode_powershell(KILL.format(run_id=check_run_id(run_id))))
 
-    def cleanup(self, run_dir: str, run_ids: Sequence[str]) -> Launch:
+    def cleanup(self, run_dir: str, run_ids: Sequence[str], retention: float) -> Launch:
         ids = ",".join(f"'{check_run_id(r)}'" for r in run_ids)
-        return Launch(POWERSHELL, encode_powershell(CLEANUP.format(ids=ids, run_dir=RUN_DIR)))
+        minutes = max(1, math.ceil(retention / 60))
+        return Launch(POWERSHELL, encode_powershell(
+            CLEANUP.format(ids=ids, run_dir=RUN_DIR, minutes=minutes)))
 
     def decode(self, data: bytes, code_page: str | None) -> str:
         try:

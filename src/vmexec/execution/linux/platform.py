@@ -135,6 +135,7 @@ class LinuxPlatform(GuestPlatform):
                                   str(pid), check_run_dir(run_dir), str(KILL_GRACE),
                                   str(max(1, math.ceil(seconds))), KILL], capture_output=False)
 
-    def cleanup(self, run_dir: str, run_ids: Sequence[str]) -> Launch:
+    def cleanup(self, run_dir: str, run_ids: Sequence[str], retention: float) -> Launch:
+        minutes = str(max(1, math.ceil(retention / 60)))
         return Launch("/bin/sh", ["-c", CLEANUP, "vmexec-cleanup", check_run_dir(run_dir),
-                                  *map(check_run_id, run_ids)])
+                                  minutes, *map(check_run_id, run_ids)])

@@ -1,0 +1,154 @@
+"""A guest's run directory stays bounded (issue 10, A5), on a lab VM of this module's own
+(its agent is frozen for a while: the shared lab VMs are left alone).
+
+Runs that end in an error are cleaned up too; a cleanup that fails (the agent does not answer)
+is retried until it is done; files of runs whose cleanup was lost (vmexec restarted) go once
+they are older than the retention. Files are checked through a second, independent executor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator, Iterator, Sequence
+
+import pytest
+from fixtures.engine import target_of
+
+from vmexec.agent.directory import AgentDirectory
+from vmexec.agent.targets import LibvirtTarget
+from vmexec.execution.engine import Executor, new_run_id
+from vmexec.execution.errors import ExecError, GuestSetupError
+from vmexec.execution.linux import RUN_DIRS
+from vmexec.execution.models import ExecRequest, Shell
+from vmexec.hypervisor.libvirt_host import LibvirtHosts
+from vmexec.lab import Lab
+
+pytestmark = pytest.mark.vm
+
+PREFIX = "vmexec-guestfiles"
+RUN_DIR = RUN_DIRS[0]
+#: How long a file check may wait for a cleanup (a bound for failing, not a speed claim).
+WAIT_LIMIT = 120.0
+
+
+@pytest.fixture(scope="module")
+def own_vm() -> Iterator[LibvirtTarget]:
+    lab = Lab(PREFIX, progress=lambda message: print(f"lab: {message}", file=sys.stderr))
+    vm = lab.up(1)[0]
+    yield target_of(vm)
+    if os.environ.get("CI", "").lower() == "true":
+        lab.down(names=[vm.name])
+
+
+@contextlib.asynccontextmanager
+async def engine() -> AsyncIterator[Executor]:
+    hosts = LibvirtHosts(pool_size=4)
+    executor = Executor(AgentDirectory(hosts))
+    try:
+        yield executor
+    finally:
+        await executor.aclose()
+        await executor.agents.aclose()
+        hosts.close()
+
+
+async def sh(executor: Executor, vm: LibvirtTarget, command: str) -> str:
+    result = await executor.run(vm, ExecRequest(command, shell=Shell.SH))
+    assert result.exit_code == 0, result.stderr.text
+    return result.stdout.text
+
+
+async def files_of(observer: Executor, vm: LibvirtTarget, run_ids: Sequence[str]) -> list[str]:
+    patterns = " ".join(f"-e {r}" for r in run_ids)
+    return (await sh(observer, vm, f"ls -a {' '.join(RUN_DIRS)} 2>/dev/null "
+                                   f"| grep {patterns} || true")).split()
+
+
+async def files_left_after_waiting(observer: Executor, vm: LibvirtTarget,
+                                   run_ids: Sequence[str]) -> list[str]:
+    """The runs' files once they are gone, or those still there after WAIT_LIMIT."""
+    loop = asyncio.get_running_loop()
+    until = loop.time() + WAIT_LIMIT
+    left = ["(not checked)"]
+    while loop.time() < until:
+        with contextlib.suppress(ExecError):  # the agent may still be frozen
+            left = await files_of(observer, vm, run_ids)
+            if not left:
+                break
+        await asyncio.sleep(1)
+    return left
+
+
+def freezer(after: float, seconds: int) -> str:
+    """Guest shell text that stops the guest's qemu-ga (SIGSTOP) ``after`` seconds from now
+    for ``seconds``, in the background: a real agent that does not answer, then answers again
+    (a process of the guest sends it SIGCONT)."""
+    return ("p=$(pidof qemu-ga); [ -n \"$p\" ] || exit 1; "
+            f"(sleep {after}; kill -STOP $p; sleep {seconds}; kill -CONT $p) "
+            "</dev/null >/dev/null 2>&1 8>&- 9>&- &")
+
+
+async def freeze_agent(executor: Executor, vm: LibvirtTarget, seconds: int) -> None:
+    agent = executor.agents.get(vm)
+    await agent.exec("/bin/sh", ["-c", freezer(0.3, seconds)], capture_output=False)
+    await asyncio.sleep(0.5)
+
+
+async def test_runs_that_end_in_an_error_leave_no_files(own_vm: LibvirtTarget) -> None:
+    async with engine() as executor, engine() as observer:
+        setup_failed, timed_out, agent_lost = (new_run_id() for _ in range(3))
+        with pytest.raises(GuestSetupError):
+            await executor.run(own_vm, ExecRequest("#!/no/such/interpreter\n"),
+                               run_id=setup_failed)
+        result = await executor.run(own_vm, ExecRequest("sleep 30", timeout=1),
+                                    run_id=timed_out)
+        assert result.timed_out
+        # The agent stops answering while a run goes on, past its deadline and the time
+        # vmexec waits after it: the run ends in an error; its files are in the guest.
+        run = asyncio.create_task(executor.run(
+            own_vm, ExecRequest("sleep 2; echo late", timeout=1), run_id=agent_lost))
+        await asyncio.sleep(0.3)
+        await freeze_agent(observer, own_vm, 25)
+        with pytest.raises(ExecError):
+            await run
+        left = await files_left_after_waiting(observer, own_vm,
+                                              [setup_failed, timed_out, agent_lost])
+        assert left == []
+
+
+async def test_a_failed_cleanup_is_retried_until_done(
+        own_vm: LibvirtTarget, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="vmexec.execution.engine")
+    async with engine() as executor, engine() as observer:
+        # The run itself freezes the agent shortly after it ends, for longer than the cleanup
+        # (due CLEANUP_DELAY after the run) waits for an answer.
+        result = await executor.run(own_vm, ExecRequest(
+            "echo kept until cleaned; " + freezer(0.7, 10)))
+        assert result.stdout.text == "kept until cleaned\n"
+        left = await files_left_after_waiting(observer, own_vm, [result.run_id])
+        assert left == []
+        assert "could not clean up" in caplog.text  # the first attempt did fail
+
+
+async def test_files_older_than_the_retention_go_with_the_next_cleanup(
+        own_vm: LibvirtTarget) -> None:
+    old, recent = new_run_id(), new_run_id()
+    async with engine() as executor, engine() as observer:
+        await sh(observer, own_vm,
+                 f"mkdir -p {RUN_DIR} && cd {RUN_DIR} && "
+                 f"for k in out err rc pid sh; do touch -d '2020-01-01 00:00:00' {old}.$k; done"
+                 f" && touch {recent}.out && touch -d '2020-01-01 00:00:00' notes.old")
+        try:
+            await executor.run(own_vm, ExecRequest("true"))  # any run there, then its cleanup
+            left = await files_left_after_waiting(observer, own_vm, [old])
+            assert left == []
+            kept = await sh(observer, own_vm, f"ls {RUN_DIR}")
+            assert f"{recent}.out" in kept.split()  # younger than the retention
+            assert "notes.old" in kept.split()  # not a run's file
+        finally:
+            await sh(observer, own_vm, f"rm -f {RUN_DIR}/{recent}.out {RUN_DIR}/notes.old")
+
