@@ -21,7 +21,7 @@ from fixtures.engine import target_of
 from vmexec.agent.directory import AgentDirectory
 from vmexec.agent.targets import LibvirtTarget
 from vmexec.execution.engine import Executor, new_run_id
-from vmexec.execution.errors import ExecError, GuestSetupError
+from vmexec.execution.errors import ExecError, GuestSetupError, OutputNotStored
 from vmexec.execution.linux import RUN_DIRS
 from vmexec.execution.models import ExecRequest, Shell
 from vmexec.hypervisor.libvirt_host import LibvirtHosts
@@ -125,9 +125,10 @@ async def test_a_failed_cleanup_is_retried_until_done(
     caplog.set_level(logging.INFO, logger="vmexec.execution.engine")
     async with engine() as executor, engine() as observer:
         # The run itself freezes the agent shortly after it ends, for longer than the cleanup
-        # (due CLEANUP_DELAY after the run) waits for an answer.
+        # (due CLEANUP_DELAY after the run) waits for an answer, even behind other calls that
+        # libvirt serialises before it.
         result = await executor.run(own_vm, ExecRequest(
-            "echo kept until cleaned; " + freezer(0.7, 10)))
+            "echo kept until cleaned; " + freezer(0.7, 20)))
         assert result.stdout.text == "kept until cleaned\n"
         left = await files_left_after_waiting(observer, own_vm, [result.run_id])
         assert left == []
@@ -152,3 +153,47 @@ async def test_files_older_than_the_retention_go_with_the_next_cleanup(
         finally:
             await sh(observer, own_vm, f"rm -f {RUN_DIR}/{recent}.out {RUN_DIR}/notes.old")
 
+
+async def agent_sh(executor: Executor, vm: LibvirtTarget, script: str) -> None:
+    """Run ``script`` through the bare agent (no run files: the disk under test is full)."""
+    agent = executor.agents.get(vm)
+    pid = await agent.exec("/bin/sh", ["-c", script], capture_output=True)
+    for _ in range(600):
+        status = await agent.exec_status(pid)
+        if status.exited:
+            break
+        await asyncio.sleep(0.05)
+    assert status.exited and status.exit_code == 0, status.stderr
+
+
+@contextlib.asynccontextmanager
+async def small_run_dir(executor: Executor, vm: LibvirtTarget) -> AsyncIterator[None]:
+    """A 1 MiB tmpfs mounted over the guest's first run directory: a disk that fills up."""
+    await agent_sh(executor, vm, f"mkdir -p {RUN_DIR} && "
+                                 f"mount -t tmpfs -o size=1m,mode=700 vmexec-test {RUN_DIR}")
+    try:
+        yield
+    finally:
+        await agent_sh(executor, vm, f"umount -l {RUN_DIR}")  # lazily: runs may hold files
+
+
+async def test_output_larger_than_the_guests_free_space_is_an_error(
+        own_vm: LibvirtTarget) -> None:
+    async with engine() as executor, engine() as observer, small_run_dir(observer, own_vm):
+        with pytest.raises(OutputNotStored) as info:
+            await executor.run(own_vm, ExecRequest(
+                "head -c 2097152 /dev/zero | tr '\\0' a; echo done"))
+        assert info.value.ran
+        assert "could not store the command's output" in info.value.message
+        # Output that fits is no error, on the same disk.
+        result = await executor.run(own_vm, ExecRequest("echo fits"))
+        assert (result.stdout.text, result.exit_code) == ("fits\n", 0)
+
+
+async def test_a_run_directory_full_before_the_run_is_not_used(own_vm: LibvirtTarget) -> None:
+    async with engine() as executor, engine() as observer, small_run_dir(observer, own_vm):
+        await agent_sh(observer, own_vm, f"dd if=/dev/zero of={RUN_DIR}/filler bs=65536 "
+                                         f"2>/dev/null; true")
+        result = await executor.run(own_vm, ExecRequest("echo complete; echo err >&2"))
+        assert (result.stdout.text, result.stderr.text, result.exit_code) == (
+            "complete\n", "err\n", 0)

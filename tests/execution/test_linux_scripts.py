@@ -5,6 +5,7 @@ No VM: each case costs a few milliseconds (the VM tests prove the same in a real
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -270,8 +271,7 @@ def test_kill_ends_the_run_and_its_children(shell: HostShell, run_dir: Path) -> 
     program = ("bash",) if launch.path == "bash" else shell.command
     with subprocess.Popen([*program, *launch.args], stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE) as proc:
-        out_file = run_dir / f"{RUN_ID}.out"
-        while not (out_file.exists() and out_file.read_bytes()):  # the script is running
+        while len(_marked_processes()) < 2:  # both sleeps started
             assert proc.poll() is None
         pid = int(output(run_dir, "pid"))
         kill = PLATFORM.kill(RUN_ID, pid, str(run_dir))
@@ -283,15 +283,17 @@ def test_kill_ends_the_run_and_its_children(shell: HostShell, run_dir: Path) -> 
     assert status is not None and status.exit_code == 143
     assert (run_dir / f"{RUN_ID}.timeout").exists()
     assert output(run_dir, "out") == b"started\n"
-    environs = Path("/proc").glob("[0-9]*/environ")
-    assert not [e for e in environs if _has_marker(e)]  # the background sleep is gone too
+    assert _marked_processes() == []  # the background sleep is gone too
 
 
-def _has_marker(environ: Path) -> bool:
-    try:
-        return f"VMEXEC_RUN_ID={RUN_ID}".encode() in environ.read_bytes()
-    except OSError:
-        return False
+def _marked_processes() -> list[Path]:
+    """The processes whose environment carries the run's marker (its children)."""
+    def marked(environ: Path) -> bool:
+        try:
+            return f"VMEXEC_RUN_ID={RUN_ID}".encode() in environ.read_bytes()
+        except OSError:
+            return False
+    return [e for e in Path("/proc").glob("[0-9]*/environ") if marked(e)]
 
 
 def test_cleanup_deletes_the_named_runs_and_runs_older_than_the_retention(
@@ -316,3 +318,44 @@ def _touch(path: Path) -> Path:
     path.write_text("not a run's file")
     return path
 
+
+@pytest.fixture
+def full_disk_run_dir(tmp_path: Path) -> Iterator[Path]:
+    """A run directory on a 64 KiB tmpfs of its own: a disk that fills up."""
+    if os.geteuid() != 0:
+        pytest.fail("mounting a small tmpfs needs root")
+    mount_point = tmp_path / "small"
+    mount_point.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount_point)],
+                   check=True)
+    try:
+        yield mount_point / "run"
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=True)
+
+
+def test_output_that_fills_the_disk_is_reported_unstored(
+        shell: HostShell, full_disk_run_dir: Path) -> None:
+    ran = run(shell, full_disk_run_dir, "head -c 200000 /dev/zero; echo still here")
+    assert ran.status is not None and ran.status.unstored
+    assert ran.status.exit_code == 1  # the last echo could not write either
+    assert ran.rc_file is None
+    assert len(output(full_disk_run_dir, "out")) < 200000
+
+
+def test_output_that_fits_is_not_unstored(shell: HostShell, full_disk_run_dir: Path) -> None:
+    ran = run(shell, full_disk_run_dir, "head -c 20000 /dev/zero")
+    assert ran.status is not None and not ran.status.unstored
+    assert ran.rc_file is not None and ran.rc_file.exit_code == 0
+
+
+@pytest.mark.parametrize("command", ["echo x", "#!/bin/sh\necho x"])
+def test_a_full_disk_before_the_run_is_a_setup_failure(
+        shell: HostShell, full_disk_run_dir: Path, command: str) -> None:
+    full_disk_run_dir.mkdir()
+    filler = full_disk_run_dir / "filler"
+    with filler.open("wb") as f, contextlib.suppress(OSError):
+        f.write(b"\0" * 128 * 1024)
+    ran = run(shell, full_disk_run_dir, command)
+    assert ran.status == Status(exit_code=None, setup_error="run-dir-unwritable")
+    assert b"no space left" in ran.stderr

@@ -107,6 +107,8 @@ def _exec_failure(exc: exec_errors.ExecError) -> ApiFailure:
             return api_error(Code.VM_EXEC_GUEST_SETUP, f"{exc.message} [{exc.reason}]")
         case exec_errors.ResultLost():
             return api_error(Code.VM_EXEC_RESULT_LOST, exc.message)
+        case exec_errors.OutputNotStored():
+            return api_error(Code.VM_EXEC_OUTPUT_NOT_STORED, exc.message)
     return api_error(Code.SYS_OPERATION_ERROR, exc.message)
 
 

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -301,7 +301,8 @@ class Executor:
                 break
             if status is not None and status.setup_error:
                 self._finished(target, guest, guest.run_dir, run.run_id)  # e.g. its .sh file
-                raise _setup_error(status, reply.stderr if reply else b"")
+                raise _setup_error(status, reply.stderr if reply else b"",
+                                   guest.platform.run_dirs)
             if status is None and reply is None:
                 # The exited reply never reached us: the guest's files have the result.
                 status = await files.wait_status(max(1.0, deadline + KILL_WAIT - loop.time()))
@@ -312,6 +313,11 @@ class Executor:
                 inline = (b"", b"")
             timed_out = run.killed or (status is not None and status.timed_out) or (
                 reply is None and await files.exists("timeout"))
+            if status is not None and status.unstored:
+                raise errors.OutputNotStored(
+                    f"the guest could not store the command's output in {guest.run_dir} "
+                    f"(no space left?): the command ran and exited with {status.exit_code}, "
+                    "its output is incomplete", ran=True, exit_code=status.exit_code)
             result = await self._collect(run, files, status, timed_out=timed_out,
                                          finished=finished, inline=inline)
         except Exception as exc:
@@ -495,12 +501,17 @@ def _shell_status(reply: ExecStatus) -> int | None:
     return reply.exit_code
 
 
-def _setup_error(status: Status, stderr: bytes) -> errors.GuestSetupError:
+def _setup_error(status: Status, stderr: bytes,
+                 run_dirs: Sequence[str]) -> errors.ExecError:
+    message = stderr.decode("utf-8", errors="replace").strip()
+    if status.setup_error == "run-dir-unwritable":  # the last of the run directories, too
+        return errors.OutputNotStored(
+            f"the guest could not store the run's files in any of {', '.join(run_dirs)} "
+            f"({message or 'not writable'}): the command did not run", ran=False)
     known = {r.value for r in errors.SetupReason}
     reason = errors.SetupReason(status.setup_error) if status.setup_error in known \
         else errors.SetupReason.SPAWN_FAILED
-    message = stderr.decode("utf-8", errors="replace").strip() or reason.value
-    return errors.GuestSetupError(message, reason)
+    return errors.GuestSetupError(message or reason.value, reason)
 
 
 def _result(run_id: str, code: int | None, timed_out: bool, stdout: StreamOutput,

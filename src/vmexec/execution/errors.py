@@ -7,7 +7,8 @@ Exception tree::
      ├── GuestUnavailable       the guest agent cannot be reached; ``reason`` says why
      ├── ExecDisabled           guest-exec is disabled in the guest agent
      ├── GuestSetupError        the guest cannot run it as asked; ``reason`` says why
-     └── ResultLost             the command ran but its result could not be recovered
+     ├── ResultLost             the command ran but its result could not be recovered
+     └── OutputNotStored        the guest could not store the command's output (disk full)
 
 A command that ran and exited non-zero, or that timed out, is a result, not an error.
 """
@@ -62,3 +63,16 @@ class GuestSetupError(ExecError):
 
 class ResultLost(ExecError):
     pass
+
+
+class OutputNotStored(ExecError):
+    """The guest could not write the run's files (its disk is full, or read-only).
+
+    ``ran``: the command ran (its output is incomplete; ``exit_code`` is what it returned),
+    or it was never started (no run directory of the guest could take its files).
+    """
+
+    def __init__(self, message: str, *, ran: bool, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.ran = ran
+        self.exit_code = exit_code

@@ -1,7 +1,8 @@
 """The status line every guest supervisor (Linux and Windows) prints before the output.
 
-``VMEXEC1 <exit code> exited|timeout <run dir> [o<N>e<N>] [cp<code page>]`` or
-``VMEXEC1 setup <reason>``; the ``o/e`` flags say where stdout / stderr are (:class:`Where`).
+``VMEXEC1 <exit code> exited|timeout <run dir> [o<N>e<N>] [cp<code page>] [unstored]`` or
+``VMEXEC1 setup <reason>``; the ``o/e`` flags say where stdout / stderr are (:class:`Where`);
+``unstored``: the run's files could not be written (a full disk), its output is incomplete.
 The run's ``.rc`` file holds the same fields without the tag.
 """
 
@@ -34,6 +35,8 @@ class Status:
     #: Where stdout / stderr are (None: unknown, read the file to see).
     stdout_at: Where | None = None
     stderr_at: Where | None = None
+    #: The guest could not write the run's files (its disk is full): output is incomplete.
+    unstored: bool = False
 
 
 def parse_status(line: bytes) -> Status | None:
@@ -53,7 +56,8 @@ def parse_status(line: bytes) -> Status | None:
     return Status(exit_code=exit_code, timed_out=parts[1] == "timeout",
                   run_dir=parts[2] if len(parts) > 2 else None, code_page=code_page,
                   stdout_at=Where(int(flags[1])) if flags else None,
-                  stderr_at=Where(int(flags[2])) if flags else None)
+                  stderr_at=Where(int(flags[2])) if flags else None,
+                  unstored="unstored" in extra)
 
 
 def split_inline(stdout: bytes) -> tuple[Status | None, bytes]:

@@ -24,6 +24,7 @@ fields are left out on the wire, as ZStack's JSON writer does. Codes (vmexec-spe
     VM.EXEC.1006  503  the guest cannot run the command as asked (no shell/user/directory)
     VM.EXEC.1007  503  the command ran but its result was lost
     VM.EXEC.1008  503  the VM's host cannot be reached
+    VM.EXEC.1009  503  the guest could not store the command's output (its disk is full)
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class Code(enum.StrEnum):
     VM_EXEC_GUEST_SETUP = "VM.EXEC.1006"
     VM_EXEC_RESULT_LOST = "VM.EXEC.1007"
     VM_EXEC_HOST_UNREACHABLE = "VM.EXEC.1008"
+    VM_EXEC_OUTPUT_NOT_STORED = "VM.EXEC.1009"
 
 
 #: The fixed ``description`` of each code (ZStack's wording where ZStack has the code).
@@ -78,6 +80,7 @@ DESCRIPTIONS: Mapping[Code, str] = {
     Code.VM_EXEC_GUEST_SETUP: "The guest cannot run the command as requested",
     Code.VM_EXEC_RESULT_LOST: "The command ran but its result could not be recovered",
     Code.VM_EXEC_HOST_UNREACHABLE: "The host of the VM cannot be reached",
+    Code.VM_EXEC_OUTPUT_NOT_STORED: "The guest could not store the command's output",
 }
 
 

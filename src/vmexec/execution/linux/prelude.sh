@@ -13,7 +13,9 @@ __vmexec_d=$1 __vmexec_f=$1/$2;
 if [ -n "$3" ]; then cd -- "$3" 2>/dev/null || { echo 'VMEXEC1 setup working-directory-missing'; echo "working directory $3 does not exist in the guest" >&2; exit 0; }; fi;
 export VMEXEC_RUN_ID=$2; shift 3;
 for __vmexec_kv; do export "$__vmexec_kv"; done; unset __vmexec_kv; set --;
-echo $$ >"$__vmexec_f.pid";
+# The first file written: a run directory that cannot take it (full, read-only) is a setup
+# failure, before the command runs (vmexec then tries the next directory).
+echo $$ 2>/dev/null >"$__vmexec_f.pid" || { echo 'VMEXEC1 setup run-dir-unwritable'; echo "cannot write to $1 in the guest (no space left?)" >&2; exit 0; };
 # fds 9 and 8 keep the agent's pipes for the status (and small output); the command itself
 # writes to the run files.
 exec 9>&1 8>&2 >"$__vmexec_f.out" 2>"$__vmexec_f.err";

@@ -11,8 +11,8 @@ __vmexec_d=$1 __vmexec_f=$1/$2
 __vmexec_fail() { echo "VMEXEC1 setup $1"; echo "$2" >&2; exit 0; }
 [ -d "$__vmexec_d" ] || mkdir -m 700 -p "$__vmexec_d" 2>/dev/null \
   || __vmexec_fail run-dir-unwritable "cannot create $__vmexec_d"
-printf '%s' "$__vmexec_script" >"$__vmexec_f.sh" \
-  || __vmexec_fail spawn-failed "cannot write $__vmexec_f.sh"
+printf '%s' "$__vmexec_script" 2>/dev/null >"$__vmexec_f.sh" \
+  || __vmexec_fail run-dir-unwritable "cannot write $__vmexec_f.sh (no space left?)"
 __vmexec_shebang() {
   [ -x "$1" ] || __vmexec_fail interpreter-missing "interpreter $1 not found in the guest"
   case $1 in */env) [ -z "${2:-}" ] || command -v "$2" >/dev/null 2>&1 \
