@@ -40,7 +40,7 @@ class FakeGuest:
     runs: list[str] = field(default_factory=list)
 
 
-_RAISE_KINDS = ("invalid", "unavailable", "stopped", "disabled", "setup", "lost")
+_RAISE_KINDS = ("invalid", "unavailable", "stopped", "disabled", "setup", "lost", "nospace")
 
 
 def _raise(kind: str) -> None:
@@ -60,6 +60,9 @@ def _raise(kind: str) -> None:
                                          errors.SetupReason.USER_MISSING)
         case "lost":
             raise errors.ResultLost("the guest forgot the run")
+        case "nospace":
+            raise errors.OutputNotStored("the guest could not store the command's output",
+                                         ran=True, exit_code=1)
     raise AssertionError(f"unknown raise kind {kind}")
 
 

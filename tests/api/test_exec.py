@@ -165,6 +165,7 @@ def test_vm_with_agent_disabled_is_refused(client: httpx.Client) -> None:
     ("disabled", "VM.EXEC.1005"),
     ("setup", "VM.EXEC.1006"),
     ("lost", "VM.EXEC.1007"),
+    ("nospace", "VM.EXEC.1009"),
 ])
 def test_engine_errors_map_to_documented_codes(client: httpx.Client, kind: str,
                                                code: str) -> None:

@@ -1,5 +1,8 @@
-"""A guest's run directory stays bounded (issue 10, A5), on a lab VM of this module's own
-(its agent is frozen for a while: the shared lab VMs are left alone).
+"""Guest files, on a lab VM of this module's own (its agent is frozen for a while, its disk
+filled, its agent fed large input: the shared lab VMs are left alone).
+
+A guest's run directory stays bounded (issue 10, A5); a full disk is an error (A6); large
+stdin and environments travel as run files (A7).
 
 Runs that end in an error are cleaned up too; a cleanup that fails (the agent does not answer)
 is retried until it is done; files of runs whose cleanup was lost (vmexec restarted) go once
@@ -10,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
+import secrets
 import sys
 from collections.abc import AsyncIterator, Iterator, Sequence
 
@@ -21,7 +26,12 @@ from fixtures.engine import target_of
 from vmexec.agent.directory import AgentDirectory
 from vmexec.agent.targets import LibvirtTarget
 from vmexec.execution.engine import Executor, new_run_id
-from vmexec.execution.errors import ExecError, GuestSetupError, OutputNotStored
+from vmexec.execution.errors import (
+    ExecError,
+    GuestSetupError,
+    InvalidExecRequest,
+    OutputNotStored,
+)
 from vmexec.execution.linux import RUN_DIRS
 from vmexec.execution.models import ExecRequest, Shell
 from vmexec.hypervisor.libvirt_host import LibvirtHosts
@@ -197,3 +207,48 @@ async def test_a_run_directory_full_before_the_run_is_not_used(own_vm: LibvirtTa
         result = await executor.run(own_vm, ExecRequest("echo complete; echo err >&2"))
         assert (result.stdout.text, result.stderr.text, result.exit_code) == (
             "complete\n", "err\n", 0)
+
+
+# -- large input (issue 10, A7): through run files in pieces, never one oversized request -----
+
+async def assert_agent_answers(executor: Executor, vm: LibvirtTarget) -> None:
+    """A trivial command right after: the agent connection is not wedged."""
+    result = await executor.run(vm, ExecRequest("echo still answering"))
+    assert (result.stdout.text, result.exit_code) == ("still answering\n", 0)
+
+
+async def test_one_mebibyte_of_stdin(own_vm: LibvirtTarget) -> None:
+    data = os.urandom(1024 * 1024)
+    async with engine() as executor:
+        result = await executor.run(own_vm, ExecRequest("sha256sum", stdin=data))
+        assert result.stdout.text.split() == [hashlib.sha256(data).hexdigest(), "-"]
+        await assert_agent_answers(executor, own_vm)
+
+
+async def test_a_400_kb_environment(own_vm: LibvirtTarget) -> None:
+    # Four values of 100 kB: each under Linux's limit per variable, so programs get them too.
+    env = {name: secrets.token_hex(50_000) for name in ("A", "B", "C", "D")}
+    async with engine() as executor:
+        result = await executor.run(own_vm, ExecRequest(
+            'printf %s "$A$B$C$D" | sha256sum; env | grep -c "^[ABCD]="', env=env))
+        digest, _, count = result.stdout.text.split()
+        joined = "".join(env.values()).encode()
+        assert (digest, count) == (hashlib.sha256(joined).hexdigest(), "4")
+        await assert_agent_answers(executor, own_vm)
+
+
+async def test_an_environment_value_over_the_linux_limit_is_refused(
+        own_vm: LibvirtTarget) -> None:
+    async with engine() as executor:
+        with pytest.raises(InvalidExecRequest, match="at most 131071 bytes per variable"):
+            await executor.run(own_vm, ExecRequest("true", env={"BIG": "x" * 400_000}))
+        await assert_agent_answers(executor, own_vm)
+
+
+async def test_a_long_non_ascii_command(own_vm: LibvirtTarget) -> None:
+    # 60,000 characters (within the 65,536 allowed) that JSON escapes to 6 bytes each.
+    command = "echo start\n: '" + "\u00e9" * 60_000 + "'\necho done"
+    async with engine() as executor:
+        result = await executor.run(own_vm, ExecRequest(command))
+        assert (result.stdout.text, result.exit_code) == ("start\ndone\n", 0)
+        await assert_agent_answers(executor, own_vm)

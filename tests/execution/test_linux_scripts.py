@@ -359,3 +359,71 @@ def test_a_full_disk_before_the_run_is_a_setup_failure(
     ran = run(shell, full_disk_run_dir, command)
     assert ran.status == Status(exit_code=None, setup_error="run-dir-unwritable")
     assert b"no space left" in ran.stderr
+
+
+def run_staged(host_shell: HostShell, run_dir: Path, request: ExecRequest,
+               staged: tuple[str, ...]) -> Ran:
+    """Run ``request`` with the inputs ``staged`` in run files, as the engine writes them
+    (guest-file-write) before the launch when the request would be too large."""
+    run_dir.mkdir(mode=0o700, exist_ok=True)
+    for kind in staged:
+        (run_dir / f"{RUN_ID}.{kind}").write_bytes(PLATFORM.staged_input(request, kind))
+    launch = PLATFORM.launch(request, RUN_ID, run_dir=str(run_dir),
+                             interpreter=host_shell.interpreter, staged=staged)
+    if "in" in staged:
+        assert launch.input_data is None
+    if "env" in staged:
+        assert not [a for a in launch.args if "=" in a and a.split("=", 1)[0] in request.env]
+    return execute(launch, host_shell, run_dir)
+
+
+def test_stdin_from_its_run_file(shell: HostShell, run_dir: Path) -> None:
+    data = os.urandom(1024 * 1024)
+    ran = run_staged(shell, run_dir, ExecRequest("wc -c; echo end", stdin=data), ("in",))
+    assert ran.status is not None and ran.status.exit_code == 0
+    assert output(run_dir, "out").split() == [b"1048576", b"end"]
+
+
+TRICKY_ENV = {"QUOTES": "it's \"q\" and '' \\", "LINES": "a\nb\n", "DOLLAR": "$HOME $(id) `id`",
+              "EMPTY": "", "BIG": "x" * 100_000}
+
+
+def test_environment_from_its_run_file(shell: HostShell, run_dir: Path) -> None:
+    command = "".join(f'printf "%s|" "${name}"; ' for name in TRICKY_ENV) + "env | grep -c ^BIG="
+    ran = run_staged(shell, run_dir, ExecRequest(command, env=TRICKY_ENV), ("env",))
+    assert ran.status is not None and ran.status.exit_code == 0, output(run_dir, "err")
+    assert output(run_dir, "out").decode() == "".join(f"{v}|" for v in TRICKY_ENV.values()) + "1\n"
+
+
+@pytest.mark.parametrize("command", ['echo "$A"; cat; exit 3', '#!/bin/sh\necho "$A"; cat; exit 3'])
+def test_script_stdin_and_environment_all_from_run_files(
+        shell: HostShell, run_dir: Path, command: str) -> None:
+    request = ExecRequest(command, env={"A": "from env"}, stdin=b"from stdin\n")
+    ran = run_staged(shell, run_dir, request, ("in", "env", "sh"))
+    assert ran.status is not None and ran.status.exit_code == 3, output(run_dir, "err")
+    assert output(run_dir, "out") == b"from env\nfrom stdin\n"
+
+
+def test_an_environment_value_linux_cannot_pass_on_is_refused() -> None:
+    with pytest.raises(InvalidExecRequest, match="at most 131071 bytes per variable"):
+        PLATFORM.launch(ExecRequest("true", env={"BIG": "x" * 400_000}), RUN_ID,
+                        run_dir="/run/vmexec", interpreter="bash")
+
+
+def test_a_run_directory_moved_away_is_not_a_full_disk(shell: HostShell, run_dir: Path) -> None:
+    ran = run(shell, run_dir, f"mv {run_dir} {run_dir}.saved && : >{run_dir}")
+    assert ran.status is not None and not ran.status.unstored
+    assert ran.status.exit_code == 0
+
+
+def test_errexit_in_the_script_does_not_cut_the_exit_trap_short(
+        shell: HostShell, run_dir: Path) -> None:
+    ran = run(shell, run_dir, "set -eu; echo a; false; echo b")
+    assert ran.status is not None and ran.status.exit_code == 1
+    assert ran.rc_file is not None and ran.rc_file.exit_code == 1
+    assert output(run_dir, "out") == b"a\n"
+
+
+def test_errexit_and_a_full_disk(shell: HostShell, full_disk_run_dir: Path) -> None:
+    ran = run(shell, full_disk_run_dir, "set -e; head -c 200000 /dev/zero")
+    assert ran.status is not None and ran.status.unstored and ran.status.exit_code == 1

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vmexec.agent.errors import AgentCommandDisabled, AgentProtocolError
+from vmexec.agent.protocol import request_size
 from vmexec.agent.transport.base import DEFAULT_TIMEOUT, AgentTransport
 
 #: The agent refuses to read more than this in one guest-file-read (48 MiB in qemu-ga).
@@ -94,12 +95,7 @@ class GuestAgent:
         Raises:
             AgentCommandDisabled: guest-exec is disabled in the agent.
         """
-        arguments: dict[str, Any] = {"path": path, "arg": list(args),
-                                     "capture-output": capture_output}
-        if env is not None:
-            arguments["env"] = list(env)
-        if input_data:
-            arguments["input-data"] = base64.b64encode(input_data).decode("ascii")
+        arguments = _exec_arguments(path, args, env, input_data, capture_output)
         reply = _expect(await self.transport.execute("guest-exec", arguments, timeout=timeout),
                         dict, "guest-exec")
         pid = reply.get("pid")
@@ -156,6 +152,18 @@ class GuestAgent:
         )
         return int(reply.get("position", 0))
 
+    async def file_write(self, handle: int, data: bytes, *,
+                         timeout: float = DEFAULT_TIMEOUT) -> int:
+        """Write ``data`` at the file position; returns the bytes written. Keep ``data``
+        small (see :data:`vmexec.agent.protocol.SAFE_REQUEST_BYTES`)."""
+        reply = _expect(
+            await self.transport.execute(
+                "guest-file-write",
+                {"handle": handle, "buf-b64": base64.b64encode(data).decode("ascii")},
+                timeout=timeout),
+            dict, "guest-file-write")
+        return int(reply.get("count", 0))
+
     async def file_close(self, handle: int, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         await self.transport.execute("guest-file-close", {"handle": handle}, timeout=timeout)
 
@@ -164,3 +172,21 @@ class GuestAgent:
 
 
 __all__ = ["AgentCommandDisabled", "AgentInfo", "ExecStatus", "FileChunk", "GuestAgent"]
+
+
+def exec_request_size(path: str, args: Sequence[str] = (), *,
+                      input_data: bytes | None = None, capture_output: bool = True) -> int:
+    """Bytes of the ``guest-exec`` request :meth:`GuestAgent.exec` would send."""
+    return request_size("guest-exec", _exec_arguments(path, args, None, input_data,
+                                                      capture_output))
+
+
+def _exec_arguments(path: str, args: Sequence[str], env: Sequence[str] | None,
+                    input_data: bytes | None, capture_output: bool) -> dict[str, Any]:
+    arguments: dict[str, Any] = {"path": path, "arg": list(args),
+                                 "capture-output": capture_output}
+    if env is not None:
+        arguments["env"] = list(env)
+    if input_data:
+        arguments["input-data"] = base64.b64encode(input_data).decode("ascii")
+    return arguments

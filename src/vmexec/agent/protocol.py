@@ -16,6 +16,15 @@ from vmexec.agent.errors import AgentCommandDisabled, AgentCommandError, AgentPr
 
 #: Sent before a resync: the agent drops any half-received command when it reads 0xFF.
 DELIMITER = b"\xff"
+#: Requests larger than this are not sent: through libvirt, a request of about 240 KiB of JSON
+#: or more arrives broken or not at all (measured with qemu-ga 7.2: "QMP input member ... is
+#: unexpected", or no answer), and the agent connection stalls for seconds. Half that is safe.
+SAFE_REQUEST_BYTES = 128 * 1024
+
+
+def request_size(command: str, arguments: Mapping[str, Any] | None = None) -> int:
+    """Bytes of the request for ``command`` on the wire (see :data:`SAFE_REQUEST_BYTES`)."""
+    return len(encode_command(command, arguments))
 
 
 def encode_command(command: str, arguments: Mapping[str, Any] | None = None) -> bytes:

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from vmexec.agent import errors as agent_errors
-from vmexec.agent.client import ExecStatus, GuestAgent
+from vmexec.agent.client import ExecStatus, GuestAgent, exec_request_size
 from vmexec.agent.directory import AgentDirectory
+from vmexec.agent.protocol import SAFE_REQUEST_BYTES
 from vmexec.agent.targets import AgentTarget
 from vmexec.execution import errors
 from vmexec.execution.guestfiles import RunFiles
@@ -28,6 +29,7 @@ from vmexec.execution.linux import LinuxPlatform
 from vmexec.execution.models import (
     AGENT_OUTPUT_CAP,
     MAX_COMMAND_CHARS,
+    MAX_ENV_BYTES,
     MAX_STDIN_BYTES,
     MAX_TIMEOUT_SECONDS,
     ExecRequest,
@@ -111,6 +113,11 @@ def validate(request: ExecRequest) -> None:
         raise errors.InvalidExecRequest("maxOutputBytes must not be negative")
     if request.stdin and len(request.stdin) > MAX_STDIN_BYTES:
         raise errors.InvalidExecRequest(f"stdin is larger than {MAX_STDIN_BYTES} bytes")
+    env_bytes = sum(len(f"{name}={value}".encode()) for name, value in request.env.items())
+    if env_bytes > MAX_ENV_BYTES:
+        raise errors.InvalidExecRequest(
+            f"the environment takes {env_bytes} bytes as NAME=VALUE entries; "
+            f"at most {MAX_ENV_BYTES} are accepted")
 
 
 @dataclass
@@ -247,9 +254,10 @@ class Executor:
     async def _start(self, run: _Run) -> None:
         """Start the run (falling back to ``/bin/sh`` in a guest without bash)."""
         guest = run.guest
+        staged = await self._stage_input(run)
         while True:
             launch = guest.platform.launch(run.request, run.run_id, run_dir=guest.run_dir,
-                                           interpreter=guest.interpreter)
+                                           interpreter=guest.interpreter, staged=staged)
             run.attempted = True
             try:
                 run.pid = await run.agent.exec(
@@ -264,6 +272,58 @@ class Executor:
                 guest.interpreter = "/bin/sh"  # this guest has no bash: plain sh it is
                 continue
             return
+
+    async def _stage_input(self, run: _Run) -> tuple[str, ...]:
+        """Move inputs (stdin, then environment, then the script) into the run's files while
+        the launch request would be too large for the agent, and write those files.
+
+        Raises:
+            InvalidExecRequest: even so the request would not fit.
+            OutputNotStored: the guest could not store the input.
+        """
+        guest, request = run.guest, run.request
+        staged: list[str] = []
+
+        def request_bytes() -> int:
+            launch = guest.platform.launch(request, run.run_id, run_dir=guest.run_dir,
+                                           interpreter=guest.interpreter, staged=staged)
+            return exec_request_size(launch.path, launch.args, input_data=launch.input_data,
+                                     capture_output=launch.capture_output)
+
+        for kind in guest.platform.stageable:
+            if request_bytes() <= SAFE_REQUEST_BYTES:
+                break
+            if guest.platform.staged_input(request, kind):
+                staged.append(kind)
+        if (size := request_bytes()) > SAFE_REQUEST_BYTES:
+            raise errors.InvalidExecRequest(
+                f"the command and its input take {size} bytes in the guest agent request; "
+                f"a {request.platform.value} guest takes at most {SAFE_REQUEST_BYTES}")
+        if staged:
+            run.attempted = True  # its files are in the guest from now on
+            files = RunFiles(run.agent, guest.platform, run.run_id, guest.run_dir)
+            for kind in staged:
+                await self._write_input(run, files, kind,
+                                        guest.platform.staged_input(request, kind))
+        return tuple(staged)
+
+    async def _write_input(self, run: _Run, files: RunFiles, kind: str, data: bytes) -> None:
+        """Raises: OutputNotStored."""
+        for attempt in range(2):
+            try:
+                if await files.write(kind, data):
+                    return
+                break  # the guest took only part of it: its disk is full
+            except agent_errors.AgentCommandDisabled:
+                raise
+            except agent_errors.AgentCommandError:
+                mkdir = run.guest.platform.make_run_dir(run.guest.run_dir)
+                if attempt or mkdir is None:
+                    break
+                await self._helper(run, mkdir, wait=CALL_TIMEOUT)  # a guest's first run
+        raise errors.OutputNotStored(
+            f"the guest could not store the command's input ({kind}, {len(data)} bytes) in "
+            f"{run.guest.run_dir}: the command did not run", ran=False)
 
     async def _execute(self, target: AgentTarget, request: ExecRequest, run_id: str | None,
                        *, follow: bool) -> AsyncIterator[OutputChunk | ExecResult]:

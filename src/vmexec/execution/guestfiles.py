@@ -18,6 +18,8 @@ from vmexec.execution.status import Status, Where, parse_status
 # libvirt refuses agent replies over 10 MiB and RPC strings over 4 MiB: 2 MiB of data is
 # 2.7 MiB of base64.
 READ_CHUNK = 2 * 1024 * 1024
+# Requests are far more limited than replies (SAFE_REQUEST_BYTES): 48 KiB is 64 KiB of base64.
+WRITE_CHUNK = 48 * 1024
 _KINDS = {StreamName.STDOUT: "out", StreamName.STDERR: "err"}
 
 
@@ -79,6 +81,23 @@ class RunFiles:
             # it is closed, whatever happens to the client that opened it.
             await self._close(handle)
         return data, size
+
+    async def write(self, kind: str, data: bytes) -> bool:
+        """Create the run's file ``kind`` holding ``data``, in pieces small enough for one agent
+        request each; False if the guest took fewer bytes (its disk is full).
+
+        Raises:
+            AgentCommandError: the file cannot be created (e.g. no run directory yet).
+        """
+        handle = await self.agent.file_open(self.path(kind), "w")
+        try:
+            for offset in range(0, len(data), WRITE_CHUNK):
+                piece = data[offset:offset + WRITE_CHUNK]
+                if await self.agent.file_write(handle, piece) < len(piece):
+                    return False
+        finally:
+            await self._close(handle)
+        return True
 
     async def exists(self, kind: str) -> bool:
         handle = await self._open(self.path(kind))

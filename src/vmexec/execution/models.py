@@ -15,8 +15,11 @@ from vmexec.zstack.exec import Shell as Shell
 AGENT_OUTPUT_CAP = 16 * 1024 * 1024
 MAX_COMMAND_CHARS = 65_536
 MAX_TIMEOUT_SECONDS = 86_400
-#: stdin travels inside one agent request, which libvirt caps at 4 MiB of JSON.
+#: Larger stdin and environments reach a Linux guest as run files written in pieces before the
+#: launch (one agent request must stay small: see vmexec.agent.protocol.SAFE_REQUEST_BYTES).
 MAX_STDIN_BYTES = 1024 * 1024
+#: The environment as NAME=VALUE entries, all together.
+MAX_ENV_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from vmexec.execution.errors import InvalidExecRequest
@@ -42,16 +42,29 @@ class GuestPlatform(abc.ABC):
     #: Directories a supervisor may keep run files in, in its order of preference.
     run_dirs: tuple[str, ...]
     separator: str = "/"
+    #: Inputs that can travel as run files written before the launch (``guest-file-write``,
+    #: in small pieces) when the launch request would be too large, in the order to move them.
+    stageable: tuple[str, ...] = ()
 
     @abc.abstractmethod
     def launch(self, request: ExecRequest, run_id: str, *, run_dir: str,
-               interpreter: str) -> Launch:
+               interpreter: str, staged: Collection[str] = ()) -> Launch:
         """The guest-exec that runs ``request`` as run ``run_id``, keeping its files in
-        ``run_dir``; ``interpreter`` is the guest's default shell (Linux).
+        ``run_dir``; ``interpreter`` is the guest's default shell (Linux); the inputs named
+        in ``staged`` are in the run's files already (see :meth:`staged_input`).
 
         Raises:
             InvalidExecRequest: the request cannot be expressed on this platform.
         """
+
+    def staged_input(self, request: ExecRequest, kind: str) -> bytes:
+        """What the run file ``kind`` (one of :attr:`stageable`) holds when that input is
+        staged; empty when the request has no such input."""
+        raise NotImplementedError(kind)
+
+    def make_run_dir(self, run_dir: str) -> Launch | None:
+        """A guest-exec that creates ``run_dir`` (None: the platform's supervisor does)."""
+        return None
 
     @abc.abstractmethod
     def kill(self, run_id: str, pid: int | None, run_dir: str) -> Launch:

@@ -16,7 +16,7 @@ import base64
 import codecs
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from vmexec.execution.errors import InvalidExecRequest
 from vmexec.execution.models import ExecRequest, Shell
@@ -103,7 +103,7 @@ class WindowsPlatform(GuestPlatform):
     separator = "\\"
 
     def launch(self, request: ExecRequest, run_id: str, *, run_dir: str = RUN_DIR,
-               interpreter: str = POWERSHELL) -> Launch:
+               interpreter: str = POWERSHELL, staged: Collection[str] = ()) -> Launch:
         """Raises: InvalidExecRequest (run-as and POSIX shells do not exist on Windows)."""
         if request.run_as:
             raise InvalidExecRequest("runAs is not supported for Windows guests")

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from importlib import resources
 
 from vmexec.execution.errors import InvalidExecRequest
@@ -48,6 +48,11 @@ _RESERVED_ENV = {"IFS", "VMEXEC_RUN_ID"}
 _USER = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.@-]{0,63}$")
 #: A run directory goes unquoted into the status line: an absolute path of safe characters.
 _RUN_DIR = re.compile(r"^(/[A-Za-z0-9._-]+)+$")
+#: Linux refuses to start a program whose environment holds a string longer than this
+#: (MAX_ARG_STRLEN: 32 pages, the NUL included).
+MAX_ENV_ENTRY_BYTES = 32 * 4096 - 1
+#: The prelude's letter for each input that is in the run's files already (``$4``).
+_STAGED_FLAGS = {"env": "e", "in": "i", "sh": "s"}
 
 
 def _script(name: str) -> str:
@@ -81,6 +86,7 @@ def check_run_dir(run_dir: str) -> str:
 
 
 def _env_entries(request: ExecRequest) -> list[str]:
+    """Raises: InvalidExecRequest (a bad name, a NUL byte, a value Linux cannot pass on)."""
     entries = []
     for name, value in request.env.items():
         if (not _ENV_NAME.match(name) or name in _RESERVED_ENV
@@ -88,15 +94,42 @@ def _env_entries(request: ExecRequest) -> list[str]:
             raise InvalidExecRequest(f"invalid environment variable name {name!r}")
         if "\0" in value:
             raise InvalidExecRequest(f"environment variable {name} contains a NUL byte")
-        entries.append(f"{name}={value}")
+        entry = f"{name}={value}"
+        if len(entry.encode()) > MAX_ENV_ENTRY_BYTES:
+            raise InvalidExecRequest(
+                f"environment variable {name} is {len(entry.encode())} bytes as NAME=VALUE; "
+                f"Linux passes at most {MAX_ENV_ENTRY_BYTES} bytes per variable to a program")
+        entries.append(entry)
     return entries
+
+
+def _shell_quoted(value: str) -> str:
+    return "'" + value.replace("'", "'\\''") + "'"
 
 
 class LinuxPlatform(GuestPlatform):
     run_dirs = RUN_DIRS
+    stageable = ("in", "env", "sh")
+
+    def staged_input(self, request: ExecRequest, kind: str) -> bytes:
+        """``in``: stdin; ``env``: a script of ``export NAME='value'`` lines the prelude
+        sources; ``sh``: the script, run by the supervised form."""
+        if kind == "in":
+            return request.stdin or b""
+        if kind == "env":
+            _env_entries(request)  # the same checks as on the command line
+            return "".join(f"export {name}={_shell_quoted(value)}\n"
+                           for name, value in request.env.items()).encode()
+        if kind == "sh":
+            return request.command.encode()
+        raise ValueError(f"not a stageable input: {kind}")
+
+    def make_run_dir(self, run_dir: str) -> Launch:
+        return Launch("/bin/sh", ["-c", 'mkdir -m 700 -p -- "$1"', "vmexec-mkdir",
+                                  check_run_dir(run_dir)])
 
     def launch(self, request: ExecRequest, run_id: str, *, run_dir: str,
-               interpreter: str) -> Launch:
+               interpreter: str, staged: Collection[str] = ()) -> Launch:
         """``interpreter``: the guest's ``bash`` or ``/bin/sh`` for the direct form.
 
         Raises:
@@ -111,20 +144,25 @@ class LinuxPlatform(GuestPlatform):
                            ("working directory", request.working_directory or "")):
             if "\0" in text:
                 raise InvalidExecRequest(f"{what} contains a NUL byte")
-        # The prelude's parameters: run directory, run id, working directory, environment.
-        params = [run_dir, check_run_id(run_id), request.working_directory or "",
-                  *_env_entries(request)]
+        # The prelude's parameters: run directory, run id, working directory, the inputs in
+        # files, environment.
+        env = _env_entries(request)
+        flags = "".join(_STAGED_FLAGS[kind] for kind in sorted(staged))
+        params = [run_dir, check_run_id(run_id), request.working_directory or "", flags,
+                  *([] if "env" in staged else env)]
+        stdin = None if "in" in staged else request.stdin
         shebang = request.command.startswith("#!")
-        if not shebang and not request.run_as:
+        if not shebang and not request.run_as and "sh" not in staged:
             shell = {Shell.SH: "/bin/sh", Shell.BASH: "bash"}.get(request.shell, interpreter)
             prelude = _PRELUDE_BASH if shell == "bash" else _PRELUDE_SH
             # $0 is "bash"/"sh" so error messages read as they would for `bash -c`.
             return Launch(shell, ["-c", f"{prelude} {request.command}",
-                                  shell.rsplit("/", 1)[-1], *params], request.stdin)
+                                  shell.rsplit("/", 1)[-1], *params], stdin)
         interp = "" if shebang else {Shell.SH: "/bin/sh", Shell.BASH: "bash"}.get(
             request.shell, interpreter)
-        return Launch("/bin/sh", ["-c", _SUPERVISED, "sh", request.command, interp,
-                                  request.run_as or "", *params], request.stdin)
+        script = "" if "sh" in staged else request.command
+        return Launch("/bin/sh", ["-c", _SUPERVISED, "sh", script, interp,
+                                  request.run_as or "", *params], stdin)
 
     def kill(self, run_id: str, pid: int | None, run_dir: str) -> Launch:
         return Launch("/bin/sh", ["-c", KILL, "vmexec-kill", check_run_id(run_id),

@@ -4,15 +4,19 @@
 # may become a space (after `;`, `then`, `do`, `{`).
 #
 # $1 run directory (absolute, safe characters), $2 run id (32 hex digits),
-# $3 working directory ("" = the agent's), $4... NAME=VALUE environment entries.
+# $3 working directory ("" = the agent's), $4 inputs already in the run's files (letters:
+# e = environment in <id>.env, i = stdin in <id>.in, s = the script in <id>.sh: input too large
+# for one agent request), $5... NAME=VALUE environment entries.
 #
 # Setup failures are reported before the redirection, on the agent's pipe, as
 # `VMEXEC1 setup <reason>`; the message for a human goes to stderr.
 __vmexec_d=$1 __vmexec_f=$1/$2;
 [ -d "$1" ] || mkdir -m 700 -p "$1" 2>/dev/null || { echo 'VMEXEC1 setup run-dir-unwritable'; echo "cannot create $1" >&2; exit 0; };
 if [ -n "$3" ]; then cd -- "$3" 2>/dev/null || { echo 'VMEXEC1 setup working-directory-missing'; echo "working directory $3 does not exist in the guest" >&2; exit 0; }; fi;
-export VMEXEC_RUN_ID=$2; shift 3;
+export VMEXEC_RUN_ID=$2; __vmexec_in=$4; shift 4;
 for __vmexec_kv; do export "$__vmexec_kv"; done; unset __vmexec_kv; set --;
+case $__vmexec_in in *e*) . "$__vmexec_f.env";; esac;
+case $__vmexec_in in *i*) exec <"$__vmexec_f.in";; esac; unset __vmexec_in;
 # The first file written: a run directory that cannot take it (full, read-only) is a setup
 # failure, before the command runs (vmexec then tries the next directory).
 echo $$ 2>/dev/null >"$__vmexec_f.pid" || { echo 'VMEXEC1 setup run-dir-unwritable'; echo "cannot write to $1 in the guest (no space left?)" >&2; exit 0; };

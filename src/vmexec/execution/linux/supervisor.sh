@@ -5,14 +5,18 @@
 # by the prelude before dispatch.sh runs, cannot change them.
 #
 # $1 script, $2 interpreter ("" = the script's #! line), $3 user ("" = the agent's),
-# then the prelude's parameters: $4 run directory, $5 run id, $6 working directory, $7... env.
+# then the prelude's parameters: $4 run directory, $5 run id, $6 working directory, $7 inputs
+# in files (with s, the script is in <id>.sh already and $1 is empty), $8... env.
 __vmexec_script=$1 __vmexec_interp=$2 __vmexec_user=$3; shift 3
 __vmexec_d=$1 __vmexec_f=$1/$2
 __vmexec_fail() { echo "VMEXEC1 setup $1"; echo "$2" >&2; exit 0; }
 [ -d "$__vmexec_d" ] || mkdir -m 700 -p "$__vmexec_d" 2>/dev/null \
   || __vmexec_fail run-dir-unwritable "cannot create $__vmexec_d"
-printf '%s' "$__vmexec_script" 2>/dev/null >"$__vmexec_f.sh" \
-  || __vmexec_fail run-dir-unwritable "cannot write $__vmexec_f.sh (no space left?)"
+case $4 in
+*s*) ;;
+*) printf '%s' "$__vmexec_script" 2>/dev/null >"$__vmexec_f.sh" \
+     || __vmexec_fail run-dir-unwritable "cannot write $__vmexec_f.sh (no space left?)" ;;
+esac
 __vmexec_shebang() {
   [ -x "$1" ] || __vmexec_fail interpreter-missing "interpreter $1 not found in the guest"
   case $1 in */env) [ -z "${2:-}" ] || command -v "$2" >/dev/null 2>&1 \
