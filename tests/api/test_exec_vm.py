@@ -169,3 +169,21 @@ def test_real_executions_are_recorded(real_server: RunningServer,
                          "stdout_bytes, stderr_bytes FROM executions WHERE uuid = ?",
                          (job,)).fetchone()
     assert row == ("admin", vm.uuid, "printf 12345; exit 7", "exited", 7, 5, 0)
+
+
+def test_large_stdin_and_environment_on_a_real_guest(real_server: RunningServer,
+                                                     lab_vms: list[LabVm]) -> None:
+    # Issue 10, A7: accepted input never wedges the agent connection.
+    stdin = "0123456789abcdef" * 65536  # 1 MiB
+    env = {name: name * 100_000 for name in ("A", "B", "C", "D")}  # 400 kB
+    vm = lab_vms[0].uuid
+    with real_server.client() as client:
+        reply = client.put(EXEC, json=body(
+            'wc -c; printf %s "$A$B$C$D" | wc -c', vm=vm, stdin=stdin, env=env))
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["stdout"].split() == ["1048576", "400000"]
+        too_big = error_of(client.put(EXEC, json=body("true", vm=vm, env={"BIG": "x" * 400_000})),
+                           503, "SYS.1007")
+        assert "at most 131071 bytes per variable" in too_big["details"]
+        after = client.put(EXEC, json=body("echo after", vm=vm))
+        assert (after.status_code, after.json()["stdout"]) == (200, "after\n")
