@@ -220,6 +220,8 @@ async def assert_agent_answers(executor: Executor, vm: LibvirtTarget) -> None:
 async def test_one_mebibyte_of_stdin(own_vm: LibvirtTarget) -> None:
     data = os.urandom(1024 * 1024)
     async with engine() as executor:
+        # As in a guest's first run: the run directory does not exist yet.
+        await agent_sh(executor, own_vm, f"rm -rf {RUN_DIR}")
         result = await executor.run(own_vm, ExecRequest("sha256sum", stdin=data))
         assert result.stdout.text.split() == [hashlib.sha256(data).hexdigest(), "-"]
         await assert_agent_answers(executor, own_vm)
