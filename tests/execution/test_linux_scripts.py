@@ -427,3 +427,22 @@ def test_errexit_in_the_script_does_not_cut_the_exit_trap_short(
 def test_errexit_and_a_full_disk(shell: HostShell, full_disk_run_dir: Path) -> None:
     ran = run(shell, full_disk_run_dir, "set -e; head -c 200000 /dev/zero")
     assert ran.status is not None and ran.status.unstored and ran.status.exit_code == 1
+
+
+def test_cleanup_keeps_the_files_of_a_run_still_going(shell: HostShell, run_dir: Path) -> None:
+    running, gone, reused = RUN_ID, "e" * 32, "f" * 32
+    run_dir.mkdir()
+    # A run's first process names its run id on its command line, as the launch does.
+    with subprocess.Popen(["sh", "-c", "sleep 30", "sh", running]) as alive:
+        try:
+            for run_id, pid in ((running, alive.pid), (gone, 999_999_999),
+                                (reused, os.getpid())):  # a live pid of another process
+                (run_dir / f"{run_id}.pid").write_text(f"{pid}\n")
+                (run_dir / f"{run_id}.out").write_text("output")
+            cleanup = PLATFORM.cleanup(str(run_dir), [running, gone, reused], retention=86400)
+            proc = subprocess.run([*shell.command, *cleanup.args], check=True, timeout=30,
+                                  capture_output=True)
+        finally:
+            alive.kill()
+    assert proc.stdout.split() == [running.encode()]  # vmexec asks again later
+    assert sorted(p.name for p in run_dir.iterdir()) == [f"{running}.out", f"{running}.pid"]

@@ -499,7 +499,8 @@ class Executor:
         async with guest.cleaning:
             try:
                 await self._cleanup_now(self.agents.get(target), guest)
-                guest.cleanup_failures = 0
+                # Runs still going in the guest stay queued: ask again later, less often.
+                guest.cleanup_failures = guest.cleanup_failures + 1 if guest.finished else 0
             except agent_errors.DomainNotFound:
                 guest.finished.clear()  # the VM is gone, and its files with it
                 guest.helpers.clear()
@@ -521,13 +522,16 @@ class Executor:
                 guest.finished.pop(run_dir, None)
                 continue
             launch = guest.platform.cleanup(run_dir, run_ids, self.file_retention)
-            pid = await agent.exec(launch.path, launch.args, capture_output=False,
+            pid = await agent.exec(launch.path, launch.args, capture_output=launch.capture_output,
                                    timeout=CALL_TIMEOUT)
-            if not await _wait_exit(agent, pid, CALL_TIMEOUT):
+            status = await _wait_exit(agent, pid, CALL_TIMEOUT)
+            if status is None:
                 guest.helpers.append(pid)  # slow: reaped later, its runs retried
                 continue
+            # It names the runs it left alone because they still run.
+            running = set(status.stdout.decode("ascii", errors="replace").split())
             left = guest.finished.get(run_dir, set())
-            left.difference_update(run_ids)
+            left.difference_update(set(run_ids) - running)
             if not left:
                 guest.finished.pop(run_dir, None)
         # The agent keeps a record of every process until its status is read.
@@ -539,18 +543,19 @@ class Executor:
         guest.helpers = still
 
 
-async def _wait_exit(agent: GuestAgent, pid: int, seconds: float) -> bool:
-    """Whether process ``pid`` exited within ``seconds`` (its agent record is then freed).
+async def _wait_exit(agent: GuestAgent, pid: int, seconds: float) -> ExecStatus | None:
+    """Process ``pid``'s final status, if it exited within ``seconds`` (its agent record is
+    then freed).
 
     Raises: AgentError.
     """
     loop = asyncio.get_running_loop()
     until, delay = loop.time() + seconds, 0.01
     while True:
-        if (await agent.exec_status(pid, timeout=CALL_TIMEOUT)).exited:
-            return True
+        if (status := await agent.exec_status(pid, timeout=CALL_TIMEOUT)).exited:
+            return status
         if loop.time() >= until:
-            return False
+            return None
         await asyncio.sleep(delay)
         delay = min(delay * 1.5, 0.2)
 
