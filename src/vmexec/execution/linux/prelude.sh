@@ -19,7 +19,7 @@ case $__vmexec_in in *e*) . "$__vmexec_f.env";; esac;
 case $__vmexec_in in *i*) exec <"$__vmexec_f.in";; esac; unset __vmexec_in;
 # The first file written: a run directory that cannot take it (full, read-only) is a setup
 # failure, before the command runs (vmexec then tries the next directory).
-echo $$ 2>/dev/null >"$__vmexec_f.pid" || { echo 'VMEXEC1 setup run-dir-unwritable'; echo "cannot write to $1 in the guest (no space left?)" >&2; exit 0; };
+echo $$ 2>/dev/null >"$__vmexec_f.pid" || { echo 'VMEXEC1 setup run-dir-unwritable'; echo "cannot write to $__vmexec_d in the guest (no space left?)" >&2; exit 0; };
 # fds 9 and 8 keep the agent's pipes for the status (and small output); the command itself
 # writes to the run files.
 exec 9>&1 8>&2 >"$__vmexec_f.out" 2>"$__vmexec_f.err";
