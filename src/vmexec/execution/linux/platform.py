@@ -144,11 +144,11 @@ class LinuxPlatform(GuestPlatform):
                            ("working directory", request.working_directory or "")):
             if "\0" in text:
                 raise InvalidExecRequest(f"{what} contains a NUL byte")
-        # The prelude's parameters: run directory, run id, working directory, the inputs in
+        # The prelude's parameters: the run's file prefix, working directory, the inputs in
         # files, environment.
         env = _env_entries(request)
         flags = "".join(_STAGED_FLAGS[kind] for kind in sorted(staged))
-        params = [run_dir, check_run_id(run_id), request.working_directory or "", flags,
+        params = [f"{run_dir}/{check_run_id(run_id)}", request.working_directory or "", flags,
                   *([] if "env" in staged else env)]
         stdin = None if "in" in staged else request.stdin
         shebang = request.command.startswith("#!")

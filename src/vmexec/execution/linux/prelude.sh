@@ -3,17 +3,18 @@
 # drops these comment lines and joins the others with spaces: every line ends where a newline
 # may become a space (after `;`, `then`, `do`, `{`).
 #
-# $1 run directory (absolute, safe characters), $2 run id (32 hex digits),
-# $3 working directory ("" = the agent's), $4 inputs already in the run's files (letters:
-# e = environment in <id>.env, i = stdin in <id>.in, s = the script in <id>.sh: input too large
-# for one agent request), $5... NAME=VALUE environment entries.
+# $1 the run's file prefix, <run directory>/<run id> (absolute, safe characters; 32 hex
+# digits): one word, so that a process of the run is found by it on its command line from the
+# moment the agent starts it (find.sh), $2 working directory ("" = the agent's), $3 inputs
+# already in the run's files (letters: e = environment in <id>.env, i = stdin in <id>.in,
+# s = the script in <id>.sh: input too large for one agent request), $4... NAME=VALUE entries.
 #
 # Setup failures are reported before the redirection, on the agent's pipe, as
 # `VMEXEC1 setup <reason>`; the message for a human goes to stderr.
-__vmexec_d=$1 __vmexec_f=$1/$2;
-[ -d "$1" ] || mkdir -m 700 -p "$1" 2>/dev/null || { echo 'VMEXEC1 setup run-dir-unwritable'; echo "cannot create $1" >&2; exit 0; };
-if [ -n "$3" ]; then cd -- "$3" 2>/dev/null || { echo 'VMEXEC1 setup working-directory-missing'; echo "working directory $3 does not exist in the guest" >&2; exit 0; }; fi;
-export VMEXEC_RUN_ID=$2; __vmexec_in=$4; shift 4;
+__vmexec_f=$1 __vmexec_d=${1%/*};
+[ -d "$__vmexec_d" ] || mkdir -m 700 -p "$__vmexec_d" 2>/dev/null || { echo 'VMEXEC1 setup run-dir-unwritable'; echo "cannot create $__vmexec_d" >&2; exit 0; };
+if [ -n "$2" ]; then cd -- "$2" 2>/dev/null || { echo 'VMEXEC1 setup working-directory-missing'; echo "working directory $2 does not exist in the guest" >&2; exit 0; }; fi;
+export VMEXEC_RUN_ID=${1##*/}; __vmexec_in=$3; shift 3;
 for __vmexec_kv; do export "$__vmexec_kv"; done; unset __vmexec_kv; set --;
 case $__vmexec_in in *e*) . "$__vmexec_f.env";; esac;
 case $__vmexec_in in *i*) exec <"$__vmexec_f.in";; esac; unset __vmexec_in;

@@ -5,14 +5,15 @@
 # by the prelude before dispatch.sh runs, cannot change them.
 #
 # $1 script, $2 interpreter ("" = the script's #! line), $3 user ("" = the agent's),
-# then the prelude's parameters: $4 run directory, $5 run id, $6 working directory, $7 inputs
-# in files (with s, the script is in <id>.sh already and $1 is empty), $8... env.
+# then the prelude's parameters: $4 the run's file prefix <run dir>/<run id>, $5 working
+# directory, $6 inputs in files (with s, the script is in <id>.sh already and $1 is empty),
+# $7... env.
 __vmexec_script=$1 __vmexec_interp=$2 __vmexec_user=$3; shift 3
-__vmexec_d=$1 __vmexec_f=$1/$2
+__vmexec_f=$1 __vmexec_d=${1%/*}
 __vmexec_fail() { echo "VMEXEC1 setup $1"; echo "$2" >&2; exit 0; }
 [ -d "$__vmexec_d" ] || mkdir -m 700 -p "$__vmexec_d" 2>/dev/null \
   || __vmexec_fail run-dir-unwritable "cannot create $__vmexec_d"
-case $4 in
+case $3 in
 *s*) ;;
 *) printf '%s' "$__vmexec_script" 2>/dev/null >"$__vmexec_f.sh" \
      || __vmexec_fail run-dir-unwritable "cannot write $__vmexec_f.sh (no space left?)" ;;
