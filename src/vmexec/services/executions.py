@@ -106,7 +106,10 @@ class ExecutionService:
         if not vm.qga_enabled:
             raise QgaDisabled(f"the guest agent is disabled for VM[uuid:{vm.uuid}] "
                               "(SetVmQga enable=false); enable it to run commands")
-        if vm.state != VmState.RUNNING:
+        # Only a VM known to be down is refused here. Paused, or of unknown state (its host
+        # not answering for now), it may run the command before its deadline: the engine
+        # waits for it and tells a VM that is really gone from one that comes back.
+        if vm.state in (VmState.STOPPED, VmState.CRASHED):
             raise GuestUnavailable(f"VM[uuid:{vm.uuid}] is {vm.state}, not Running",
                                    UnavailableReason.VM_NOT_RUNNING)
         return await self._executor.run(vm.target, request, run_id=uuid)
