@@ -39,7 +39,7 @@ COMMAND_TIMEOUT = 120
 #: The command sleeps this long in the guest; the fault starts FAULT_AT seconds after it.
 SLEEP, FAULT_AT = 8, 2.0
 #: How long a pause or a freeze lasts (more than the agent's 5 s call timeout).
-HOLD = 10.0
+HOLD = 12.0
 #: Seconds to wait for all the results: the commands' timeout plus vmexec's grace.
 RESULTS_WITHIN = COMMAND_TIMEOUT + 60.0
 
