@@ -73,17 +73,17 @@ class Case:
     tally: str
     jobs: list[str]
 
-    async def send(self, n: int) -> None:
+    async def send(self, n: int, *, timeout: int = COMMAND_TIMEOUT) -> None:
         """Send ``n`` commands at once (each answered 202, nothing waited for)."""
-        self.jobs += await asyncio.gather(*(self._send_one() for _ in range(n)))
+        self.jobs += await asyncio.gather(*(self._send_one(timeout) for _ in range(n)))
 
-    async def _send_one(self) -> str:
+    async def _send_one(self, timeout: int) -> str:
         job = uuid.uuid4().hex
         command = f"echo {job} >>{self.tally}; sleep {SLEEP}; echo done"
         reply = await self.client.post(
             EXEC, headers={"Prefer": "respond-async", "X-Job-UUID": job},
             json={"params": {"vmInstanceUuid": self.vm.uuid, "platform": "Linux",
-                             "command": command, "commandTimeout": COMMAND_TIMEOUT}})
+                             "command": command, "commandTimeout": timeout}})
         assert reply.status_code == 202, reply.text
         return job
 
@@ -203,6 +203,29 @@ async def test_results_survive_a_transient_fault(
             await run.send(1)  # a new command while the fault lasts
         await assert_each_delivered_once(
             run, record_case, f"{fault}, {count} running + 1 sent during the fault")
+
+
+async def test_a_vm_paused_past_the_deadline_fails_the_command_unstarted(
+        server: RunningServer, fault_vms: list[LabVm], record_case: list[str]) -> None:
+    """A new command waits for a paused VM, but no longer than its own timeout; then the
+    error says so, and the command never runs, not even once the VM is resumed."""
+    vm = fault_vms[0]
+    async with case(server, vm, "paused-past-deadline") as run:
+        await asyncio.to_thread(on_domain, vm, libvirt.virDomain.suspend)
+        try:
+            await run.send(1, timeout=3)
+            reply = (await run.results())[run.jobs[0]]
+        finally:
+            await asyncio.to_thread(on_domain, vm, libvirt.virDomain.resume)
+        error = reply.json()["error"]
+        assert (reply.status_code, error["code"]) == (503, "VM.EXEC.1002"), reply.text
+        assert "paused" in error["details"] and "deadline" in error["details"]
+        assert "not started" in error["details"]
+        assert run.records()[run.jobs[0]] == ("done", 503, "failed", None, "VM.EXEC.1002")
+        await asyncio.sleep(1.0)  # time to run, were it queued anywhere
+        assert await run.tally_lines() == []
+        record_case.append(f"vm-paused past a 3 s deadline: VM.EXEC.1002 "
+                           f"({error['details']}); never ran")
 
 
 async def test_a_destroyed_vm_ends_the_command_with_vm_not_running(

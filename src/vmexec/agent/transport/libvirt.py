@@ -14,7 +14,7 @@ import libvirt_qemu
 from vmexec.agent import errors, protocol
 from vmexec.agent.transport.base import DEFAULT_TIMEOUT, AgentTransport
 from vmexec.hypervisor import errors as hv
-from vmexec.hypervisor.domains import DomainState, dashed
+from vmexec.hypervisor.domains import DomainState, dashed, state_of
 from vmexec.hypervisor.libvirt_host import LibvirtHost, translate
 
 # libvirt wraps an agent's error reply as "... unable to execute QEMU agent command 'X': DESC".
@@ -44,10 +44,16 @@ class LibvirtTransport(AgentTransport):
             # libvirt refuses agent commands for any domain that is not running, paused ones
             # included ("domain is not running"): only the domain's state tells a paused VM,
             # which will answer again, from one that is shut off.
-            if isinstance(translate(exc), hv.DomainNotRunning) and _paused(dom):
-                raise hv.DomainPaused(f"domain {self.domain_uuid} is paused",
-                                      code=exc.get_error_code()) from None
-            raise
+            if not isinstance(translate(exc), hv.DomainNotRunning):
+                raise
+            try:
+                state, words = state_of(dom)
+            except libvirt.libvirtError:
+                raise exc from None
+            kind = hv.DomainPaused if state in (
+                DomainState.PAUSED, DomainState.PMSUSPENDED) else hv.DomainNotRunning
+            raise kind(f"VM[uuid:{self.domain_uuid}] is {words}",
+                       code=exc.get_error_code()) from None
         return reply
 
     async def execute(
@@ -74,14 +80,6 @@ class LibvirtTransport(AgentTransport):
 
     async def aclose(self) -> None:
         pass  # the connection belongs to the host, shared by every domain on it
-
-
-def _paused(dom: libvirt.virDomain) -> bool:
-    try:
-        state, _reason = dom.state()
-    except libvirt.libvirtError:
-        return False
-    return DomainState.of(state) in (DomainState.PAUSED, DomainState.PMSUSPENDED)
 
 
 def _translate(exc: hv.HypervisorError, command: str, seconds: int) -> errors.AgentError:
