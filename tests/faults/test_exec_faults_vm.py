@@ -2,11 +2,12 @@
 real lab VMs of the fault lab.
 
 Each case sends commands (``Prefer: respond-async``) that append their own job UUID to a tally
-file in the guest, sleep, and print ``done``; a fault hits while they run, and more commands
-are sent while it lasts. Every job must then deliver its result exactly once (200, ``done``,
-exit 0), the tally must hold every job UUID exactly once (no command ran twice, none was
-lost), and the job and execution records must agree. A destroyed VM is the one fault that
-ends a command, with VM.EXEC.1002.
+file in the guest, sleep, append it again (marked as the end) and print ``done``; a fault hits
+while they run, and more commands are sent while it lasts. Every job must then deliver its
+result exactly once (200, ``done``, exit 0), the tally must hold every job UUID exactly once
+at the start and once at the end (no command ran twice, none was lost), and the job and
+execution records must agree. A destroyed VM is the one fault that ends a command, with
+VM.EXEC.1002; a fault that outlasts a command's deadline ends it with an error that says so.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ COMMAND_TIMEOUT = 120
 SLEEP, FAULT_AT = 8, 2.0
 #: How long a pause or a freeze lasts (more than the agent's 5 s call timeout).
 HOLD = 12.0
+#: What a command appends to the tally, after its job UUID, when it has slept to its end.
+END = ".end"
 #: Seconds to wait for all the results: the commands' timeout plus vmexec's grace.
 RESULTS_WITHIN = COMMAND_TIMEOUT + 60.0
 
@@ -79,7 +82,8 @@ class Case:
 
     async def _send_one(self, timeout: int) -> str:
         job = uuid.uuid4().hex
-        command = f"echo {job} >>{self.tally}; sleep {SLEEP}; echo done"
+        command = (f"echo {job} >>{self.tally}; sleep {SLEEP}; echo {job}{END} >>{self.tally}"
+                   "; echo done")
         reply = await self.client.post(
             EXEC, headers={"Prefer": "respond-async", "X-Job-UUID": job},
             json={"params": {"vmInstanceUuid": self.vm.uuid, "platform": "Linux",
@@ -137,7 +141,8 @@ async def assert_each_delivered_once(run: Case, record: list[str], label: str) -
            or r.json().get("exitCode") != 0}
     assert not bad, f"{len(bad)} of {len(replies)} results not delivered: {bad}"
     ran = await run.tally_lines()
-    assert ran == sorted(run.jobs), "a command ran twice or not at all in the guest"
+    assert ran == sorted(run.jobs + [job + END for job in run.jobs]), \
+        "a command ran twice or not at all in the guest"
     records = run.records()
     assert records == {job: ("done", 200, "exited", 0, None) for job in run.jobs}
     record.append(f"{label}: {len(run.jobs)} commands, each delivered once (200, done, exit 0)"
@@ -226,6 +231,34 @@ async def test_a_vm_paused_past_the_deadline_fails_the_command_unstarted(
         assert await run.tally_lines() == []
         record_case.append(f"vm-paused past a 3 s deadline: VM.EXEC.1002 "
                            f"({error['details']}); never ran")
+
+
+async def test_a_start_stuck_in_a_frozen_vm_past_its_deadline_is_reported_and_stopped(
+        server: RunningServer, fault_vms: list[LabVm], record_case: list[str]) -> None:
+    """A command sent to a frozen VM waits in its agent channel. When the VM stays frozen
+    past the command's deadline, the error says the command may still start, with its run
+    id; when the VM thaws and the command does start, vmexec stops it: it never runs to its
+    end behind the client's back."""
+    vm = fault_vms[1]
+    async with case(server, vm, "frozen-past-deadline") as run:
+        pid = qemu_pid(vm)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            await run.send(1, timeout=3)
+            job = run.jobs[0]
+            reply = (await run.results())[job]
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        error = reply.json()["error"]
+        assert (reply.status_code, error["code"]) == (503, "VM.EXEC.1003"), reply.text
+        assert f"run {job}" in error["details"] and "may still run" in error["details"]
+        assert run.records()[job] == ("done", 503, "failed", None, "VM.EXEC.1003")
+        await asyncio.sleep(SLEEP + 4)  # past the command's own end, had it been left to run
+        ran = await run.tally_lines()
+        assert ran in ([], [job]), "the command ran to its end after it was given up on"
+        fate = "started, then stopped" if ran else "never ran"
+        record_case.append(f"qemu-sigstop past a 3 s deadline: VM.EXEC.1003 "
+                           f"({error['details']}); {fate}")
 
 
 async def test_a_destroyed_vm_ends_the_command_with_vm_not_running(

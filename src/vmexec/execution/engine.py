@@ -24,7 +24,15 @@ from vmexec.agent.client import ExecStatus, GuestAgent
 from vmexec.agent.directory import AgentDirectory
 from vmexec.agent.targets import AgentTarget
 from vmexec.execution import errors
-from vmexec.execution.faults import await_agent, never_sent, transient, unavailable
+from vmexec.execution.faults import (
+    BACKOFF_MAX,
+    ORPHAN_BACKOFF,
+    ORPHAN_WATCH,
+    await_agent,
+    never_sent,
+    transient,
+    unavailable,
+)
 from vmexec.execution.guestfiles import RunFiles
 from vmexec.execution.linux import LinuxPlatform
 from vmexec.execution.models import (
@@ -66,6 +74,10 @@ HOLDER_CHECK = 1.0
 CLEANUP_DELAY = 2.0
 #: Seconds a helper that only looks (e.g. for a run's process) may take in the guest.
 LOOK_TIMEOUT = 10.0
+#: The VM is gone: whatever ran in it is gone too.
+_GONE_REASONS = frozenset({errors.UnavailableReason.VM_NOT_FOUND,
+                           errors.UnavailableReason.VM_NOT_RUNNING,
+                           errors.UnavailableReason.NO_AGENT_CHANNEL})
 
 
 def new_run_id() -> str:
@@ -177,7 +189,11 @@ class Executor:
                 break
             except agent_errors.AgentError as exc:
                 # The guest is the only place the result is: wait for its agent to come back.
-                await self._await_agent(run, exc, deadline + KILL_WAIT)
+                try:
+                    await self._await_agent(run, exc, deadline + KILL_WAIT)
+                except errors.GuestUnavailable as gave_up:
+                    self._watch_if_orphaned(target, run, gave_up)
+                    raise
         assert files.run_dir is not None
         self._finished(target, guest, files.run_dir, run_id)
         return result
@@ -343,6 +359,9 @@ class Executor:
                 run, files, got, timed_out=timed_out, finished=finished, inline=inline), until)
         except agent_errors.AgentError as exc:
             raise unavailable(exc) from None
+        except errors.GuestUnavailable as exc:
+            self._watch_if_orphaned(target, run, exc)
+            raise
         if follow:
             for chunk in files.unstreamed(result.stdout, result.stderr):
                 yield chunk
@@ -409,23 +428,54 @@ class Executor:
 
     # -- faults ---------------------------------------------------------------------------
 
-    async def _await_agent(self, run: _Run, fault: agent_errors.AgentError,
-                           until: float) -> None:
+    async def _await_agent(self, run: _Run, fault: agent_errors.AgentError, until: float, *,
+                           backoff_max: float = BACKOFF_MAX) -> None:
         """Wait out a transient ``fault`` until the agent answers again.
 
         Raises: ExecError — the VM is gone, or ``until`` (loop time) passed.
         """
         await await_agent(run.agent, fault, until, run_id=run.run_id, started=run.launched,
-                          call_timeout=CALL_TIMEOUT)
+                          call_timeout=CALL_TIMEOUT, backoff_max=backoff_max)
 
-    async def _retry(self, run: _Run, step: Callable[[], Awaitable[T]], until: float) -> T:
+    async def _retry(self, run: _Run, step: Callable[[], Awaitable[T]], until: float, *,
+                     backoff_max: float = BACKOFF_MAX) -> T:
         """``step()``, again after each transient fault once the agent answers, until
         ``until``. Only for steps that may be repeated (reads, idempotent helpers)."""
         while True:
             try:
                 return await step()
             except agent_errors.AgentError as exc:
-                await self._await_agent(run, exc, until)
+                await self._await_agent(run, exc, until, backoff_max=backoff_max)
+
+    def _watch_if_orphaned(self, target: AgentTarget, run: _Run,
+                           exc: errors.GuestUnavailable) -> None:
+        """A run given up on while the VM may still run it (its agent silent up to the
+        deadline: a frozen VM, a host that does not come back): stop it if the agent answers
+        again within :data:`ORPHAN_WATCH`, so it does not run on behind the client's back
+        (the client was told it may have started, and its run id)."""
+        if not run.launched or exc.reason in _GONE_REASONS:
+            return
+        task = asyncio.get_running_loop().create_task(self._stop_orphan(target, run))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _stop_orphan(self, target: AgentTarget, run: _Run) -> None:
+        until = asyncio.get_running_loop().time() + ORPHAN_WATCH
+        try:
+            await self._retry(run, lambda: self._stop_if_started(run), until,
+                              backoff_max=ORPHAN_BACKOFF)
+        except (errors.ExecError, agent_errors.AgentError) as exc:
+            log.warning("run %s: could not stop it after giving up on it: %s", run.run_id, exc)
+            return
+        self._finished(target, run.guest, run.guest.run_dir, run.run_id)
+
+    async def _stop_if_started(self, run: _Run) -> None:
+        if run.pid == 0 and not await self._adopt(run):
+            return  # its start never reached the guest
+        await self._helper(run, run.guest.platform.kill(run.run_id, run.pid, run.guest.run_dir),
+                           wait=KILL_WAIT, required=True)
+        log.warning("run %s: stopped in the guest, which answered after vmexec gave up on it",
+                    run.run_id)
 
     async def _look(self, run: _Run, launch: Launch) -> int | None:
         """Run a helper that only looks at the guest; its exit code (None: killed)."""

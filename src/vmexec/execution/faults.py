@@ -27,6 +27,9 @@ GONE: tuple[type[agent_errors.AgentError], ...] = (
 CONNECT_PATIENCE = 10.0
 #: Seconds between probes of an agent that does not answer: doubling up to the maximum.
 BACKOFF_START, BACKOFF_MAX = 0.1, 2.0
+#: How long a run given up on (its agent silent past the deadline) is watched for, to be
+#: stopped when the guest answers again; probed every ORPHAN_BACKOFF seconds at most.
+ORPHAN_WATCH, ORPHAN_BACKOFF = 3600.0, 30.0
 
 
 def transient(exc: agent_errors.AgentError) -> bool:
@@ -72,8 +75,9 @@ def gave_up(exc: agent_errors.AgentError, waited: float, run_id: str,
     if not isinstance(error, errors.GuestUnavailable):
         return error
     if started:
-        fate = (f"the command (run {run_id}) may still run in the guest; its result could "
-                "not be collected")
+        fate = (f"the command (run {run_id}) may still run in the guest, and is stopped "
+                f"there if the guest answers again within {ORPHAN_WATCH / 60:g} min; its "
+                "result could not be collected")
     else:
         fate = f"the command (run {run_id}) was not started"
     return errors.GuestUnavailable(
@@ -82,7 +86,8 @@ def gave_up(exc: agent_errors.AgentError, waited: float, run_id: str,
 
 
 async def await_agent(agent: GuestAgent, fault: agent_errors.AgentError, until: float, *,
-                      run_id: str, started: bool, call_timeout: float) -> None:
+                      run_id: str, started: bool, call_timeout: float,
+                      backoff_max: float = BACKOFF_MAX) -> None:
     """Wait until ``agent`` answers again after the transient failure ``fault``.
 
     ``until`` is the loop time at which the wait ends; ``started``: whether the run may be
@@ -111,7 +116,7 @@ async def await_agent(agent: GuestAgent, fault: agent_errors.AgentError, until: 
         if now >= until:
             raise gave_up(fault, now - began, run_id, started)
         await asyncio.sleep(min(delay, until - now))
-        delay = min(delay * 2, BACKOFF_MAX)
+        delay = min(delay * 2, backoff_max)
         try:
             await agent.ping(timeout=call_timeout)
         except agent_errors.AgentCommandError:
