@@ -210,6 +210,9 @@ async def test_results_survive_a_transient_fault(
         fault: str, running: int, during: int) -> None:
     """Issue 10 A1-A3: commands running when the fault hits, and those sent while it lasts,
     all deliver their result exactly once and run exactly once."""
+    if fault == "libvirtd-restart" and not any(
+            d.name == "libvirtd" for d in libvirtd.started_daemons()):
+        pytest.skip("libvirtd here is not the lab's: not restarting someone else's daemon")
     vm = fault_vms[0] if fault != "qemu-sigstop" else fault_vms[1]
     async with case(server, vm, fault) as run:
         await run.send(running)

@@ -24,7 +24,7 @@ GONE: tuple[type[agent_errors.AgentError], ...] = (
     agent_errors.DomainNotFound, agent_errors.DomainNotRunning, agent_errors.NoAgentChannel)
 #: Seconds a command that has not started waits for an agent that is not connected at all: a
 #: rebooting guest reconnects within this, a guest without a running agent never does.
-CONNECT_PATIENCE = 10.0
+CONNECT_PATIENCE = 5.0
 #: Seconds between probes of an agent that does not answer: doubling up to the maximum.
 BACKOFF_START, BACKOFF_MAX = 0.1, 2.0
 #: How long a run given up on (its agent silent past the deadline) is watched for, to be
