@@ -341,8 +341,9 @@ class Executor:
                 self._finished(target, guest, guest.run_dir, run.run_id)  # e.g. its .sh file
                 raise _setup_error(status, reply.stderr if reply else b"")
             # The command has ended (or was killed): its result is in the guest, worth
-            # waiting for past the deadline while a fault lasts.
-            until = max(deadline, loop.time()) + KILL_WAIT
+            # waiting for while a fault lasts, as long as a kill may take past the deadline
+            # (and a few seconds at least: it may have ended just in time).
+            until = max(deadline + KILL_WAIT, loop.time() + CALL_TIMEOUT)
             if status is None and reply is None:
                 # The exited reply never reached us: the guest's files have the result.
                 status = await self._retry(run, lambda: files.wait_status(

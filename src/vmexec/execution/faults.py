@@ -87,12 +87,13 @@ def gave_up(exc: agent_errors.AgentError, waited: float, run_id: str,
 
 async def await_agent(agent: GuestAgent, fault: agent_errors.AgentError, until: float, *,
                       run_id: str, started: bool, call_timeout: float,
-                      backoff_max: float = BACKOFF_MAX) -> None:
+                      backoff_max: float = BACKOFF_MAX,
+                      connect_patience: float = CONNECT_PATIENCE) -> None:
     """Wait until ``agent`` answers again after the transient failure ``fault``.
 
     ``until`` is the loop time at which the wait ends; ``started``: whether the run may be
     running in the guest (a run not started gives an unconnected agent only
-    :data:`CONNECT_PATIENCE` seconds).
+    ``connect_patience`` seconds).
 
     Raises:
         ExecError: the fault is not transient or turned into one that is not (the VM is gone),
@@ -109,7 +110,7 @@ async def await_agent(agent: GuestAgent, fault: agent_errors.AgentError, until: 
         now = loop.time()
         if isinstance(fault, agent_errors.AgentNotConnected) and not started:
             unconnected_since = now if unconnected_since is None else unconnected_since
-            if now - unconnected_since >= min(CONNECT_PATIENCE, until - began):
+            if now - unconnected_since >= min(connect_patience, until - began):
                 raise unavailable(fault)
         else:
             unconnected_since = None
