@@ -32,8 +32,9 @@ from vmexec.zstack.exec import API, CommandOutput
 from vmexec.zstack.inventories import VmState
 
 #: Beyond the command's own timeout, how long vmexec waits for the engine before giving up
-#: (the engine enforces the timeout itself; this only guards against a stuck guest agent).
-GRACE_SECONDS = 30
+#: (the engine enforces the timeout itself, and waits out a fault up to 15 s past it for the
+#: kill, then collects the result; this only guards against a stuck engine).
+GRACE_SECONDS = 45
 
 #: The execution record's ``outcome`` until the command ends, and when it ended in an error
 #: (else the engine's :class:`~vmexec.execution.models.Outcome`).
