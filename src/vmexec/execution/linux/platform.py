@@ -75,6 +75,7 @@ _SUPERVISED = "\n".join((_script("supervisor.sh"), _PRELUDE_SH, _script("dispatc
 KILL = _script("kill.sh")
 WATCHDOG = _script("watchdog.sh")
 CLEANUP = _script("cleanup.sh")
+FIND = _script("find.sh")
 
 
 def check_run_dir(run_dir: str) -> str:
@@ -172,6 +173,11 @@ class LinuxPlatform(GuestPlatform):
         return Launch("/bin/sh", ["-c", WATCHDOG, "vmexec-watchdog", check_run_id(run_id),
                                   str(pid), check_run_dir(run_dir), str(KILL_GRACE),
                                   str(max(1, math.ceil(seconds))), KILL], capture_output=False)
+
+    def find_run(self, run_id: str, run_dir: str) -> Launch:
+        check_run_id(run_id)
+        return Launch("/bin/sh", ["-c", FIND, "vmexec-find", check_run_dir(run_dir),
+                                  run_id[:-1], run_id[-1]])
 
     def cleanup(self, run_dir: str, run_ids: Sequence[str], retention: float) -> Launch:
         minutes = str(max(1, math.ceil(retention / 60)))
