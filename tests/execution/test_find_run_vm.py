@@ -1,6 +1,6 @@
 """The guest-side check behind a lost ``guest-exec`` reply: a run's process is found by its
-command line (it holds the run's file prefix ``DIR/ID`` from the moment the agent starts it), and nothing else
-is taken for it, the checking helper and ``grep`` included."""
+command line (it holds the run's file prefix ``DIR/ID`` from the moment the agent starts it),
+and nothing else is taken for it, the checking helper and ``grep`` included."""
 
 from __future__ import annotations
 
