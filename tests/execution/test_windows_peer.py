@@ -111,3 +111,15 @@ def test_run_as_and_posix_shells_are_refused() -> None:
         platform.launch(ExecRequest("x", platform=Platform.WINDOWS, run_as="bob"), "a" * 32)
     with pytest.raises(InvalidExecRequest, match="Linux"):
         platform.launch(ExecRequest("x", platform=Platform.WINDOWS, shell=Shell.BASH), "a" * 32)
+
+
+async def test_input_too_large_for_one_agent_request_is_refused(windows) -> None:
+    # A Windows guest takes stdin, env and script in the one guest-exec request: what would
+    # make it too large is refused before anything is sent, and the agent answers on.
+    peer, executor, target = windows
+    with pytest.raises(InvalidExecRequest, match="at most 131072"):
+        await executor.run(target, ExecRequest("more", platform=Platform.WINDOWS,
+                                               stdin=b"x" * 200_000))
+    assert peer.runs == []  # nothing was sent
+    result = await executor.run(target, ExecRequest("exit /b 3", platform=Platform.WINDOWS))
+    assert result.exit_code == 3
