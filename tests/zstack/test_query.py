@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 from vmexec.zstack.query import (
     DEFAULT_LIMIT,
+    MAX_CONDITIONS,
+    MAX_PARAMETER_CHARS,
     Condition,
     FieldKind,
     Op,
@@ -104,6 +106,19 @@ def test_value_keeps_spaces_and_may_contain_operators() -> None:
     assert parse_condition("description IS NULL", SCHEMA).op is Op.IS_NULL
 
 
+@pytest.mark.timeout(60)  # a hang guard: this query took 48 s with the backtracking matcher
+def test_the_like_query_that_froze_the_server_is_answered() -> None:
+    assert names([("q", "uuid~=%%%%%%%%%%!")]) == []
+    assert names([("q", "uuid~=%%%%%%%%%%1")]) == ["vm_1"]
+    assert names([("q", "uuid!~=%%%%%%%%%%!")]) == ["vm_1", "vm_2", "vm_10", "other"]
+
+
+def test_the_bounds_themselves_are_accepted() -> None:
+    query = parse_query([("q", "name~=" + "%" * (MAX_PARAMETER_CHARS - 6))] * MAX_CONDITIONS,
+                        SCHEMA)
+    assert len(evaluate(query, RECORDS).records) == 4
+
+
 def test_like_escapes_regex_characters() -> None:
     records = [{"name": "a.b"}, {"name": "axb"}]
     query = parse_query([("q", "name~=a.b")], {"name": FieldKind.STRING})
@@ -181,6 +196,9 @@ def test_unknown_parameters_are_ignored() -> None:
     ([("limit", "ten")], True, "'limit' must be an integer"),
     ([("start", "1.5")], True, "'start' must be an integer"),
     ([("limit", "-1")], False, "must not be negative"),
+    ([("q", "name=x")] * (MAX_CONDITIONS + 1), False, "at most 20 'q' parameters"),
+    ([("q", "name~=" + "%" * MAX_PARAMETER_CHARS)], False, "at most 1024 are allowed"),
+    ([("fields", "name," * 300)], False, "'fields' is 1500 characters long"),
 ])
 def test_bad_input_is_a_query_error(params: list[tuple[str, str]], malformed: bool,
                                     fragment: str) -> None:

@@ -13,6 +13,7 @@ from vmexec.services.inventory.records import HostRecord, query_reply, to_wire
 from vmexec.services.inventory.source import HostSource, SourceError, SourceFactory
 from vmexec.services.inventory.store import InventoryStore
 from vmexec.services.inventory.sync import Sync
+from vmexec.services.queries import evaluate_off_loop
 from vmexec.zstack.classes import KVM_HOST_INVENTORY
 from vmexec.zstack.ids import new_uuid, normalize_uuid
 from vmexec.zstack.inventories import HostState, HostStatus
@@ -81,12 +82,13 @@ class HostAdmin:
         await self._sync.watch(host)
         return to_wire(self._store.hosts[host.uuid].values())
 
-    def query(self, query: Query, uuid: str | None = None) -> dict[str, Any]:
+    async def query(self, query: Query, uuid: str | None = None) -> dict[str, Any]:
         """QueryHost's reply: ``inventories``, ``total`` when asked, and ``schema``."""
         if uuid is not None:
             query = query.with_uuid(normalize_uuid(uuid))
         hosts = sorted(self._store.hosts.values(), key=lambda h: (h.create_date, h.name))
-        return query_reply(query, [h.values() for h in hosts], KVM_HOST_INVENTORY)
+        result = await evaluate_off_loop(query, [h.values() for h in hosts])
+        return query_reply(query, result, KVM_HOST_INVENTORY)
 
     async def delete(self, host_uuid: str) -> None:
         """DeleteHost: forget the host and its VMs (nothing is done to the VMs themselves).

@@ -121,7 +121,7 @@ class Inventory:
 
     async def query_hosts(self, query: Query, uuid: str | None = None) -> dict[str, Any]:
         """QueryHost's reply: ``inventories``, ``total`` when asked, and ``schema``."""
-        return self._hosts.query(query, uuid)
+        return await self._hosts.query(query, uuid)
 
     async def delete_host(self, host_uuid: str) -> None:
         """DeleteHost: forget the host and its VMs (nothing is done to the VMs themselves).

@@ -18,6 +18,7 @@ from vmexec.services.errors import VmNotFound
 from vmexec.services.inventory.records import VmRecord, query_reply, to_wire
 from vmexec.services.inventory.store import InventoryStore
 from vmexec.services.inventory.sync import Sync
+from vmexec.services.queries import evaluate_off_loop
 from vmexec.zstack.classes import VM_INSTANCE_INVENTORY
 from vmexec.zstack.ids import normalize_uuid
 from vmexec.zstack.inventories import VmState
@@ -80,13 +81,12 @@ class VmLookups:
         if uuid is not None:
             query = query.with_uuid(normalize_uuid(uuid))
         moment = time.monotonic()
-        records = self._values()
-        if query.conditions and not any(
-                all(c.matches(r) for c in query.conditions) for r in records):
+        result = await evaluate_off_loop(query, self._values())
+        if query.conditions and not result.matched:
             # Nothing matched: the VM may have been defined a moment ago.
             await self._sync.sync_after(moment)
-            records = self._values()
-        return query_reply(query, records, VM_INSTANCE_INVENTORY)
+            result = await evaluate_off_loop(query, self._values())
+        return query_reply(query, result, VM_INSTANCE_INVENTORY)
 
     async def get_qga(self, vm_uuid: str) -> bool:
         """Raises: VmNotFound."""
