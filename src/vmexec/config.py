@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -20,6 +20,8 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+
+from vmexec.hypervisor.uris import HostUriPolicy, HostUriRefused, Transport
 
 CONFIG_ENV = "VMEXEC_CONFIG"
 
@@ -81,6 +83,17 @@ class Settings(BaseSettings):
     webhook_timeout: float = Field(default=10.0, gt=0, description="seconds per delivery")
     webhook_backoff: float = Field(default=1.0, ge=0,
                                    description="seconds before the 2nd attempt, doubling")
+    host_transports: list[Transport] = Field(
+        default_factory=lambda: list(Transport),
+        description="how hosts may be reached (AddKVMHost and libvirt_uri): local "
+                    "(qemu:///system), ssh, tls, tcp, unix (agent-socket directories); "
+                    "[\"local\", \"unix\"] keeps every connection on this machine")
+    host_uri_parameters: list[str] = Field(
+        default_factory=list,
+        description="libvirt URI parameters allowed besides no_tty, no_verify and mode, e.g. "
+                    "[\"keyfile\"]; parameters such as command, socket, netcat, keyfile, "
+                    "pkipath name programs or files on this machine: allow them only if "
+                    "everyone who can log in as admin may use them")
     libvirt_uri: str = Field(default="qemu:///system",
                              description="the local libvirt, registered as a host at start")
 
@@ -88,6 +101,23 @@ class Settings(BaseSettings):
     @classmethod
     def _async_driver(cls, value: str) -> str:
         return async_db_url(value)
+
+    def host_uri_policy(self) -> HostUriPolicy:
+        """The host URI policy of :mod:`vmexec.hypervisor.uris` these settings describe."""
+        return HostUriPolicy.of(self.host_transports, self.host_uri_parameters)
+
+    @field_validator("libvirt_uri")
+    @classmethod
+    def _local_uri_allowed(cls, value: str, info: ValidationInfo) -> str:
+        # The local libvirt is connected to at start: it passes the same check as AddKVMHost
+        # (the policy fields are declared, hence validated, before this one).
+        policy = HostUriPolicy.of(info.data.get("host_transports", list(Transport)),
+                                  info.data.get("host_uri_parameters", ()))
+        try:
+            policy.check(value)
+        except HostUriRefused as exc:
+            raise ValueError(str(exc)) from None
+        return value
 
     @classmethod
     def settings_customise_sources(

@@ -55,13 +55,14 @@ async def running_services(settings: Settings, *, executor: ExecutorFactory = Ex
         stack.push_async_callback(engine.dispose)
         await upgrade(engine)
         db = create_sessionmaker(engine)
-        hosts = LibvirtHosts()
+        hosts = LibvirtHosts(policy=settings.host_uri_policy())
         stack.callback(hosts.close)
         agents = AgentDirectory(hosts)
         stack.push_async_callback(agents.aclose)
         runner = executor(agents)
         stack.push_async_callback(runner.aclose)
-        vms = inventory(db=db, sources=HostSources(hosts), agents=agents,
+        vms = inventory(db=db, sources=HostSources(hosts, policy=settings.host_uri_policy()),
+                        agents=agents,
                         local_host_uri=settings.libvirt_uri)
         jobs = JobService(
             db, retention=timedelta(seconds=settings.job_retention), error_reply=error_reply,

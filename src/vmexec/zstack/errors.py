@@ -12,6 +12,7 @@ fields are left out on the wire, as ZStack's JSON writer does. Codes (vmexec-spe
     SYS.1008  404  no API at this path / method
     ID.1000   503  wrong account name or password
     ID.1001   503  invalid or expired session
+    ID.1002   503  permission denied (the account may not call this API)
     VM.EXEC.1001  503  the command timed out; ``opaque`` holds the partial output
     VM.EXEC.1002  503  the VM is not running
     VM.EXEC.1003  503  the guest agent cannot be reached (no channel, not connected, no answer)
@@ -40,6 +41,7 @@ class Code(enum.StrEnum):
     SYS_UNKNOWN_API = "SYS.1008"
     ID_AUTHENTICATION = "ID.1000"
     ID_INVALID_SESSION = "ID.1001"
+    ID_PERMISSION_DENIED = "ID.1002"
     # vmexec's, for ExecuteGuestVmCommand
     VM_EXEC_TIMED_OUT = "VM.EXEC.1001"
     VM_EXEC_VM_NOT_RUNNING = "VM.EXEC.1002"
@@ -61,6 +63,7 @@ DESCRIPTIONS: Mapping[Code, str] = {
     Code.SYS_UNKNOWN_API: "No such API",
     Code.ID_AUTHENTICATION: "Authentication failed",
     Code.ID_INVALID_SESSION: "Session expired or invalid",
+    Code.ID_PERMISSION_DENIED: "Permission denied",
     Code.VM_EXEC_TIMED_OUT: "The command did not finish within its timeout",
     Code.VM_EXEC_VM_NOT_RUNNING: "The VM is not running",
     Code.VM_EXEC_AGENT_UNAVAILABLE: "The guest agent of the VM cannot be reached",
