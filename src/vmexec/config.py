@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import platformdirs
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -21,9 +21,10 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from vmexec.hypervisor.uris import HostUriPolicy, HostUriRefused, Transport
-
 CONFIG_ENV = "VMEXEC_CONFIG"
+#: How hosts may be reached (:mod:`vmexec.hypervisor.uris` checks URIs against these).
+HostTransport = Literal["local", "ssh", "tls", "tcp", "unix"]
+ALL_HOST_TRANSPORTS: list[HostTransport] = ["local", "ssh", "tls", "tcp", "unix"]
 
 
 def default_db_url() -> str:
@@ -83,8 +84,8 @@ class Settings(BaseSettings):
     webhook_timeout: float = Field(default=10.0, gt=0, description="seconds per delivery")
     webhook_backoff: float = Field(default=1.0, ge=0,
                                    description="seconds before the 2nd attempt, doubling")
-    host_transports: list[Transport] = Field(
-        default_factory=lambda: list(Transport),
+    host_transports: list[HostTransport] = Field(
+        default_factory=lambda: list(ALL_HOST_TRANSPORTS),
         description="how hosts may be reached (AddKVMHost and libvirt_uri): local "
                     "(qemu:///system), ssh, tls, tcp, unix (agent-socket directories); "
                     "[\"local\", \"unix\"] keeps every connection on this machine")
@@ -95,29 +96,13 @@ class Settings(BaseSettings):
                     "pkipath name programs or files on this machine: allow them only if "
                     "everyone who can log in as admin may use them")
     libvirt_uri: str = Field(default="qemu:///system",
-                             description="the local libvirt, registered as a host at start")
+                             description="the local libvirt, registered as a host at start "
+                                         "(it must pass the host URI policy above)")
 
     @field_validator("db")
     @classmethod
     def _async_driver(cls, value: str) -> str:
         return async_db_url(value)
-
-    def host_uri_policy(self) -> HostUriPolicy:
-        """The host URI policy of :mod:`vmexec.hypervisor.uris` these settings describe."""
-        return HostUriPolicy.of(self.host_transports, self.host_uri_parameters)
-
-    @field_validator("libvirt_uri")
-    @classmethod
-    def _local_uri_allowed(cls, value: str, info: ValidationInfo) -> str:
-        # The local libvirt is connected to at start: it passes the same check as AddKVMHost
-        # (the policy fields are declared, hence validated, before this one).
-        policy = HostUriPolicy.of(info.data.get("host_transports", list(Transport)),
-                                  info.data.get("host_uri_parameters", ()))
-        try:
-            policy.check(value)
-        except HostUriRefused as exc:
-            raise ValueError(str(exc)) from None
-        return value
 
     @classmethod
     def settings_customise_sources(

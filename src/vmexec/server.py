@@ -25,6 +25,7 @@ from vmexec.db.migrate import upgrade
 from vmexec.db.session import create_engine, create_sessionmaker
 from vmexec.execution.engine import Executor
 from vmexec.hypervisor.libvirt_host import LibvirtHosts
+from vmexec.hypervisor.uris import HostUriPolicy, HostUriRefused
 from vmexec.services.auth import AuthService
 from vmexec.services.executions import ExecutionService
 from vmexec.services.inventory import HostSources, Inventory
@@ -49,20 +50,28 @@ def error_reply(exc: BaseException) -> JobReply:
 async def running_services(settings: Settings, *, executor: ExecutorFactory = Executor,
                            inventory: InventoryFactory = Inventory
                            ) -> AsyncIterator[Services]:
-    """Build, start and (on exit) stop everything a server runs."""
+    """Build, start and (on exit) stop everything a server runs.
+
+    Raises:
+        HostUriRefused: the ``libvirt_uri`` setting is not allowed by the host URI policy.
+    """
+    uri_policy = HostUriPolicy.of(settings.host_transports, settings.host_uri_parameters)
+    try:  # the local libvirt passes the same check as AddKVMHost, before anything opens
+        uri_policy.check(settings.libvirt_uri)
+    except HostUriRefused as exc:
+        raise HostUriRefused(f"setting libvirt_uri: {exc}") from None
     async with contextlib.AsyncExitStack() as stack:
         engine = create_engine(settings.db)
         stack.push_async_callback(engine.dispose)
         await upgrade(engine)
         db = create_sessionmaker(engine)
-        hosts = LibvirtHosts(policy=settings.host_uri_policy())
+        hosts = LibvirtHosts(policy=uri_policy)
         stack.callback(hosts.close)
         agents = AgentDirectory(hosts)
         stack.push_async_callback(agents.aclose)
         runner = executor(agents)
         stack.push_async_callback(runner.aclose)
-        vms = inventory(db=db, sources=HostSources(hosts, policy=settings.host_uri_policy()),
-                        agents=agents,
+        vms = inventory(db=db, sources=HostSources(hosts, policy=uri_policy), agents=agents,
                         local_host_uri=settings.libvirt_uri)
         jobs = JobService(
             db, retention=timedelta(seconds=settings.job_retention), error_reply=error_reply,

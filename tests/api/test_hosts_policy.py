@@ -4,6 +4,7 @@ operator's settings widen or narrow the policy, and only an admin adds or delete
 
 from __future__ import annotations
 
+import asyncio
 import stat
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,11 @@ from fixtures.server import RunningServer, ServerFactory, login, sha512_hex
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
+from vmexec.config import Settings
 from vmexec.db.models import Account
 from vmexec.db.models_inventory import KIND_LIBVIRT, HostRow
+from vmexec.hypervisor.uris import HostUriRefused
+from vmexec.server import running_services
 
 HOSTS = "/zstack/v1/hosts"
 ADD = "/zstack/v1/hosts/kvm"
@@ -116,13 +120,22 @@ def test_operator_can_allow_a_parameter(server_factory: ServerFactory) -> None:
 
 
 def test_the_local_libvirt_uri_setting_passes_the_same_policy(
-        server_factory: ServerFactory, program: tuple[Path, Path]) -> None:
+        tmp_path: Path, program: tuple[Path, Path]) -> None:
     script, marker = program
-    with pytest.raises(ValueError, match="qemu\\+ext:// is not supported"):
-        server_factory(libvirt_uri=f"qemu+ext:///system?command={script}")
-    with pytest.raises(ValueError, match="the local transport is not allowed"):
-        server_factory(host_transports=["unix"])
+    with pytest.raises(HostUriRefused, match=r"libvirt_uri: .*qemu\+ext:// is not supported"):
+        asyncio.run(_start(Settings(db=f"sqlite:///{tmp_path / 'a.db'}",
+                                    libvirt_uri=f"qemu+ext:///system?command={script}")))
+    with pytest.raises(HostUriRefused, match="the local transport is not allowed"):
+        asyncio.run(_start(Settings(db=f"sqlite:///{tmp_path / 'b.db'}",
+                                    host_transports=["unix"])))
     assert not marker.exists()
+    with pytest.raises(ValueError, match="host_transports"):
+        Settings(host_transports=["local", "ext"])
+
+
+async def _start(settings: Settings) -> None:
+    async with running_services(settings):
+        pass
 
 
 def _add_account(db_file: Path, name: str, password: str) -> None:
