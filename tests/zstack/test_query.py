@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,7 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vmexec.zstack.query import (
+    CONDITION_PATTERN,
     DEFAULT_LIMIT,
+    FIELDS_PATTERN,
+    INTEGER_PATTERN,
     MAX_CONDITIONS,
     MAX_PARAMETER_CHARS,
     Condition,
@@ -232,3 +236,46 @@ def test_any_condition_on_a_known_field_evaluates(field: str, op: str, value: st
     except QueryError:
         return
     evaluate(query, RECORDS)
+
+
+# --- the OpenAPI document's patterns say exactly what the parser reads -----------------------
+@settings(max_examples=1000, deadline=None)
+@given(st.one_of(
+    st.text(max_size=30),
+    st.builds(lambda field, op, value: f"{field}{op}{value}",
+              st.sampled_from(["name", " name", "name ", "cpuNum", "vm.x", "_a", "1a", ""]),
+              st.sampled_from([op.value for op in Op] + [" is null", " NOT  null", "!", "=="]),
+              st.text(max_size=5))))
+def test_condition_pattern_agrees_with_the_parser(text: str) -> None:
+    schema = {"name": FieldKind.STRING, "cpuNum": FieldKind.NUMBER, "vm.x": FieldKind.STRING,
+              "_a": FieldKind.STRING}
+    try:
+        parse_condition(text, schema)
+        well_formed = True
+    except QueryError as exc:
+        well_formed = not exc.malformed
+    assert (re.search(CONDITION_PATTERN, text) is not None) is well_formed
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.text(max_size=8), st.integers(-5, 10**6).map(str),
+                 st.sampled_from([" 5 ", "1_0", "٣", "+5", "-0", "5.0", ""])))
+def test_integer_pattern_agrees_with_the_parser(text: str) -> None:
+    try:
+        parse_query([("limit", text)], SCHEMA)
+        accepted = True
+    except QueryError:
+        accepted = False
+    assert (re.search(INTEGER_PATTERN, text) is not None) is accepted
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=" ,\t\nax", max_size=8))
+def test_fields_pattern_agrees_with_the_parser(text: str) -> None:
+    try:
+        parse_query([("fields", text)], {"a": FieldKind.STRING, "x": FieldKind.STRING,
+                                         "ax": FieldKind.STRING, "xa": FieldKind.STRING})
+        malformed = False
+    except QueryError as exc:
+        malformed = exc.malformed
+    assert (re.search(FIELDS_PATTERN, text) is None) is malformed

@@ -15,12 +15,27 @@ from starlette.types import Scope
 import vmexec
 from vmexec.api import errors
 from vmexec.api.deps import authenticate
-from vmexec.api.limits import BodyLimit
+from vmexec.api.limits import DEFAULT_BODY_LIMIT, BodyLimit
 from vmexec.api.routes import exec as exec_routes
 from vmexec.api.routes import health, hosts, jobs, sessions, vms
 from vmexec.api.schemas.exec import MAX_BODY_BYTES as EXEC_MAX_BODY_BYTES
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+DESCRIPTION = f"""\
+Every failure answers ZStack's `{{"error": {{code, description, details}}}}`: `400` for a request
+that cannot be read, `503` for an API that ran and failed (`SYS.1007` for a bad value).
+
+**Unknown fields** in request bodies and unknown query parameters are ignored, as ZStack's
+servers ignore them, so that clients of newer ZStack versions keep working. The exception is
+`PUT /zstack/v1/vm-instances/{{uuid}}/actions`, whose body's one key names the action: a missing
+or unknown action is `400`.
+
+**Request bodies** may be at most {DEFAULT_BODY_LIMIT // 1024} KiB, and
+{EXEC_MAX_BODY_BYTES} bytes for ExecuteGuestVmCommand (its largest valid request: the longest
+command and 1 MiB of stdin, JSON-escaped); a larger one is `413` before it is read. A body
+over {DEFAULT_BODY_LIMIT // 1024} KiB is read only with a valid session.
+"""
 
 #: Routes whose valid requests can be larger than the default body limit (64 KiB).
 BODY_LIMITS = {
@@ -41,6 +56,7 @@ def assemble(lifespan: Lifespan) -> FastAPI:
         version=vmexec.__version__,
         summary="Run commands inside KVM/QEMU guests through the QEMU guest agent, "
                 "with ZStack's REST API.",
+        description=DESCRIPTION,
         lifespan=lifespan,
     )
     errors.install_error_handlers(app)

@@ -77,12 +77,24 @@ class Op(enum.Enum):
 # Longest symbols first, so "!?=" is not read as "!" + "?=" and ">=" not as ">" + "=...".
 _BINARY = "|".join(re.escape(op.value) for op in sorted(
     (op for op in Op if op not in (Op.IS_NULL, Op.NOT_NULL)), key=lambda o: -len(o.value)))
+_FIELD = r"[A-Za-z_][A-Za-z0-9_.]*"
 # A field name, then the operator right after it: unlike ZStack's "first operator found
 # anywhere" scan, a value may itself contain "=", ">" or "<".
-_CONDITION = re.compile(rf"^\s*(?P<field>[A-Za-z_][\w.]*)\s*(?P<op>{_BINARY})(?P<value>.*)$",
+_CONDITION = re.compile(rf"^\s*(?P<field>{_FIELD})\s*(?P<op>{_BINARY})(?P<value>.*)$",
                         re.DOTALL)
-_NULL_TEST = re.compile(r"^\s*(?P<field>[A-Za-z_][\w.]*)\s+(?P<op>is\s+null|not\s+null)\s*$",
+_NULL_TEST = re.compile(rf"^\s*(?P<field>{_FIELD})\s+(?P<op>is\s+null|not\s+null)\s*$",
                         re.IGNORECASE)
+#: What a well-formed ``q=`` value looks like (for the OpenAPI document): the conditions
+#: above, as one regular expression.
+CONDITION_PATTERN = (rf"^\s*{_FIELD}(\s*(!?[?~]?=|[<>]=?)|"
+                     r"\s+([Ii][Ss]|[Nn][Oo][Tt])\s+[Nn][Uu][Ll][Ll]\s*$)")
+#: What ``limit`` and ``start`` accept (a sign is read, to say a negative value is refused).
+INTEGER_PATTERN = r"^\s*[0-9]+\s*$"
+#: What ``fields`` accepts: at least one name among the commas.
+FIELDS_PATTERN = r"[^\s,]"
+_INTEGER = re.compile(INTEGER_PATTERN)
+_NEGATIVE = re.compile(r"\s*-[0-9]+\s*")
+_PARAMETERS = frozenset({"q", "limit", "start", "count", "replyWithCount", "sort", "fields"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +182,7 @@ def parse_query(params: Iterable[tuple[str, str]], schema: Mapping[str, FieldKin
     fields: tuple[str, ...] | None = None
     for key, raw in params:
         key = key.strip()
-        if len(raw) > MAX_PARAMETER_CHARS:
+        if key in _PARAMETERS and len(raw) > MAX_PARAMETER_CHARS:
             raise QueryError(f"query parameter {key!r} is {len(raw)} characters long; at most "
                              f"{MAX_PARAMETER_CHARS} are allowed")
         if key == "q":
@@ -283,14 +295,13 @@ def _sort_key(field: str) -> Any:
 
 
 def _non_negative_int(name: str, raw: str) -> int:
-    try:
-        value = int(raw.strip())
-    except ValueError:
+    # ASCII digits only (INTEGER_PATTERN): int() would also take "+5", "1_0" or "٣".
+    if _NEGATIVE.fullmatch(raw):
+        raise QueryError(f"invalid query parameter: {name!r} must not be negative, got {raw!r}")
+    if not _INTEGER.fullmatch(raw):
         raise QueryError(f"invalid query parameter: {name!r} must be an integer, got {raw!r}",
-                         malformed=True) from None
-    if value < 0:
-        raise QueryError(f"invalid query parameter: {name!r} must not be negative, got {value}")
-    return value
+                         malformed=True)
+    return int(raw.strip())
 
 
 def _boolean(raw: str) -> bool:
