@@ -25,7 +25,7 @@ from vmexec.db.migrate import upgrade
 from vmexec.db.session import create_engine, create_sessionmaker
 from vmexec.execution.engine import Executor
 from vmexec.hypervisor.libvirt_host import LibvirtHosts
-from vmexec.hypervisor.uris import HostUriPolicy, HostUriRefused
+from vmexec.hypervisor.uris import HostUriPolicy
 from vmexec.services.auth import AuthService
 from vmexec.services.executions import ExecutionService
 from vmexec.services.inventory import HostSources, Inventory
@@ -50,16 +50,10 @@ def error_reply(exc: BaseException) -> JobReply:
 async def running_services(settings: Settings, *, executor: ExecutorFactory = Executor,
                            inventory: InventoryFactory = Inventory
                            ) -> AsyncIterator[Services]:
-    """Build, start and (on exit) stop everything a server runs.
-
-    Raises:
-        HostUriRefused: the ``libvirt_uri`` setting is not allowed by the host URI policy.
-    """
+    """Build, start and (on exit) stop everything a server runs."""
+    # Every host URI passes this policy before anything opens it: AddKVMHost's, the local
+    # libvirt_uri's (not registered when refused), and those stored in the database.
     uri_policy = HostUriPolicy.of(settings.host_transports, settings.host_uri_parameters)
-    try:  # the local libvirt passes the same check as AddKVMHost, before anything opens
-        uri_policy.check(settings.libvirt_uri)
-    except HostUriRefused as exc:
-        raise HostUriRefused(f"setting libvirt_uri: {exc}") from None
     async with contextlib.AsyncExitStack() as stack:
         engine = create_engine(settings.db)
         stack.push_async_callback(engine.dispose)

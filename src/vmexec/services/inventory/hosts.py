@@ -38,8 +38,8 @@ class HostAdmin:
         that does not (a server without a local libvirt starts all the same)."""
         try:
             source = self._open_source(uri)
-        except InvalidValue as exc:
-            log.info("local libvirt %s is not a usable URI, not registered: %s", uri, exc)
+        except InvalidValue as exc:  # malformed, or refused by the host URI policy
+            log.warning("local libvirt %s is not a usable URI, not registered: %s", uri, exc)
             return
         try:
             await self._probe(source)
