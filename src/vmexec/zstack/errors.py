@@ -12,7 +12,7 @@ fields are left out on the wire, as ZStack's JSON writer does. Codes (vmexec-spe
     SYS.1008  404  no API at this path / method
     ID.1000   503  wrong account name or password
     ID.1001   503  invalid or expired session
-    ID.1002   503  permission denied (the account may not call this API)
+    ID.1002   503  permission denied (e.g. UpdateAccount of another account)
     VM.EXEC.1001  503  the command timed out; ``opaque`` holds the partial output
     VM.EXEC.1002  503  the VM is not running
     VM.EXEC.1003  503  the guest agent cannot be reached (no channel, not connected, no answer)
