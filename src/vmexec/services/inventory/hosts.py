@@ -13,7 +13,7 @@ from vmexec.services.inventory.records import HostRecord, query_reply, to_wire
 from vmexec.services.inventory.source import HostSource, SourceError, SourceFactory
 from vmexec.services.inventory.store import InventoryStore
 from vmexec.services.inventory.sync import Sync
-from vmexec.services.queries import evaluate_off_loop
+from vmexec.services.queries import QueryRunner
 from vmexec.zstack.classes import KVM_HOST_INVENTORY
 from vmexec.zstack.ids import new_uuid, normalize_uuid
 from vmexec.zstack.inventories import HostState, HostStatus
@@ -28,10 +28,12 @@ CONNECT_TIMEOUT = 20.0
 class HostAdmin:
     """Adds, lists and deletes the hosts of ``store``; ``sync`` keeps them current."""
 
-    def __init__(self, store: InventoryStore, sync: Sync, sources: SourceFactory) -> None:
+    def __init__(self, store: InventoryStore, sync: Sync, sources: SourceFactory,
+                 queries: QueryRunner) -> None:
         self._store = store
         self._sync = sync
         self._open_source = sources
+        self._queries = queries
 
     async def register_local(self, uri: str) -> None:
         """Register ``uri`` as the host ``localhost`` if it answers; never raises for a host
@@ -87,7 +89,7 @@ class HostAdmin:
         if uuid is not None:
             query = query.with_uuid(normalize_uuid(uuid))
         hosts = sorted(self._store.hosts.values(), key=lambda h: (h.create_date, h.name))
-        result = await evaluate_off_loop(query, [h.values() for h in hosts])
+        result = await self._queries.evaluate(query, [h.values() for h in hosts])
         return query_reply(query, result, KVM_HOST_INVENTORY)
 
     async def delete(self, host_uuid: str) -> None:
