@@ -6,6 +6,7 @@ keys are the field names below (``db = "postgresql://..."``, ``session_timeout =
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from pathlib import Path
@@ -43,6 +44,50 @@ def async_db_url(url: str) -> str:
     return url
 
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_network(entry: str) -> IPNetwork:
+    """A network of a ``webhook_deny`` entry (an address is a network of one). Raises
+    ValueError naming the entry."""
+    try:
+        return ipaddress.ip_network(entry.strip(), strict=False)
+    except ValueError:
+        raise ValueError(f"{entry!r} is not a network such as 10.0.0.0/8 or fd00::/8") from None
+
+
+def parse_destination(entry: str) -> IPNetwork | str:
+    """A ``webhook_allow`` entry: a network, or a host name (lowercase). Raises ValueError
+    naming the entry."""
+    text = entry.strip()
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        pass
+    name = text.lower().rstrip(".")
+    labels = name.split(".")
+    if not name or len(name) > 253 or not all(
+            label and len(label) <= 63 and label.replace("-", "").isalnum()
+            and label.isascii() for label in labels):
+        raise ValueError(f"{entry!r} is neither a network (127.0.0.1/32) nor a host name "
+                         "(hooks.example.com)")
+    return name
+
+
+def is_loopback(host: str) -> bool:
+    """Whether listening on ``host`` keeps the server to this machine (``127.0.0.0/8``,
+    ``::1``, ``localhost``); ``0.0.0.0``, ``::`` and any other address or name do not."""
+    if host.strip().lower().rstrip(".") == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host.strip().strip("[]"))
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
+
+
 class _TomlFileSource(PydanticBaseSettingsSource):
     """Values from the TOML file named by ``config_file`` (argument) or ``$VMEXEC_CONFIG``."""
 
@@ -73,6 +118,23 @@ class Settings(BaseSettings):
     admin_password: SecretStr = Field(
         default=SecretStr("password"),
         description="password of the 'admin' account created at first start (change it!)")
+    allow_default_password: bool = Field(
+        default=False,
+        description="listen on a non-loopback address although 'admin' still has the "
+                    "default password (refused otherwise)")
+    login_max_failures_per_account: int = Field(
+        default=5, ge=1, description="failed logins of one account within login_failure_window "
+                                     "after which its logins are refused until the window passes")
+    login_max_failures_per_address: int = Field(
+        default=20, ge=1, description="the same, per client address")
+    login_failure_window: float = Field(default=300.0, gt=0,
+                                        description="seconds a failed login counts for")
+    password_check_concurrency: int = Field(
+        default=1, ge=1, le=64,
+        description="argon2 password checks run at once (each takes a core for tens of ms)")
+    password_check_queue: int = Field(
+        default=32, ge=0, description="password checks that may wait for one; more are "
+                                      "refused at once (retry in 1 s)")
     session_timeout: float = Field(default=7200.0, gt=0, description="seconds; renewed on use")
     post_wait: float = Field(default=5.0, ge=0,
                              description="seconds a POST exec waits before answering 202")
@@ -84,6 +146,15 @@ class Settings(BaseSettings):
     webhook_timeout: float = Field(default=10.0, gt=0, description="seconds per delivery")
     webhook_backoff: float = Field(default=1.0, ge=0,
                                    description="seconds before the 2nd attempt, doubling")
+    webhook_allow: list[str] = Field(
+        default_factory=list,
+        description="webhook destinations allowed although refused by default (loopback, "
+                    "link-local, cloud metadata) or by webhook_deny: networks "
+                    "('127.0.0.1/32', 'fd00::/8') or host names ('hooks.example.com')")
+    webhook_deny: list[str] = Field(
+        default_factory=list,
+        description="networks refused as webhook destinations beside the default ones, "
+                    "e.g. private ranges ('10.0.0.0/8')")
     host_transports: list[HostTransport] = Field(
         default_factory=lambda: list(ALL_HOST_TRANSPORTS),
         description="how hosts may be reached (AddKVMHost and libvirt_uri): local "
@@ -103,6 +174,20 @@ class Settings(BaseSettings):
     @classmethod
     def _async_driver(cls, value: str) -> str:
         return async_db_url(value)
+
+    @field_validator("webhook_allow")
+    @classmethod
+    def _allowed_destinations(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            parse_destination(entry)  # raises ValueError naming the bad entry
+        return value
+
+    @field_validator("webhook_deny")
+    @classmethod
+    def _denied_networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            parse_network(entry)
+        return value
 
     @classmethod
     def settings_customise_sources(

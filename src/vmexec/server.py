@@ -15,21 +15,25 @@ from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vmexec.agent.directory import AgentDirectory
 from vmexec.api import errors
 from vmexec.api.app import assemble
 from vmexec.api.services import Services
-from vmexec.config import Settings
+from vmexec.config import Settings, is_loopback
 from vmexec.db.migrate import upgrade
 from vmexec.db.session import create_engine, create_sessionmaker
 from vmexec.execution.engine import Executor
 from vmexec.hypervisor.libvirt_host import LibvirtHosts
 from vmexec.hypervisor.uris import HostUriPolicy
-from vmexec.services.auth import AuthService
+from vmexec.services.auth import ADMIN_ACCOUNT, DEFAULT_PASSWORD_WARNING, AuthService
 from vmexec.services.executions import ExecutionService
 from vmexec.services.inventory import HostSources, Inventory
 from vmexec.services.jobs import JobReply, JobService, WebhookPolicy
+from vmexec.services.login_throttle import LoginThrottle, ThrottleLimits
+from vmexec.services.passwords import PasswordChecker
+from vmexec.services.webhooks import DestinationPolicy
 from vmexec.zstack.exec import API as EXEC_API
 
 log = logging.getLogger(__name__)
@@ -38,6 +42,52 @@ log = logging.getLogger(__name__)
 ExecutorFactory = Callable[[AgentDirectory], Executor]
 #: Builds the inventory from ``db=, sources=, agents=, local_host_uri=`` keywords.
 InventoryFactory = Callable[..., Inventory]
+
+
+class UnsafeStart(RuntimeError):
+    """The server must not start as configured (the message says why and what to do)."""
+
+
+def check_default_password(settings: Settings, in_use: bool) -> None:
+    """Warn when ``admin`` has the default password; refuse it on a non-loopback address
+    unless ``allow_default_password``. Raises UnsafeStart."""
+    if not in_use:
+        return
+    log.warning(DEFAULT_PASSWORD_WARNING)
+    if not is_loopback(settings.host) and not settings.allow_default_password:
+        raise UnsafeStart(
+            f"refusing to listen on {settings.host}: the account {ADMIN_ACCOUNT!r} still has "
+            "the default password. Change it first (`vmexec serve` on 127.0.0.1, then "
+            "`vmexec passwd`), or set admin_password before the first start, or allow it "
+            "explicitly with --allow-default-password (VMEXEC_ALLOW_DEFAULT_PASSWORD=true)")
+
+
+def auth_service(settings: Settings, db: async_sessionmaker[AsyncSession]) -> AuthService:
+    """The sessions and accounts service as ``settings`` configure it."""
+    return AuthService(
+        db, session_timeout=timedelta(seconds=settings.session_timeout),
+        passwords=PasswordChecker(concurrency=settings.password_check_concurrency,
+                                  queue=settings.password_check_queue),
+        throttle=LoginThrottle(ThrottleLimits(
+            max_failures_per_account=settings.login_max_failures_per_account,
+            max_failures_per_address=settings.login_max_failures_per_address,
+            window=settings.login_failure_window)))
+
+
+async def preflight(settings: Settings) -> None:
+    """What a start checks before listening: the database opens and migrates, and the
+    default password is not exposed. Raises UnsafeStart, and what the database raises."""
+    engine = create_engine(settings.db)
+    try:
+        await upgrade(engine)
+        auth = auth_service(settings, create_sessionmaker(engine))
+        try:
+            await auth.ensure_admin(settings.admin_password.get_secret_value())
+        finally:
+            auth.close()
+    finally:
+        await engine.dispose()
+    check_default_password(settings, auth.default_password_in_use)
 
 
 def error_reply(exc: BaseException) -> JobReply:
@@ -69,14 +119,18 @@ async def running_services(settings: Settings, *, executor: ExecutorFactory = Ex
                         local_host_uri=settings.libvirt_uri)
         jobs = JobService(
             db, retention=timedelta(seconds=settings.job_retention), error_reply=error_reply,
-            webhook=WebhookPolicy(attempts=settings.webhook_attempts,
-                                  timeout=settings.webhook_timeout,
-                                  backoff=settings.webhook_backoff))
-        auth = AuthService(db, session_timeout=timedelta(seconds=settings.session_timeout))
+            webhook=WebhookPolicy(
+                attempts=settings.webhook_attempts, timeout=settings.webhook_timeout,
+                backoff=settings.webhook_backoff,
+                destinations=DestinationPolicy.from_settings(settings.webhook_allow,
+                                                             settings.webhook_deny)))
+        auth = auth_service(settings, db)
+        stack.callback(auth.close)
         executions = ExecutionService(runner, vms, jobs, error_reply)
         services = Services(settings=settings, db=db, inventory=vms, jobs=jobs, auth=auth,
                             executions=executions)
         await auth.ensure_admin(settings.admin_password.get_secret_value())
+        check_default_password(settings, auth.default_password_in_use)
         await vms.start()
         stack.push_async_callback(vms.aclose)
         # Jobs stop before the inventory and agents they use (callbacks run in reverse).

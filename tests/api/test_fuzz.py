@@ -32,6 +32,7 @@ from api.doubles import FakeGuest, ScriptedExecutor
 from vmexec.agent.directory import AgentDirectory
 from vmexec.config import Settings
 from vmexec.server import create_app
+from vmexec.zstack.errors import Code
 
 #: Examples per operation and generation mode: the whole run stays within a couple of minutes.
 EXAMPLES = 60
@@ -39,10 +40,10 @@ EXAMPLES = 60
 ALLOWED_STATUSES = {200, 202, 400, 404, 405, 413, 503}
 ERROR_CODE_FIELDS = {"code", "description", "details", "elaboration", "location", "cost",
                      "cause", "opaque"}
-#: A 503 is a failed API call with one of these codes; SYS.1000 would be a bug.
-DOCUMENTED_503_CODES = {"SYS.1001", "SYS.1006", "SYS.1007", "ID.1000", "ID.1001", "ID.1002",
-                        "VM.EXEC.1001", "VM.EXEC.1002", "VM.EXEC.1003", "VM.EXEC.1004",
-                        "VM.EXEC.1005", "VM.EXEC.1006", "VM.EXEC.1007", "VM.EXEC.1008"}
+#: A 503 is a failed API call with a documented code (vmexec.zstack.errors); SYS.1000, an
+#: internal error, would be a bug, and the 404 codes are never 503s.
+DOCUMENTED_503_CODES = {str(code) for code in Code} - {
+    Code.SYS_INTERNAL, Code.SYS_RESOURCE_NOT_FOUND, Code.SYS_UNKNOWN_API}
 
 
 

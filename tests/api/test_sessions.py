@@ -121,3 +121,73 @@ def test_admin_password_from_environment(start_scripted, monkeypatch) -> None:
     with server.client(authenticated=False) as client:
         assert _login(client, "admin", "password").status_code == 503
         assert _login(client, "admin", "from-env").status_code == 200
+
+
+# --- issue 10, B9: tokens are not kept in clear -----------------------------------------------
+def test_session_tokens_are_not_stored_in_clear(start_scripted, tmp_path) -> None:
+    server: RunningServer = start_scripted(db_file=tmp_path / "tokens" / "vmexec.db")
+    tokens = [server.session, server.login(), server.login()]
+    with server.client(authenticated=False) as client:
+        for token in tokens:  # they work ...
+            assert client.get(f"/zstack/v1/accounts/sessions/{token}/valid").json() == {
+                "valid": True}
+    # ... and no byte of the database (file, WAL, shared memory) holds one.
+    files = list((tmp_path / "tokens").iterdir())
+    assert any(f.name == "vmexec.db" for f in files)
+    data = b"".join(f.read_bytes() for f in files)
+    for token in tokens:
+        assert token.encode() not in data
+        assert token.upper().encode() not in data
+
+
+# --- issue 10, B10: password guessing is throttled --------------------------------------------
+def _error(reply: httpx.Response, code: str) -> dict[str, str]:
+    assert reply.status_code == 503, reply.text
+    error: dict[str, str] = reply.json()["error"]
+    assert error["code"] == code, error
+    return error
+
+
+def _retry_after(reply: httpx.Response) -> int:
+    error = _error(reply, "ID.1008")
+    seconds = int(reply.headers["Retry-After"])
+    assert seconds >= 1
+    assert f"retry in {seconds}s" in error["details"], error
+    return seconds
+
+
+def test_wrong_logins_of_an_account_are_throttled_then_let_in(start_scripted) -> None:
+    server: RunningServer = start_scripted(login_max_failures_per_account=3,
+                                           login_failure_window=2)
+    with server.client(authenticated=False) as client:
+        for _ in range(3):
+            _error(_login(client, "admin", "guess"), "ID.1000")
+        # Refused now, even with the right password: the guesser learns nothing.
+        refused = _login(client, "admin", "password")
+        assert "too many failed logins for this account" in _error(refused, "ID.1008")[
+            "details"]
+        wait = _retry_after(refused)
+        # Other accounts are not affected by this account's failures.
+        _error(_login(client, "nobody", "guess"), "ID.1000")
+        time.sleep(wait + 0.2)
+        assert _login(client, "admin", "password").status_code == 200
+
+
+def test_unknown_accounts_are_throttled_like_known_ones(start_scripted) -> None:
+    server: RunningServer = start_scripted(login_max_failures_per_account=2)
+    with server.client(authenticated=False) as client:
+        for account in ("admin", "nobody"):
+            for _ in range(2):
+                _error(_login(client, account, "guess"), "ID.1000")
+            _retry_after(_login(client, account, "guess"))
+
+
+def test_wrong_logins_from_an_address_are_throttled(start_scripted) -> None:
+    server: RunningServer = start_scripted(login_max_failures_per_address=4,
+                                           login_max_failures_per_account=100)
+    with server.client(authenticated=False) as client:
+        for i in range(4):  # spraying account names from one address
+            _error(_login(client, f"user{i}", "guess"), "ID.1000")
+        refused = _login(client, "admin", "password")
+        assert "from this address" in _error(refused, "ID.1008")["details"]
+        _retry_after(refused)

@@ -13,11 +13,11 @@ from fastapi import FastAPI
 from starlette.types import Scope
 
 import vmexec
-from vmexec.api import errors
+from vmexec.api import errors, log_redaction
 from vmexec.api.deps import authenticate
 from vmexec.api.limits import DEFAULT_BODY_LIMIT, BodyLimit
+from vmexec.api.routes import accounts, health, hosts, jobs, sessions, vms
 from vmexec.api.routes import exec as exec_routes
-from vmexec.api.routes import health, hosts, jobs, sessions, vms
 from vmexec.api.schemas.exec import MAX_BODY_BYTES as EXEC_MAX_BODY_BYTES
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -61,6 +61,8 @@ def assemble(lifespan: Lifespan) -> FastAPI:
     )
     errors.install_error_handlers(app)
     app.add_middleware(BodyLimit, limits=BODY_LIMITS, authenticate=_authenticate)
-    for module in (health, sessions, jobs, exec_routes, vms, hosts):
+    log_redaction.install()
+    # accounts after sessions: PUT /accounts/{uuid} must not shadow PUT /accounts/login.
+    for module in (health, sessions, accounts, jobs, exec_routes, vms, hosts):
         app.include_router(module.router)
     return app

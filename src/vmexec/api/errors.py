@@ -14,6 +14,7 @@ are mapped to codes here and nowhere else.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,10 +36,13 @@ log = logging.getLogger(__name__)
 class ApiFailure(Exception):
     """A failed API call: the :class:`ErrorCode` to answer, with HTTP ``status``."""
 
-    def __init__(self, status: int, error: ErrorCode) -> None:
+    def __init__(self, status: int, error: ErrorCode,
+                 headers: Mapping[str, str] | None = None) -> None:
         super().__init__(str(error))
         self.status = status
         self.error = error
+        #: HTTP headers of the answer (e.g. ``Retry-After``).
+        self.headers = dict(headers or {})
 
     @property
     def code(self) -> str:
@@ -52,7 +56,7 @@ class ApiFailure(Exception):
         return {"error": self.error.to_json()}
 
     def response(self) -> JSONResponse:
-        return JSONResponse(self.body(), status_code=self.status)
+        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
 
 
 def api_error(code: Code, details: str | None = None, *, status: int = 503,
@@ -132,6 +136,14 @@ def to_failure(exc: BaseException) -> ApiFailure:
             return api_error(Code.ID_AUTHENTICATION, exc.message)
         case auth.InvalidSession():
             return api_error(Code.ID_INVALID_SESSION, exc.message)
+        case auth.LoginRefused():
+            throttled = api_error(Code.ID_LOGIN_THROTTLED, exc.message)
+            throttled.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+            return throttled
+        case auth.PermissionDenied():
+            return api_error(Code.ID_PERMISSION_DENIED, exc.message)
+        case auth.InvalidAccountUpdate():
+            return invalid_argument(exc.message)
         case jobs.DuplicateJob():
             return invalid_argument(exc.message)
         case jobs.JobNotFound():

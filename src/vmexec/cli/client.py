@@ -1,5 +1,6 @@
-"""The client commands: ``vmexec login/logout``, ``vm list``, ``exec``, ``host add/list/delete``,
-and (from :mod:`vmexec.cli.zstack_cli`) the zstack-cli style ``ExecuteGuestVmCommand ...``.
+"""The client commands: ``vmexec login/logout/passwd``, ``vm list``, ``exec``,
+``host add/list/delete``, and (from :mod:`vmexec.cli.zstack_cli`) the zstack-cli style
+``ExecuteGuestVmCommand ...``.
 
 They talk to a vmexec server over HTTP through :class:`vmexec.client.AsyncClient`.
 """
@@ -64,6 +65,53 @@ def login(
     session = run(action, login=Login(server=url))
     path = save_login(Login(server=url, session=session, account=user))
     print(f"Logged in to {url} as {user}; session saved in {path}")
+
+
+def _stdin_line(what: str) -> str:
+    line = sys.stdin.readline().rstrip("\r\n")
+    if not line:
+        fail(f"no {what}: give it as an option or as a line on stdin", EXIT_USAGE)
+    return line
+
+
+def passwd(
+    user: Annotated[str | None, typer.Option(
+        "--user", "-u", help="Account name [the logged-in one, else admin]",
+        show_default=False)] = None,
+    old_password: Annotated[str | None, typer.Option(
+        envvar="VMEXEC_PASSWORD", show_default=False,
+        help="Current password (prompted for when not given).")] = None,
+    new_password: Annotated[str | None, typer.Option(
+        envvar="VMEXEC_NEW_PASSWORD", show_default=False,
+        help="New password (prompted for, twice, when not given).")] = None,
+) -> None:
+    """Change an account's password (UpdateAccount).
+
+    Every other session of the account ends; this CLI is logged in again with a new session.
+    Without a terminal the passwords not given as options are read from stdin, one a line
+    (current first).
+    """
+    current = current_login()
+    account = user or current.account or "admin"
+    tty = sys.stdin.isatty()
+    if old_password is None:
+        old_password = (str(typer.prompt("Current password", hide_input=True)) if tty
+                        else _stdin_line("current password"))
+    if new_password is None:
+        new_password = (str(typer.prompt("New password", hide_input=True,
+                                         confirmation_prompt=True)) if tty
+                        else _stdin_line("new password"))
+    if not new_password:
+        fail("the new password must not be empty", EXIT_USAGE)
+    old, new = old_password, new_password
+
+    async def action(client: AsyncClient) -> str:
+        return (await client.change_password(account, old, new)).uuid
+
+    session = run(action, login=Login(server=current.server))
+    path = save_login(Login(server=current.server, session=session, account=account))
+    print(f"Password of {account} changed on {current.server}; its other sessions ended. "
+          f"Logged in again; session saved in {path}")
 
 
 def logout() -> None:
@@ -271,6 +319,7 @@ def register(app: typer.Typer) -> None:
     panel = "Client (talks to a vmexec server)"
     app.command(rich_help_panel=panel)(login)
     app.command(rich_help_panel=panel)(logout)
+    app.command(rich_help_panel=panel)(passwd)
     app.command("exec", rich_help_panel=panel)(exec_)
     app.add_typer(vm_app, name="vm", rich_help_panel=panel)
     app.add_typer(host_app, name="host", rich_help_panel=panel)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,6 +32,10 @@ def register(app: typer.Typer) -> None:
             help="TOML file with settings (also $VMEXEC_CONFIG); VMEXEC_* env vars win "
                  "over it, options over both", exists=True, dir_okay=False)] = None,
         log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+        allow_default_password: Annotated[bool | None, typer.Option(
+            "--allow-default-password",
+            help="Listen on a non-loopback address even though 'admin' still has the default "
+                 "password (refused otherwise)", show_default=False)] = None,
     ) -> None:
         """Serve the ZStack-compatible API (ExecuteGuestVmCommand, sessions, VMs, hosts)."""
         # Imported here: `vmexec --help` stays fast, and the client-only install (without
@@ -37,16 +43,25 @@ def register(app: typer.Typer) -> None:
         try:
             import uvicorn
 
-            from vmexec.config import Settings
-            from vmexec.server import create_app
+            from vmexec.config import Settings, is_loopback
+            from vmexec.server import UnsafeStart, create_app, preflight
         except ImportError as exc:
             missing(exc)
 
         overrides: dict[str, Any] = {"host": host, "port": port, "db": db,
-                                     "config_file": config}
+                                     "config_file": config,
+                                     "allow_default_password": allow_default_password}
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
         logging.basicConfig(level=log_level.upper(),
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        if not is_loopback(settings.host) and not settings.allow_default_password:
+            # Checked before uvicorn starts, so that the refusal is one clear line, not a
+            # failed application startup with a traceback.
+            try:
+                asyncio.run(preflight(settings))
+            except UnsafeStart as exc:
+                print(f"error: {exc}", file=sys.stderr, flush=True)
+                raise typer.Exit(2) from None
         uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
                     log_level=log_level.lower(), timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
                     proxy_headers=False, timeout_keep_alive=KEEP_ALIVE)

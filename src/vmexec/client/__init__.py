@@ -1,7 +1,7 @@
 """A small typed client of vmexec's ZStack-compatible API (httpx; async, with a sync facade).
 
-- :class:`AsyncClient` / :class:`Client`: login, logout, sessions, VM and host queries,
-  ExecuteGuestVmCommand (``202`` + polling handled inside), hosts.
+- :class:`AsyncClient` / :class:`Client`: login, logout, sessions, password changes, VM and
+  host queries, ExecuteGuestVmCommand (``202`` + polling handled inside), hosts.
 - :mod:`vmexec.client.models`: typed replies (``raw`` keeps the JSON as sent).
 - :mod:`vmexec.client.errors`: ``ClientError`` and its subclasses, the only exceptions raised.
 """
@@ -15,11 +15,12 @@ from vmexec.client.errors import (
     NotLoggedIn,
     VmNotFound,
 )
-from vmexec.client.models import ExecResult, Host, Session, VmInstance
+from vmexec.client.models import Account, ExecResult, Host, Session, VmInstance
 from vmexec.client.sync import Client
 from vmexec.zstack.passwords import sha512_hex
 
 __all__ = [
+    "Account",
     "ApiError",
     "AsyncClient",
     "Client",

@@ -22,7 +22,7 @@ import httpx
 
 import vmexec
 from vmexec.client.errors import ApiError, ClientError, ConnectionFailed, NotLoggedIn, VmNotFound
-from vmexec.client.models import ExecResult, Host, Session, VmInstance
+from vmexec.client.models import Account, ExecResult, Host, Session, VmInstance
 from vmexec.zstack.exec import Platform, Shell
 from vmexec.zstack.ids import is_uuid, new_uuid
 from vmexec.zstack.passwords import sha512_hex
@@ -135,6 +135,37 @@ class AsyncClient:
             raise NotLoggedIn("not logged in: no session to validate")
         reply = await self._call("GET", f"{API}/accounts/sessions/{uuid}/valid", auth=False)
         return bool(reply.get("valid"))
+
+    async def update_account(self, account_uuid: str, *, password: str, old_password: str,
+                             hashed: bool = False) -> Account:
+        """UpdateAccount: set the account's password (its own only), giving the current one.
+        Passwords are plain unless ``hashed``. Every other session of the account ends; this
+        client's stays.
+
+        Raises ApiError (``SYS.1007`` for a wrong old password, ``ID.1002`` for another
+        account, ``ID.1008`` after too many wrong old passwords), NotLoggedIn,
+        ConnectionFailed.
+        """
+        def digest(text: str) -> str:
+            return text if hashed else sha512_hex(text)
+
+        reply = await self._call("PUT", f"{API}/accounts/{account_uuid}", json={
+            "updateAccount": {"password": digest(password),
+                              "oldPassword": digest(old_password)}})
+        return Account.from_wire(reply["inventory"])
+
+    async def change_password(self, account: str, old_password: str,
+                              new_password: str) -> Session:
+        """Log in to ``account`` with ``old_password`` and set ``new_password``. The new
+        session becomes this client's, and is the account's only one afterwards.
+
+        Raises ApiError (``ID.1000`` for a wrong account name or old password, ``ID.1008``
+        when logins are throttled), ConnectionFailed.
+        """
+        session = await self.login(account, old_password)
+        await self.update_account(session.account_uuid or "", password=new_password,
+                                  old_password=old_password)
+        return session
 
     # --- queries -------------------------------------------------------------------------------
     async def query(self, api: QueryApi, conditions: Sequence[str] = (), *,

@@ -39,6 +39,24 @@ class Session:
 
 
 @dataclass(frozen=True)
+class Account:
+    """UpdateAccount's ``inventory`` (ZStack's AccountInventory)."""
+
+    uuid: str
+    name: str | None = None
+    type: str | None = None
+    create_date: str | None = None
+    last_op_date: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_wire(cls, inv: Mapping[str, Any]) -> Account:
+        return cls(uuid=str(inv["uuid"]), name=_str(inv.get("name")), type=_str(inv.get("type")),
+                   create_date=_str(inv.get("createDate")),
+                   last_op_date=_str(inv.get("lastOpDate")), raw=dict(inv))
+
+
+@dataclass(frozen=True)
 class VmInstance:
     """The VmInstanceInventory fields a client usually needs (``raw`` has them all)."""
 

@@ -18,7 +18,7 @@ from typing import Any, Self
 import httpx
 
 from vmexec.client.client import EXEC_WAIT, AsyncClient, QueryApi
-from vmexec.client.models import ExecResult, Host, Session, VmInstance
+from vmexec.client.models import Account, ExecResult, Host, Session, VmInstance
 from vmexec.zstack.exec import Platform, Shell
 
 
@@ -62,6 +62,15 @@ class Client:
 
     def validate_session(self, session: str | None = None) -> bool:
         return self._runner.run(self._client.validate_session(session))
+
+    def update_account(self, account_uuid: str, *, password: str, old_password: str,
+                       hashed: bool = False) -> Account:
+        return self._runner.run(self._client.update_account(
+            account_uuid, password=password, old_password=old_password, hashed=hashed))
+
+    def change_password(self, account: str, old_password: str, new_password: str) -> Session:
+        return self._runner.run(self._client.change_password(account, old_password,
+                                                             new_password))
 
     def query(self, api: QueryApi, conditions: Sequence[str] = (), **options: Any
               ) -> dict[str, Any]:

@@ -17,6 +17,8 @@ from sqlalchemy.types import TypeDecorator
 from vmexec.db.base import Base
 
 UUID_LEN = 32
+#: Hex SHA-256.
+TOKEN_HASH_LEN = 64
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -54,9 +56,14 @@ class Account(Base):
 
 
 class Session(Base):
+    """A login session. The client's token (the session "uuid" it sends in ``Authorization:
+    OAuth <uuid>``) is never stored: only its SHA-256, so that a copy of the database lets
+    nobody in."""
+
     __tablename__ = "sessions"
 
-    uuid: Mapped[str] = mapped_column(String(UUID_LEN), primary_key=True)
+    #: Hex SHA-256 of the session token (:func:`vmexec.services.auth.token_hash`).
+    token_hash: Mapped[str] = mapped_column(String(TOKEN_HASH_LEN), primary_key=True)
     account_uuid: Mapped[str] = mapped_column(
         String(UUID_LEN), ForeignKey("accounts.uuid", ondelete="CASCADE"), index=True)
     user_uuid: Mapped[str] = mapped_column(String(UUID_LEN))

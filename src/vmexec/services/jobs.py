@@ -4,7 +4,10 @@ A job runs as an asyncio task. Callers wait for it as long as their window allow
 still interested later polls :meth:`JobService.reply`. Replies are kept ``retention`` long and
 survive a restart: jobs still running when vmexec stopped are resumed at start by the resumer
 registered for their API. With a webhook URL the reply is also POSTed there (with ZStack's
-``X-Job-UUID`` / ``X-Job-Success`` headers), retried with backoff a bounded number of times.
+``X-Job-UUID`` / ``X-Job-Success`` headers), retried with backoff a bounded number of times,
+to destinations the :class:`~vmexec.services.webhooks.DestinationPolicy` allows (checked when
+the job starts and again at each attempt). A webhook URL is kept, credentials included, only
+until its delivery ends (the database is owner-only); logs show it redacted.
 
 Exception tree::
 
@@ -30,6 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vmexec.db.models import Job, utcnow
+from vmexec.services.webhooks import DestinationPolicy, WebhookRefused, check, redact
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +77,7 @@ class WebhookPolicy:
     timeout: float = 10.0
     #: Seconds before the second attempt; doubles for each further one.
     backoff: float = 1.0
+    destinations: DestinationPolicy = field(default_factory=DestinationPolicy)
 
 
 #: Produces a job's reply (must not raise: failures are replies too).
@@ -93,9 +98,16 @@ class JobService:
         self._retention = retention
         self._error_reply = error_reply
         self._webhook = webhook or WebhookPolicy()
-        self._http = http or httpx.AsyncClient(follow_redirects=False)
+        # No redirects, no proxies from the environment: a request goes to the address the
+        # destination policy checked, nowhere else.
+        self._http = http or httpx.AsyncClient(follow_redirects=False, trust_env=False)
         self._resumers: dict[str, Resumer] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def check_webhook(self, url: str) -> None:
+        """Refuse a webhook URL whose destination the policy does not allow. Raises
+        :class:`~vmexec.services.webhooks.WebhookRefused`."""
+        await check(url, self._webhook.destinations)
 
     def register(self, api: str, resume: Resumer) -> None:
         """Say how to finish jobs of ``api`` that were running when vmexec stopped."""
@@ -169,28 +181,52 @@ class JobService:
     # --- webhook ------------------------------------------------------------------------------
     async def _deliver(self, uuid: str, url: str, reply: JobReply) -> None:
         headers = {"X-Job-UUID": uuid, "X-Job-Success": "true" if reply.success else "false"}
+        shown = redact(url)
         delay = self._webhook.backoff
-        delivered = False
+        state = "failed"
         for attempt in range(1, self._webhook.attempts + 1):
             try:
-                response = await self._http.post(url, json=reply.body, headers=headers,
-                                                 timeout=self._webhook.timeout)
-                delivered = response.is_success
-                if delivered:
+                status = await self._post(url, reply.body, headers)
+                if 200 <= status < 300:
+                    state = "delivered"
                     break
-                log.warning("webhook %s for job %s answered %s (attempt %d)", url, uuid,
-                            response.status_code, attempt)
+                log.warning("webhook %s for job %s answered %s (attempt %d)", shown, uuid,
+                            status, attempt)
+            except WebhookRefused as exc:
+                # The name resolves elsewhere than when the job started: give up at once.
+                log.warning("webhook for job %s not delivered: %s", uuid, exc.message)
+                break
             except httpx.HTTPError as exc:
-                log.warning("webhook %s for job %s failed: %s (attempt %d)", url, uuid, exc,
-                            attempt)
+                log.warning("webhook %s for job %s failed: %s (attempt %d)", shown, uuid,
+                            type(exc).__name__, attempt)
             if attempt < self._webhook.attempts:
                 await asyncio.sleep(delay)
                 delay *= 2
         async with self._db() as db:
-            job = await db.get(Job, uuid)
-            if job is not None:
-                job.webhook_state = "delivered" if delivered else "failed"
-                await db.commit()
+            # Delivery is over: the credentials in the URL are of no further use here.
+            await db.execute(update(Job).where(Job.uuid == uuid).values(
+                webhook_state=state, webhook=shown))
+            await db.commit()
+
+    async def _post(self, url: str, body: dict[str, Any], headers: dict[str, str]) -> int:
+        """One delivery attempt, to an address the policy allows now (the next one when one
+        cannot be connected to); the reply's status. Raises WebhookRefused, httpx.HTTPError."""
+        destination = await check(url, self._webhook.destinations)
+        credentials = destination.credentials
+        auth = httpx.BasicAuth(*credentials) if credentials else httpx.USE_CLIENT_DEFAULT
+        for i, address in enumerate(destination.addresses):
+            try:
+                response = await self._http.post(
+                    destination.pinned_url(address), json=body, auth=auth,
+                    headers={**headers, "Host": destination.host_header},
+                    extensions={"sni_hostname": destination.host},
+                    timeout=self._webhook.timeout)
+            except httpx.ConnectError:
+                if i + 1 == len(destination.addresses):
+                    raise
+                continue
+            return response.status_code
+        raise AssertionError("a checked destination has at least one address")
 
     # --- start / stop / expiry ----------------------------------------------------------------
     async def resume_unfinished(self) -> int:

@@ -13,6 +13,9 @@ fields are left out on the wire, as ZStack's JSON writer does. Codes (vmexec-spe
     ID.1000   503  wrong account name or password
     ID.1001   503  invalid or expired session
     ID.1002   503  permission denied (e.g. UpdateAccount of another account)
+    ID.1008   503  login refused for now: too many failed logins (of the account or from the
+                   address) or too many at once; ``details`` and the ``Retry-After`` header
+                   say after how many seconds (vmexec's: ZStack's identity codes stop at 1007)
     VM.EXEC.1001  503  the command timed out; ``opaque`` holds the partial output
     VM.EXEC.1002  503  the VM is not running
     VM.EXEC.1003  503  the guest agent cannot be reached (no channel, not connected, no answer)
@@ -42,6 +45,8 @@ class Code(enum.StrEnum):
     ID_AUTHENTICATION = "ID.1000"
     ID_INVALID_SESSION = "ID.1001"
     ID_PERMISSION_DENIED = "ID.1002"
+    # vmexec's, in ZStack's identity range (ZStack's own stop at ID.1007)
+    ID_LOGIN_THROTTLED = "ID.1008"
     # vmexec's, for ExecuteGuestVmCommand
     VM_EXEC_TIMED_OUT = "VM.EXEC.1001"
     VM_EXEC_VM_NOT_RUNNING = "VM.EXEC.1002"
@@ -64,6 +69,7 @@ DESCRIPTIONS: Mapping[Code, str] = {
     Code.ID_AUTHENTICATION: "Authentication failed",
     Code.ID_INVALID_SESSION: "Session expired or invalid",
     Code.ID_PERMISSION_DENIED: "Permission denied",
+    Code.ID_LOGIN_THROTTLED: "Too many failed logins; retry later",
     Code.VM_EXEC_TIMED_OUT: "The command did not finish within its timeout",
     Code.VM_EXEC_VM_NOT_RUNNING: "The VM is not running",
     Code.VM_EXEC_AGENT_UNAVAILABLE: "The guest agent of the VM cannot be reached",

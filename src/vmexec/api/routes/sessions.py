@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from vmexec.api.deps import ServicesDep
 from vmexec.api.schemas.common import ERROR_RESPONSES, EmptyReply
@@ -20,10 +20,13 @@ router = APIRouter(prefix="/zstack/v1/accounts", tags=["sessions"])
 @router.put("/login", operation_id="LogInByAccount", response_model=LogInReply,
             response_model_exclude_none=True, responses=ERROR_RESPONSES,
             summary="Log in with an account name and the SHA-512 hex of its password")
-async def log_in_by_account(body: LogInByAccountRequest, services: ServicesDep) -> LogInReply:
-    """Wrong name or password: ``503 ID.1000``."""
+async def log_in_by_account(body: LogInByAccountRequest, services: ServicesDep,
+                            http: Request) -> LogInReply:
+    """Wrong name or password: ``503 ID.1000``. Too many failed logins of the account or from
+    the client's address lately: ``503 ID.1008`` with ``Retry-After`` (seconds)."""
     params = body.log_in_by_account
-    session = await services.auth.login(params.account_name, params.password)
+    session = await services.auth.login(params.account_name, params.password,
+                                        address=http.client.host if http.client else None)
     return LogInReply(inventory=SessionInventory(
         uuid=session.uuid, account_uuid=session.account_uuid, user_uuid=session.user_uuid,
         expired_date=format_date(session.expired_date),

@@ -1,0 +1,43 @@
+"""Migration 0003: sessions kept in clear are dropped, their table keys on the token's hash
+(issue 10, B9)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from vmexec.db.migrate import upgrade
+from vmexec.db.session import create_engine
+
+
+def _contents(directory: Path) -> bytes:
+    return b"".join(path.read_bytes() for path in directory.iterdir())
+
+
+async def _upgrade(url: str, revision: str = "head") -> None:
+    engine = create_engine(url)
+    try:
+        await upgrade(engine, revision)
+    finally:
+        await engine.dispose()
+
+
+async def test_sessions_stored_in_clear_are_dropped(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    await _upgrade(f"sqlite:///{db}", "0002_inventory")
+    token = "0123456789abcdef0123456789abcdef"
+    with sqlite3.connect(db) as conn:
+        conn.execute("INSERT INTO accounts VALUES ('a', 'admin', 'hash', '2026-01-01', "
+                     "'2026-01-01')")
+        conn.execute("INSERT INTO sessions VALUES (?, 'a', 'a', '2026-01-01', '2099-01-01')",
+                     (token,))
+    conn.close()
+    await _upgrade(f"sqlite:///{db}")
+    with sqlite3.connect(db) as conn:
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(sessions)")]
+        sessions = conn.execute("SELECT count(*) FROM sessions").fetchone()[0]
+        accounts = conn.execute("SELECT name FROM accounts").fetchall()
+    conn.close()
+    assert columns[0] == "token_hash" and "uuid" not in columns
+    assert sessions == 0 and accounts == [("admin",)]
+    assert token.encode() not in _contents(tmp_path)
