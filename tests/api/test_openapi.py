@@ -7,7 +7,9 @@ import re
 from typing import Any
 
 import pytest
+from fixtures.server import RunningServer
 
+from api.conftest import VM_1
 from vmexec.config import Settings
 from vmexec.server import create_app
 
@@ -47,3 +49,19 @@ def test_unknown_fields_and_body_limits_are_documented(spec: dict[str, Any]) -> 
     description = spec["info"]["description"]
     assert "Unknown fields" in description and "ignored" in description
     assert "64 KiB" in description and "413" in description
+
+
+def test_unknown_fields_are_ignored_except_in_an_action_body(server: RunningServer) -> None:
+    # Decided per route (C15): ZStack's servers ignore unknown fields, so vmexec does; an
+    # action body's keys are the actions, so an unknown one there is refused.
+    with server.client() as client:
+        reply = client.put("/zstack/v1/vm-instances/commands/exec", json={
+            "params": {"vmInstanceUuid": VM_1.uuid, "platform": "Linux", "command": "echo hi",
+                       "someFutureField": {"x": 1}},
+            "apiVersion": "5.0"})
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["stdout"] == "hi\n"
+        reply = client.put(f"/zstack/v1/vm-instances/{VM_1.uuid}/actions",
+                           json={"setVmQga": {"enable": True}, "rebootVmInstance": {}})
+        assert reply.status_code == 400, reply.text
+        assert "one action per request" in reply.json()["error"]["details"]
