@@ -14,6 +14,7 @@ from pydantic import ConfigDict, Field, StrictBool, WithJsonSchema, create_model
 from pydantic.alias_generators import to_snake
 
 from vmexec.api.schemas.common import Int, WireModel
+from vmexec.hypervisor.uris import MAX_URI_CHARS
 from vmexec.zstack.inventories import HOST_FIELDS, VM_INSTANCE_FIELDS
 from vmexec.zstack.inventories import Field as InventoryField
 from vmexec.zstack.query import (
@@ -88,9 +89,13 @@ class AddKVMHostParams(WireModel):
     user_tags: Tags | None = None
     # --- vmexec extension -----------------------------------------------------------------
     libvirt_uri: str | None = Field(
-        default=None, examples=["qemu+tcp://10.0.0.5/system", "unix:///var/run/qemu-server"],
-        description="Any libvirt URI, or unix:///dir for a directory of guest-agent sockets "
-                    "(one VM per *.sock / *.qga); overrides managementIp/username/sshPort.")
+        default=None, max_length=MAX_URI_CHARS,
+        examples=["qemu+tcp://10.0.0.5/system", "unix:///var/run/qemu-server"],
+        description="qemu:///system, qemu+ssh://[user@]host[:port]/system, qemu+tls://..., "
+                    "qemu+tcp://..., or unix:///dir for a directory of guest-agent sockets "
+                    "(one VM per *.sock / *.qga); overrides managementIp/username/sshPort. "
+                    "Only the transports the server allows, and no parameters but no_tty, "
+                    "no_verify and mode unless its operator allows more (else 503 SYS.1007).")
 
 
 class AddKVMHostRequest(WireModel):
