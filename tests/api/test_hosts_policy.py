@@ -89,8 +89,12 @@ def test_a_stored_host_with_a_refused_uri_is_never_opened(
     server = server_factory(db_file=db_file)
     with server.client() as client:
         [host] = client.get(HOSTS, params={"q": f"uuid={'cd' * 16}"}).json()["inventories"]
-    assert host["status"] == "Disconnected"
-    assert not marker.exists(), "the stored URI was opened"
+        assert host["status"] == "Disconnected"
+        assert not marker.exists(), "the stored URI was opened"
+        # The admin can still delete it.
+        assert client.delete(f"{HOSTS}/{'cd' * 16}").status_code == 200
+        assert client.get(HOSTS, params={"q": f"uuid={'cd' * 16}"}).json()["inventories"] == []
+    assert not marker.exists()
 
 
 def test_operator_policy_keeps_connections_on_this_machine(
