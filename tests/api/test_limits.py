@@ -18,9 +18,12 @@ from urllib.parse import urlsplit
 from fixtures.server import RunningServer
 
 from api.conftest import VM_1
+from vmexec.api.app import SESSIONLESS_BODIES
 from vmexec.api.limits import DEFAULT_BODY_LIMIT
 from vmexec.api.schemas.exec import MAX_BODY_BYTES as EXEC_LIMIT
+from vmexec.config import Settings
 from vmexec.execution.models import MAX_COMMAND_CHARS, MAX_STDIN_BYTES
+from vmexec.server import create_app
 
 EXEC = "/zstack/v1/vm-instances/commands/exec"
 LOGIN = "/zstack/v1/accounts/login"
@@ -63,7 +66,8 @@ def _send(server: RunningServer, method: str, path: str, *, size: int, chunked: 
             sent += len(piece)
         else:
             if chunked:
-                sock.sendall(b"0\r\n\r\n")
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    sock.sendall(b"0\r\n\r\n")  # the server may have answered already
         return Answer(*_read_response(sock), sent=sent)
 
 
@@ -119,13 +123,18 @@ def test_a_huge_body_without_a_session_is_refused_unread(server: RunningServer) 
             _error(answer, 413, "SYS.1007", f"larger than {_limit(path)} bytes, the limit of "
                                             f"{method} {path}")
             assert answer.sent < HUGE
-        # Without a length: refused once past the default limit, for want of a session.
-        answer = _send(server, "PUT", EXEC, size=HUGE, chunked=True)
-        _error(answer, 400, "SYS.1007", "Authorization")
-        assert answer.sent < HUGE
-        answer = _send(server, "PUT", EXEC, size=HUGE, chunked=True,
-                       headers={"Authorization": "OAuth " + "0" * 32})
-        _error(answer, 503, "ID.1001", "invalid or expired")
+        # Without a length: an API that needs a session refuses before reading a byte...
+        for method, path in (("PUT", EXEC), ("POST", ADD_HOST)):
+            answer = _send(server, method, path, size=HUGE, chunked=True)
+            _error(answer, 400, "SYS.1007", "Authorization")
+            assert answer.sent < HUGE
+            answer = _send(server, method, path, size=HUGE, chunked=True,
+                           headers={"Authorization": "OAuth " + "0" * 32})
+            _error(answer, 503, "ID.1001", "invalid or expired")
+            assert answer.sent < HUGE
+        # ... and one that needs none (login) stops at its limit.
+        answer = _send(server, "PUT", LOGIN, size=HUGE, chunked=True)
+        _error(answer, 413, "SYS.1007", f"larger than {DEFAULT_BODY_LIMIT} bytes")
         assert answer.sent < HUGE
     assert growth[0] < 16 * 1024, f"peak RSS grew by {growth[0]} KiB"
 
@@ -159,3 +168,21 @@ def test_the_largest_valid_exec_request_fits(server: RunningServer) -> None:
 
 def _limit(path: str) -> int:
     return EXEC_LIMIT if path == EXEC else DEFAULT_BODY_LIMIT
+
+
+def test_only_the_login_takes_a_body_without_a_session() -> None:
+    # The middleware's list of sessionless bodies is the document's: an API with a body and no
+    # security requirement must be in it (else its clients would be refused), and nothing else.
+    spec = create_app(Settings(db="sqlite://")).openapi()
+    sessionless = {(method.upper(), path) for path, operations in spec["paths"].items()
+                   for method, operation in operations.items()
+                   if "requestBody" in operation and not operation.get("security")}
+    assert sessionless == SESSIONLESS_BODIES == {("PUT", LOGIN)}
+
+
+def test_a_small_body_without_a_session_is_not_read_either(server: RunningServer) -> None:
+    # Refused before the body is read: a body that is not even JSON gets the session's error.
+    answer = _send(server, "POST", ADD_HOST, size=1000, chunked=True)
+    _error(answer, 400, "SYS.1007", "Authorization")
+    answer = _send(server, "PUT", LOGIN, size=1000, chunked=True)
+    _error(answer, 400, "SYS.1007", "JSON")  # the login reads its body: not JSON

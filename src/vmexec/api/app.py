@@ -14,11 +14,12 @@ from starlette.types import Scope
 
 import vmexec
 from vmexec.api import errors, log_redaction
-from vmexec.api.deps import authenticate
+from vmexec.api.deps import CHECKED_SESSION, check_session
 from vmexec.api.limits import DEFAULT_BODY_LIMIT, BodyLimit
 from vmexec.api.routes import accounts, health, hosts, jobs, sessions, vms
 from vmexec.api.routes import exec as exec_routes
 from vmexec.api.schemas.exec import MAX_BODY_BYTES as EXEC_MAX_BODY_BYTES
+from vmexec.services.auth import AuthSession
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
@@ -33,8 +34,8 @@ or unknown action is `400`.
 
 **Request bodies** may be at most {DEFAULT_BODY_LIMIT // 1024} KiB, and
 {EXEC_MAX_BODY_BYTES} bytes for ExecuteGuestVmCommand (its largest valid request: the longest
-command and 1 MiB of stdin, JSON-escaped); a larger one is `413` before it is read. A body
-over {DEFAULT_BODY_LIMIT // 1024} KiB is read only with a valid session.
+command and 1 MiB of stdin, JSON-escaped); a larger one is `413` before it is read. The body
+of an API that needs a session is read only once the session is valid.
 """
 
 #: Routes whose valid requests can be larger than the default body limit (64 KiB).
@@ -44,9 +45,18 @@ BODY_LIMITS = {
 }
 
 
-async def _authenticate(scope: Scope, authorization: str | None) -> None:
-    # The body limit's session check for large bodies: the same check as AuthDep.
-    await authenticate(scope["app"].state.services, authorization)
+async def _check_session(scope: Scope, authorization: str | None) -> AuthSession:
+    # The body limit's session check, before a body is read: the same check as AuthDep.
+    return await check_session(scope["app"].state.services, authorization)
+
+
+#: The APIs that take a body without a session (LogInByAccount). Every other body is read
+#: only once the request's session is valid: new APIs need a session unless listed here.
+SESSIONLESS_BODIES = frozenset({("PUT", f"{sessions.router.prefix}/login")})
+
+
+def _needs_session(scope: Scope) -> bool:
+    return (scope["method"], scope["path"]) not in SESSIONLESS_BODIES
 
 
 def assemble(lifespan: Lifespan) -> FastAPI:
@@ -60,7 +70,8 @@ def assemble(lifespan: Lifespan) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install_error_handlers(app)
-    app.add_middleware(BodyLimit, limits=BODY_LIMITS, authenticate=_authenticate)
+    app.add_middleware(BodyLimit, limits=BODY_LIMITS, authenticate=_check_session,
+                       needs_session=_needs_session, session_key=CHECKED_SESSION)
     log_redaction.install()
     # accounts after sessions: PUT /accounts/{uuid} must not shadow PUT /accounts/login.
     for module in (health, sessions, accounts, jobs, exec_routes, vms, hosts):

@@ -36,10 +36,23 @@ _authorization = APIKeyHeader(
     description="`OAuth <session uuid>`, the session from LogInByAccount.")
 
 
-async def authenticate(services: ServicesDep,
+#: The scope key under which the body limit (:mod:`vmexec.api.limits`) leaves the session it
+#: checked before reading the body, so that the route does not look it up again.
+CHECKED_SESSION = "vmexec.session"
+
+
+async def authenticate(request: Request, services: ServicesDep,
                        authorization: Annotated[str | None, Security(_authorization)]
                        ) -> AuthSession:
     """The session named by the ``Authorization`` header, renewed on use (see module doc)."""
+    checked = request.scope.get(CHECKED_SESSION)
+    if isinstance(checked, AuthSession):
+        return checked
+    return await check_session(services, authorization)
+
+
+async def check_session(services: Services, authorization: str | None) -> AuthSession:
+    """What ``AuthDep`` checks, for callers outside a route (see module doc)."""
     if not authorization:
         raise bad_request("the header 'Authorization' requires a session UUID: "
                           "'Authorization: OAuth <session uuid>'")

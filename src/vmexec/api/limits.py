@@ -1,16 +1,17 @@
-"""Request body limits, enforced before a body is read (pure ASGI middleware).
+"""Request bodies: the session checked before a byte is read, the size limited per route
+(pure ASGI middleware).
 
-Every request body is read here, up to the limit of its route, before the app sees it:
+For a request with a body:
 
-- a ``Content-Length`` above the limit is answered ``413`` at once, nothing read;
+- to a route that needs a session, the ``Authorization`` session is checked first: a request
+  without a valid one is refused before its body is read, whatever its size (the session is
+  then handed to the route, which does not look it up again);
+- a ``Content-Length`` above the route's limit is answered ``413`` at once, nothing read;
 - a body sent without a length (chunked) is counted as it arrives and answered ``413`` as soon
-  as it passes the limit, so at most the limit is ever held in memory;
-- a body larger than :data:`DEFAULT_BODY_LIMIT` (only routes with a larger limit accept one) is
-  read only once the ``Authorization`` session is valid: nobody without a session makes the
-  server hold megabytes.
+  as it passes the limit, so at most the limit is ever held in memory.
 
 The ``413`` is ZStack's error body (``SYS.1007``) saying which limit applies; the connection is
-closed after it, since the rest of the body was not read.
+closed after any early answer, since the rest of the body was not read.
 """
 
 from __future__ import annotations
@@ -27,40 +28,41 @@ from vmexec.zstack.errors import Code
 #: The limit of a route without one of its own: every other API's valid request fits in it.
 DEFAULT_BODY_LIMIT = 64 * 1024
 
-#: Checks the ``Authorization`` header of a request (raises what ``AuthDep`` raises).
+#: Checks the ``Authorization`` header of a request; returns the session (put in the scope
+#: under ``session_key``) or raises what ``AuthDep`` raises.
 Authenticate = Callable[[Scope, str | None], Awaitable[Any]]
+#: Whether the route a request goes to needs a session.
+NeedsSession = Callable[[Scope], bool]
 
 
 class BodyLimit:
     """The middleware; ``limits`` maps ``(method, path)`` to bytes, others get ``default``."""
 
     def __init__(self, app: ASGIApp, *, limits: Mapping[tuple[str, str], int],
-                 authenticate: Authenticate, default: int = DEFAULT_BODY_LIMIT) -> None:
+                 authenticate: Authenticate, needs_session: NeedsSession, session_key: str,
+                 default: int = DEFAULT_BODY_LIMIT) -> None:
         self.app = app
         self._limits = limits
         self._authenticate = authenticate
+        self._needs_session = needs_session
+        self._session_key = session_key
         self._default = default
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self._limits.get((scope["method"], scope["path"]), self._default)
         headers = Headers(scope=scope)
-        refusal: ApiFailure | None = None
-        checked = False
         declared = headers.get("content-length")
-        if declared is not None:
-            if not declared.strip().isdigit():
-                refusal = bad_request(f"the header Content-Length is not a number: {declared!r}")
-            elif int(declared) > limit:
-                refusal = _too_large(scope, limit)
-            elif int(declared) > self._default:
-                refusal, checked = await self._check_session(scope, headers), True
+        if (declared is None and "transfer-encoding" not in headers) or declared == "0":
+            await self.app(scope, receive, send)  # no body
+            return
+        refusal = await self._refusal(scope, headers, declared)
         if refusal is not None:
             await _answer(refusal, scope, receive, send)
             return
 
+        limit = self._limit(scope)
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -74,22 +76,29 @@ class BodyLimit:
             if size > limit:
                 await _answer(_too_large(scope, limit), scope, receive, send)
                 return
-            if size > self._default and not checked:
-                refusal, checked = await self._check_session(scope, headers), True
-                if refusal is not None:
-                    await _answer(refusal, scope, receive, send)
-                    return
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
         body = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
         await self.app(scope, _replay([body], receive), send)
 
-    async def _check_session(self, scope: Scope, headers: Headers) -> ApiFailure | None:
-        try:
-            await self._authenticate(scope, headers.get("authorization"))
-        except Exception as exc:  # the session check's own errors, mapped as for any route
-            return to_failure(exc)
+    def _limit(self, scope: Scope) -> int:
+        return self._limits.get((scope["method"], scope["path"]), self._default)
+
+    async def _refusal(self, scope: Scope, headers: Headers,
+                       declared: str | None) -> ApiFailure | None:
+        """Why the request is answered before its body is read, if it is."""
+        if declared is not None:
+            if not declared.strip().isdigit():
+                return bad_request(f"the header Content-Length is not a number: {declared!r}")
+            if int(declared) > self._limit(scope):
+                return _too_large(scope, self._limit(scope))
+        if self._needs_session(scope):
+            try:
+                scope[self._session_key] = await self._authenticate(
+                    scope, headers.get("authorization"))
+            except Exception as exc:  # the session check's own errors, mapped as anywhere
+                return to_failure(exc)
         return None
 
 
