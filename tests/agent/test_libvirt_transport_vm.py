@@ -4,11 +4,8 @@ across a restart of libvirtd."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -63,17 +60,6 @@ async def test_unreachable_host_and_unknown_domain(hosts: LibvirtHosts) -> None:
         await missing.ping()
 
 
-def _restart_libvirtd(pid: int) -> None:
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 30
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-        stat = Path(f"/proc/{pid}/stat").read_text() if Path(f"/proc/{pid}").exists() else ""
-        if ") Z " in stat:
-            break  # a zombie: gone as far as libvirt is concerned
-        time.sleep(0.1)
-    libvirtd.ensure_libvirtd()
-
-
 async def test_reconnects_after_libvirtd_restarts(lab_vms, hosts: LibvirtHosts) -> None:
     ours = [d for d in libvirtd.started_daemons() if d.name == "libvirtd"]
     if not ours:
@@ -81,7 +67,7 @@ async def test_reconnects_after_libvirtd_restarts(lab_vms, hosts: LibvirtHosts) 
     vm = lab_vms[0]
     agent = GuestAgent(LibvirtTransport(hosts.get(vm.uri), vm.uuid))
     await agent.ping()
-    _restart_libvirtd(ours[0].pid)
+    await asyncio.to_thread(libvirtd.restart_libvirtd)
     # The same transport (and host connection object) works again without being rebuilt.
     deadline = time.monotonic() + 30
     while True:

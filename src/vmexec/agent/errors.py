@@ -5,11 +5,14 @@ Exception tree::
     AgentError                      anything that went wrong talking to a guest agent
      ├── AgentUnavailable           the agent cannot be reached at all
      │    ├── DomainNotFound        no such VM on the host
-     │    ├── DomainNotRunning      the VM is not running
+     │    ├── DomainNotRunning      the VM is not running (shut off, crashed)
+     │    ├── DomainPaused          the VM is paused: its agent answers again once resumed
      │    ├── NoAgentChannel        the VM has no org.qemu.guest_agent.0 channel
-     │    ├── AgentNotConnected     the channel exists but no agent is attached to it
+     │    ├── AgentNotConnected     the channel exists but no agent is attached to it (the
+     │    │                         command was not sent)
      │    └── HostUnreachable       the hypervisor (libvirtd / socket) cannot be reached
      ├── AgentTimeout               the agent did not answer within the timeout
+     │    └── AgentBusy             the command waited its whole timeout to be sent: not sent
      ├── AgentProtocolError         the reply could not be understood
      └── AgentCommandError          the agent answered with an error reply
           └── AgentCommandDisabled  the command is disabled (or unknown) in this agent
@@ -49,12 +52,17 @@ class DomainNotRunning(AgentUnavailable):
     """The VM exists but is not running, so it has no agent."""
 
 
+class DomainPaused(AgentUnavailable):
+    """The VM is paused (suspended): nothing runs in it until it is resumed."""
+
+
 class NoAgentChannel(AgentUnavailable):
     """The VM has no guest-agent channel configured."""
 
 
 class AgentNotConnected(AgentUnavailable):
-    """The guest-agent channel exists but nothing in the guest answers on it."""
+    """The guest-agent channel exists but nothing in the guest answers on it; the command
+    was not sent (a connection lost after sending is :class:`HostUnreachable`)."""
 
 
 class HostUnreachable(AgentUnavailable):
@@ -63,6 +71,11 @@ class HostUnreachable(AgentUnavailable):
 
 class AgentTimeout(AgentError):
     """The agent did not reply within the call's timeout."""
+
+
+class AgentBusy(AgentTimeout):
+    """The command never reached the agent: the commands before it on the same VM took the
+    whole timeout (an agent that stopped answering holds up the queue)."""
 
 
 class AgentProtocolError(AgentError):

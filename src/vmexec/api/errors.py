@@ -83,6 +83,7 @@ def not_found(details: str) -> ApiFailure:
 # --- domain errors -> ApiFailure: the one mapping -----------------------------------------
 _UNAVAILABLE_CODES: Mapping[exec_errors.UnavailableReason, Code] = {
     exec_errors.UnavailableReason.VM_NOT_RUNNING: Code.VM_EXEC_VM_NOT_RUNNING,
+    exec_errors.UnavailableReason.VM_PAUSED: Code.VM_EXEC_VM_NOT_RUNNING,
     exec_errors.UnavailableReason.NO_AGENT_CHANNEL: Code.VM_EXEC_AGENT_UNAVAILABLE,
     exec_errors.UnavailableReason.AGENT_NOT_CONNECTED: Code.VM_EXEC_AGENT_UNAVAILABLE,
     exec_errors.UnavailableReason.AGENT_NOT_RESPONDING: Code.VM_EXEC_AGENT_UNAVAILABLE,

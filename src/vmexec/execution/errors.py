@@ -20,6 +20,8 @@ import enum
 class UnavailableReason(enum.StrEnum):
     VM_NOT_FOUND = "vm-not-found"
     VM_NOT_RUNNING = "vm-not-running"
+    #: Paused all the time the command could wait (a paused VM is waited for, not refused).
+    VM_PAUSED = "vm-paused"
     NO_AGENT_CHANNEL = "no-agent-channel"
     AGENT_NOT_CONNECTED = "agent-not-connected"
     AGENT_NOT_RESPONDING = "agent-not-responding"

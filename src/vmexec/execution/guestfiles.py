@@ -111,6 +111,19 @@ class RunFiles:
         except ValueError:
             return None
 
+    async def wait_pid(self, timeout: float) -> int | None:
+        """The run's pid once its pid file is written; None if it is not within ``timeout``
+        seconds (or the run ended first: then its status file is there instead)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        delay = 0.02
+        while (pid := await self.pid()) is None and loop.time() < deadline:
+            if await self.status() is not None:
+                return None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+        return pid
+
     async def alive(self) -> bool:
         """Whether the run's first process still exists (Linux guests; False elsewhere)."""
         pid = await self.pid()

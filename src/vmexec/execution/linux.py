@@ -137,6 +137,11 @@ done
 exec sh -c "$kill" vmexec-kill "$id" "$pid" "$d" "$grace"
 """
 
+# Whether a run's process exists: its command line holds `>DIR/ID.pid` from the moment the agent
+# starts it (before it writes that file). The id comes split in two ($2, $3) and the pattern
+# brackets its last digit, so neither this shell's nor grep's own command line matches.
+FIND = r"""grep -qs -- ">$1/$2[$3]\.pid" /proc/[0-9]*/cmdline"""
+
 
 def _env_entries(request: ExecRequest) -> list[str]:
     entries = []
@@ -194,6 +199,10 @@ class LinuxPlatform(GuestPlatform):
         return Launch("/bin/sh", ["-c", WATCHDOG, "vmexec-watchdog", check_run_id(run_id),
                                   str(pid), run_dir, str(KILL_GRACE),
                                   str(max(1, math.ceil(seconds))), KILL], capture_output=False)
+
+    def find_run(self, run_id: str, run_dir: str) -> Launch:
+        check_run_id(run_id)
+        return Launch("/bin/sh", ["-c", FIND, "vmexec-find", run_dir, run_id[:-1], run_id[-1]])
 
     def cleanup(self, run_dir: str, run_ids: Sequence[str]) -> Launch:
         files = [f"{run_dir}/{check_run_id(r)}.{k}" for r in run_ids

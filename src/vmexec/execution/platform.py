@@ -62,6 +62,12 @@ class GuestPlatform(abc.ABC):
         platform's supervisor enforces the timeout itself)."""
         return None
 
+    def find_run(self, run_id: str, run_dir: str) -> Launch | None:
+        """A guest-exec that exits 0 when a process of run ``run_id`` (launched with
+        ``run_dir``) exists, even one that has not written its pid file yet; else non-zero.
+        None: the platform cannot tell."""
+        return None
+
     @abc.abstractmethod
     def cleanup(self, run_dir: str, run_ids: Sequence[str]) -> Launch:
         """A guest-exec that deletes the files of finished runs."""

@@ -75,6 +75,29 @@ class DomainEvent(enum.Enum):
             return cls.UNKNOWN
 
 
+#: libvirt's ``VIR_DOMAIN_SHUTOFF_*`` reasons: why a domain is shut off.
+_SHUTOFF_REASONS = {1: "shut down", 2: "destroyed", 3: "crashed", 4: "migrated away",
+                    5: "saved", 6: "failed to start", 7: "restored from a snapshot",
+                    8: "stopped by the daemon"}
+_STATE_WORDS = {DomainState.SHUTOFF: "shut off", DomainState.SHUTDOWN: "shutting down",
+                DomainState.PMSUSPENDED: "suspended by the guest",
+                DomainState.NOSTATE: "in no state"}
+
+
+def state_of(domain: libvirt.virDomain) -> tuple[DomainState, str]:
+    """The domain's state and how to say it, e.g. ``shut off (destroyed)``.
+
+    Raises:
+        libvirt.libvirtError: for the caller (inside the hypervisor layer) to translate.
+    """
+    code, reason = domain.state()
+    state = DomainState.of(code)
+    words = _STATE_WORDS.get(state, state.name.lower())
+    if state is DomainState.SHUTOFF and reason in _SHUTOFF_REASONS:
+        words = f"{words} ({_SHUTOFF_REASONS[reason]})"
+    return state, words
+
+
 @dataclass(frozen=True, slots=True)
 class DomainFacts:
     #: The domain UUID as 32 lowercase hex characters (ZStack's form).

@@ -5,7 +5,8 @@ Exception tree::
     HypervisorError
      ├── HostUnreachable      libvirtd cannot be reached (connection refused, closed, ...)
      ├── DomainNotFound       no domain with that UUID/name on the host
-     ├── DomainNotRunning     the operation needs a running domain
+     ├── DomainNotRunning     the operation needs a running domain (and it is shut off)
+     ├── DomainPaused         the domain is paused: it exists and will run again once resumed
      ├── AgentNotConfigured   the domain has no guest-agent channel
      ├── AgentNotResponding   the channel exists but the agent does not answer
      ├── AgentReplyError      the agent answered with an error (message kept)
@@ -32,6 +33,10 @@ class DomainNotFound(HypervisorError):
 
 
 class DomainNotRunning(HypervisorError):
+    pass
+
+
+class DomainPaused(HypervisorError):
     pass
 
 

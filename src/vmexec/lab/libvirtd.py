@@ -242,6 +242,27 @@ def ensure_libvirtd(uri: str = URI) -> bool:
         return True
 
 
+def restart_libvirtd(uri: str = URI, *, down_seconds: float = 0.0) -> None:
+    """Stop the lab's libvirtd (running domains keep running), leave it down
+    ``down_seconds``, and start it again as :func:`ensure_libvirtd` does: what a host
+    upgrade or a crash-and-restart does to vmexec's connections. libvirtd runs afterwards.
+
+    Raises:
+        LibvirtdError: the running libvirtd is not one the lab started (it is left alone),
+            or it could not be started again.
+    """
+    ensure_libvirtd(uri)
+    with _lock():
+        ours = _load().get("libvirtd")
+        if ours is None or not _alive(ours):
+            raise LibvirtdError("the running libvirtd was not started by the lab: restart it "
+                                "the way it was started")
+        log.info("restarting libvirtd (pid %d)", ours.pid)
+        _stop(ours)
+    time.sleep(down_seconds)
+    ensure_libvirtd(uri)
+
+
 def started_daemons() -> list[Started]:
     """The daemons the lab started that are still running."""
     return [s for s in _load().values() if _alive(s)]

@@ -32,8 +32,9 @@ from vmexec.zstack.exec import API, CommandOutput
 from vmexec.zstack.inventories import VmState
 
 #: Beyond the command's own timeout, how long vmexec waits for the engine before giving up
-#: (the engine enforces the timeout itself; this only guards against a stuck guest agent).
-GRACE_SECONDS = 30
+#: (the engine enforces the timeout itself, and waits out a fault up to 15 s past it for the
+#: kill, then collects the result; this only guards against a stuck engine).
+GRACE_SECONDS = 45
 
 #: The execution record's ``outcome`` until the command ends, and when it ended in an error
 #: (else the engine's :class:`~vmexec.execution.models.Outcome`).
@@ -106,7 +107,10 @@ class ExecutionService:
         if not vm.qga_enabled:
             raise QgaDisabled(f"the guest agent is disabled for VM[uuid:{vm.uuid}] "
                               "(SetVmQga enable=false); enable it to run commands")
-        if vm.state != VmState.RUNNING:
+        # Only a VM known to be down is refused here. Paused, or of unknown state (its host
+        # not answering for now), it may run the command before its deadline: the engine
+        # waits for it and tells a VM that is really gone from one that comes back.
+        if vm.state in (VmState.STOPPED, VmState.CRASHED):
             raise GuestUnavailable(f"VM[uuid:{vm.uuid}] is {vm.state}, not Running",
                                    UnavailableReason.VM_NOT_RUNNING)
         return await self._executor.run(vm.target, request, run_id=uuid)

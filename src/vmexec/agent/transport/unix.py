@@ -11,6 +11,7 @@ from typing import Any
 
 from vmexec.agent import protocol
 from vmexec.agent.errors import (
+    AgentBusy,
     AgentNotConnected,
     AgentProtocolError,
     AgentTimeout,
@@ -47,7 +48,16 @@ class UnixSocketTransport(AgentTransport):
         self, command: str, arguments: Mapping[str, Any] | None = None, *,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> Any:
-        async with self._lock:
+        try:
+            # A frozen agent makes every queued command wait its full timeout: one that cannot
+            # get its turn in its own timeout fails unsent rather than wait for all of them.
+            async with asyncio.timeout(timeout):
+                await self._lock.acquire()
+        except TimeoutError:
+            raise AgentBusy(
+                f"not sent: the agent's earlier commands did not finish within {timeout:g} s",
+                command=command) from None
+        try:
             reader, writer = await self._ensure_synced()
             payload = protocol.encode_command(command, arguments)
             self._log.debug("--> %s", payload[:200])
@@ -61,10 +71,14 @@ class UnixSocketTransport(AgentTransport):
                                    command=command) from None
             except (OSError, asyncio.IncompleteReadError) as exc:
                 await self._drop()
-                raise AgentNotConnected(f"agent connection lost: {exc}", command=command) from None
+                # Maybe after the agent read the command: not "not connected" (never sent).
+                raise HostUnreachable(f"agent connection lost mid-command: {exc}",
+                                      command=command) from None
             self._log.debug("<-- %s", line[:200])
             self._arm_idle_close()
             return protocol.decode_reply(line, command)
+        finally:
+            self._lock.release()
 
     def _arm_idle_close(self) -> None:
         if self._idle is not None:
