@@ -10,7 +10,7 @@ import ipaddress
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import platformdirs
 from pydantic import Field, SecretStr, field_validator
@@ -23,6 +23,9 @@ from pydantic_settings import (
 )
 
 CONFIG_ENV = "VMEXEC_CONFIG"
+#: How hosts may be reached (:mod:`vmexec.hypervisor.uris` checks URIs against these).
+HostTransport = Literal["local", "ssh", "tls", "tcp", "unix"]
+ALL_HOST_TRANSPORTS: list[HostTransport] = ["local", "ssh", "tls", "tcp", "unix"]
 
 
 def default_db_url() -> str:
@@ -157,8 +160,20 @@ class Settings(BaseSettings):
         default_factory=list,
         description="networks refused as webhook destinations beside the default ones, "
                     "e.g. private ranges ('10.0.0.0/8')")
+    host_transports: list[HostTransport] = Field(
+        default_factory=lambda: list(ALL_HOST_TRANSPORTS),
+        description="how hosts may be reached (AddKVMHost and libvirt_uri): local "
+                    "(qemu:///system), ssh, tls, tcp, unix (agent-socket directories); "
+                    "[\"local\", \"unix\"] keeps every connection on this machine")
+    host_uri_parameters: list[str] = Field(
+        default_factory=list,
+        description="libvirt URI parameters allowed besides no_tty, no_verify and mode, e.g. "
+                    "[\"keyfile\"]; parameters such as command, socket, netcat, keyfile, "
+                    "pkipath name programs or files on this machine: allow them only if "
+                    "everyone who can log in as admin may use them")
     libvirt_uri: str = Field(default="qemu:///system",
-                             description="the local libvirt, registered as a host at start")
+                             description="the local libvirt, registered as a host at start "
+                                         "(it must pass the host URI policy above)")
 
     @field_validator("db")
     @classmethod

@@ -26,6 +26,7 @@ from vmexec.db.migrate import upgrade
 from vmexec.db.session import create_engine, create_sessionmaker
 from vmexec.execution.engine import Executor
 from vmexec.hypervisor.libvirt_host import LibvirtHosts
+from vmexec.hypervisor.uris import HostUriPolicy
 from vmexec.services.auth import ADMIN_ACCOUNT, DEFAULT_PASSWORD_WARNING, AuthService
 from vmexec.services.executions import ExecutionService
 from vmexec.services.inventory import HostSources, Inventory
@@ -100,19 +101,22 @@ async def running_services(settings: Settings, *, executor: ExecutorFactory = Ex
                            inventory: InventoryFactory = Inventory
                            ) -> AsyncIterator[Services]:
     """Build, start and (on exit) stop everything a server runs."""
+    # Every host URI passes this policy before anything opens it: AddKVMHost's, the local
+    # libvirt_uri's (not registered when refused), and those stored in the database.
+    uri_policy = HostUriPolicy.of(settings.host_transports, settings.host_uri_parameters)
     async with contextlib.AsyncExitStack() as stack:
         engine = create_engine(settings.db)
         stack.push_async_callback(engine.dispose)
         await upgrade(engine)
         db = create_sessionmaker(engine)
-        hosts = LibvirtHosts()
+        hosts = LibvirtHosts(policy=uri_policy)
         stack.callback(hosts.close)
         agents = AgentDirectory(hosts)
         stack.push_async_callback(agents.aclose)
         runner = executor(agents)
         runner.file_retention = settings.guest_file_retention
         stack.push_async_callback(runner.aclose)
-        vms = inventory(db=db, sources=HostSources(hosts), agents=agents,
+        vms = inventory(db=db, sources=HostSources(hosts, policy=uri_policy), agents=agents,
                         local_host_uri=settings.libvirt_uri)
         jobs = JobService(
             db, retention=timedelta(seconds=settings.job_retention), error_reply=error_reply,

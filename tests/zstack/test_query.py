@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,7 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vmexec.zstack.query import (
+    CONDITION_PATTERN,
     DEFAULT_LIMIT,
+    FIELDS_PATTERN,
+    INTEGER_PATTERN,
+    MAX_CONDITIONS,
+    MAX_PARAMETER_CHARS,
     Condition,
     FieldKind,
     Op,
@@ -104,6 +110,19 @@ def test_value_keeps_spaces_and_may_contain_operators() -> None:
     assert parse_condition("description IS NULL", SCHEMA).op is Op.IS_NULL
 
 
+@pytest.mark.timeout(60)  # a hang guard: this query took 48 s with the backtracking matcher
+def test_the_like_query_that_froze_the_server_is_answered() -> None:
+    assert names([("q", "uuid~=%%%%%%%%%%!")]) == []
+    assert names([("q", "uuid~=%%%%%%%%%%1")]) == ["vm_1"]
+    assert names([("q", "uuid!~=%%%%%%%%%%!")]) == ["vm_1", "vm_2", "vm_10", "other"]
+
+
+def test_the_bounds_themselves_are_accepted() -> None:
+    query = parse_query([("q", "name~=" + "%" * (MAX_PARAMETER_CHARS - 6))] * MAX_CONDITIONS,
+                        SCHEMA)
+    assert len(evaluate(query, RECORDS).records) == 4
+
+
 def test_like_escapes_regex_characters() -> None:
     records = [{"name": "a.b"}, {"name": "axb"}]
     query = parse_query([("q", "name~=a.b")], {"name": FieldKind.STRING})
@@ -181,6 +200,9 @@ def test_unknown_parameters_are_ignored() -> None:
     ([("limit", "ten")], True, "'limit' must be an integer"),
     ([("start", "1.5")], True, "'start' must be an integer"),
     ([("limit", "-1")], False, "must not be negative"),
+    ([("q", "name=x")] * (MAX_CONDITIONS + 1), False, "at most 20 'q' parameters"),
+    ([("q", "name~=" + "%" * MAX_PARAMETER_CHARS)], False, "at most 1024 are allowed"),
+    ([("fields", "name," * 300)], False, "'fields' is 1500 characters long"),
 ])
 def test_bad_input_is_a_query_error(params: list[tuple[str, str]], malformed: bool,
                                     fragment: str) -> None:
@@ -214,3 +236,46 @@ def test_any_condition_on_a_known_field_evaluates(field: str, op: str, value: st
     except QueryError:
         return
     evaluate(query, RECORDS)
+
+
+# --- the OpenAPI document's patterns say exactly what the parser reads -----------------------
+@settings(max_examples=1000, deadline=None)
+@given(st.one_of(
+    st.text(max_size=30),
+    st.builds(lambda field, op, value: f"{field}{op}{value}",
+              st.sampled_from(["name", " name", "name ", "cpuNum", "vm.x", "_a", "1a", ""]),
+              st.sampled_from([op.value for op in Op] + [" is null", " NOT  null", "!", "=="]),
+              st.text(max_size=5))))
+def test_condition_pattern_agrees_with_the_parser(text: str) -> None:
+    schema = {"name": FieldKind.STRING, "cpuNum": FieldKind.NUMBER, "vm.x": FieldKind.STRING,
+              "_a": FieldKind.STRING}
+    try:
+        parse_condition(text, schema)
+        well_formed = True
+    except QueryError as exc:
+        well_formed = not exc.malformed
+    assert (re.search(CONDITION_PATTERN, text) is not None) is well_formed
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.text(max_size=8), st.integers(-5, 10**6).map(str),
+                 st.sampled_from([" 5 ", "1_0", "٣", "+5", "-0", "5.0", ""])))
+def test_integer_pattern_agrees_with_the_parser(text: str) -> None:
+    try:
+        parse_query([("limit", text)], SCHEMA)
+        accepted = True
+    except QueryError:
+        accepted = False
+    assert (re.search(INTEGER_PATTERN, text) is not None) is accepted
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=" ,\t\nax", max_size=8))
+def test_fields_pattern_agrees_with_the_parser(text: str) -> None:
+    try:
+        parse_query([("fields", text)], {"a": FieldKind.STRING, "x": FieldKind.STRING,
+                                         "ax": FieldKind.STRING, "xa": FieldKind.STRING})
+        malformed = False
+    except QueryError as exc:
+        malformed = exc.malformed
+    assert (re.search(FIELDS_PATTERN, text) is None) is malformed

@@ -10,13 +10,53 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
 from fastapi import FastAPI
+from starlette.types import Scope
 
 import vmexec
 from vmexec.api import errors, log_redaction
+from vmexec.api.deps import CHECKED_SESSION, check_session
+from vmexec.api.limits import DEFAULT_BODY_LIMIT, BodyLimit
 from vmexec.api.routes import accounts, health, hosts, jobs, sessions, vms
 from vmexec.api.routes import exec as exec_routes
+from vmexec.api.schemas.exec import MAX_BODY_BYTES as EXEC_MAX_BODY_BYTES
+from vmexec.services.auth import AuthSession
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+DESCRIPTION = f"""\
+Every failure answers ZStack's `{{"error": {{code, description, details}}}}`: `400` for a request
+that cannot be read, `503` for an API that ran and failed (`SYS.1007` for a bad value).
+
+**Unknown fields** in request bodies and unknown query parameters are ignored, as ZStack's
+servers ignore them, so that clients of newer ZStack versions keep working. The exception is
+`PUT /zstack/v1/vm-instances/{{uuid}}/actions`, whose body's one key names the action: a missing
+or unknown action is `400`.
+
+**Request bodies** may be at most {DEFAULT_BODY_LIMIT // 1024} KiB, and
+{EXEC_MAX_BODY_BYTES} bytes for ExecuteGuestVmCommand (its largest valid request: the longest
+command and 1 MiB of stdin, JSON-escaped); a larger one is `413` before it is read. The body
+of an API that needs a session is read only once the session is valid.
+"""
+
+#: Routes whose valid requests can be larger than the default body limit (64 KiB).
+BODY_LIMITS = {
+    ("PUT", exec_routes.PATH): EXEC_MAX_BODY_BYTES,
+    ("POST", exec_routes.PATH): EXEC_MAX_BODY_BYTES,
+}
+
+
+async def _check_session(scope: Scope, authorization: str | None) -> AuthSession:
+    # The body limit's session check, before a body is read: the same check as AuthDep.
+    return await check_session(scope["app"].state.services, authorization)
+
+
+#: The APIs that take a body without a session (LogInByAccount). Every other body is read
+#: only once the request's session is valid: new APIs need a session unless listed here.
+SESSIONLESS_BODIES = frozenset({("PUT", f"{sessions.router.prefix}/login")})
+
+
+def _needs_session(scope: Scope) -> bool:
+    return (scope["method"], scope["path"]) not in SESSIONLESS_BODIES
 
 
 def assemble(lifespan: Lifespan) -> FastAPI:
@@ -26,9 +66,12 @@ def assemble(lifespan: Lifespan) -> FastAPI:
         version=vmexec.__version__,
         summary="Run commands inside KVM/QEMU guests through the QEMU guest agent, "
                 "with ZStack's REST API.",
+        description=DESCRIPTION,
         lifespan=lifespan,
     )
     errors.install_error_handlers(app)
+    app.add_middleware(BodyLimit, limits=BODY_LIMITS, authenticate=_check_session,
+                       needs_session=_needs_session, session_key=CHECKED_SESSION)
     log_redaction.install()
     # accounts after sessions: PUT /accounts/{uuid} must not shadow PUT /accounts/login.
     for module in (health, sessions, accounts, jobs, exec_routes, vms, hosts):

@@ -17,6 +17,7 @@ from typing import TypeVar
 import libvirt
 
 from vmexec.hypervisor import errors
+from vmexec.hypervisor.uris import HostUriPolicy, HostUriRefused
 
 log = logging.getLogger(__name__)
 
@@ -120,18 +121,44 @@ class LibvirtHost:
                 self._conn = None
 
 
-class LibvirtHosts:
-    """The set of libvirt hosts the process talks to, sharing one bounded thread pool."""
+class RefusedHost(LibvirtHost):
+    """A host whose URI the policy refuses: every call fails, nothing is ever opened."""
 
-    def __init__(self, pool_size: int = DEFAULT_POOL_SIZE) -> None:
+    def __init__(self, uri: str, pool: ThreadPoolExecutor, reason: str) -> None:
+        super().__init__(uri, pool)
+        self.reason = reason
+
+    def _run(self, fn: Callable[[libvirt.virConnect], T], what: str) -> T:
+        raise errors.HostUnreachable(f"not connecting to {self.uri}: {self.reason}")
+
+
+class LibvirtHosts:
+    """The set of libvirt hosts the process talks to, sharing one bounded thread pool.
+
+    With a ``policy``, a URI it refuses is never opened (e.g. a host stored before the policy
+    was narrowed): its calls fail with ``HostUnreachable``.
+    """
+
+    def __init__(self, pool_size: int = DEFAULT_POOL_SIZE, *,
+                 policy: HostUriPolicy | None = None) -> None:
         self._pool = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="libvirt")
         self._hosts: dict[str, LibvirtHost] = {}
+        self._policy = policy
 
     def get(self, uri: str) -> LibvirtHost:
         host = self._hosts.get(uri)
         if host is None:
-            host = self._hosts[uri] = LibvirtHost(uri, self._pool)
+            host = self._hosts[uri] = self._new_host(uri)
         return host
+
+    def _new_host(self, uri: str) -> LibvirtHost:
+        if self._policy is not None:
+            try:
+                self._policy.check(uri)
+            except HostUriRefused as exc:
+                log.warning("refusing to connect to host %s: %s", uri, exc)
+                return RefusedHost(uri, self._pool, str(exc))
+        return LibvirtHost(uri, self._pool)
 
     def close(self) -> None:
         for host in self._hosts.values():

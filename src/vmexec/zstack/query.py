@@ -8,6 +8,10 @@ Parameters, as ZStack's ``RestServer`` reads them:
 - ``limit`` (default 1000), ``start``, ``count=true`` (only the total), ``replyWithCount=true``,
   ``sort=+field`` / ``-field``, ``fields=a,b``; other parameters are ignored, as ZStack does.
 
+A query has at most :data:`MAX_CONDITIONS` conditions and every parameter value at most
+:data:`MAX_PARAMETER_CHARS` characters, so one request cannot buy unbounded work; likes are
+matched without backtracking (:mod:`vmexec.zstack.like`).
+
 Comparisons follow SQL, which ZStack runs them as: a null field matches no operator but
 ``is null`` (not even ``!=``); numeric fields compare as numbers, date fields as dates, others
 as case-sensitive strings. Records are evaluated in memory: they are plain dicts of typed values
@@ -24,9 +28,14 @@ from datetime import datetime
 from typing import Any
 
 from vmexec.zstack.dates import parse_date
+from vmexec.zstack.like import LikePattern
 
 #: ZStack's default page size for queries.
 DEFAULT_LIMIT = 1000
+#: The most ``q=`` conditions one query may have (ZStack's own UIs send a handful).
+MAX_CONDITIONS = 20
+#: The longest value of any query parameter, in characters.
+MAX_PARAMETER_CHARS = 1024
 
 
 class FieldKind(enum.Enum):
@@ -68,20 +77,32 @@ class Op(enum.Enum):
 # Longest symbols first, so "!?=" is not read as "!" + "?=" and ">=" not as ">" + "=...".
 _BINARY = "|".join(re.escape(op.value) for op in sorted(
     (op for op in Op if op not in (Op.IS_NULL, Op.NOT_NULL)), key=lambda o: -len(o.value)))
+_FIELD = r"[A-Za-z_][A-Za-z0-9_.]*"
 # A field name, then the operator right after it: unlike ZStack's "first operator found
 # anywhere" scan, a value may itself contain "=", ">" or "<".
-_CONDITION = re.compile(rf"^\s*(?P<field>[A-Za-z_][\w.]*)\s*(?P<op>{_BINARY})(?P<value>.*)$",
+_CONDITION = re.compile(rf"^\s*(?P<field>{_FIELD})\s*(?P<op>{_BINARY})(?P<value>.*)$",
                         re.DOTALL)
-_NULL_TEST = re.compile(r"^\s*(?P<field>[A-Za-z_][\w.]*)\s+(?P<op>is\s+null|not\s+null)\s*$",
+_NULL_TEST = re.compile(rf"^\s*(?P<field>{_FIELD})\s+(?P<op>is\s+null|not\s+null)\s*$",
                         re.IGNORECASE)
+#: What a well-formed ``q=`` value looks like (for the OpenAPI document): the conditions
+#: above, as one regular expression.
+CONDITION_PATTERN = (rf"^\s*{_FIELD}(\s*(!?[?~]?=|[<>]=?)|"
+                     r"\s+([Ii][Ss]|[Nn][Oo][Tt])\s+[Nn][Uu][Ll][Ll]\s*$)")
+#: What ``limit`` and ``start`` accept (a sign is read, to say a negative value is refused).
+INTEGER_PATTERN = r"^\s*[0-9]+\s*$"
+#: What ``fields`` accepts: at least one name among the commas.
+FIELDS_PATTERN = r"[^\s,]"
+_INTEGER = re.compile(INTEGER_PATTERN)
+_NEGATIVE = re.compile(r"\s*-[0-9]+\s*")
+_PARAMETERS = frozenset({"q", "limit", "start", "count", "replyWithCount", "sort", "fields"})
 
 
 @dataclass(frozen=True, slots=True)
 class Condition:
     field: str
     op: Op
-    #: The typed operand: a list for ``?=``/``!?=``, a compiled pattern for likes, None for null
-    #: tests, else one value of the field's kind.
+    #: The typed operand: a list for ``?=``/``!?=``, a :class:`LikePattern` for likes, None for
+    #: null tests, else one value of the field's kind.
     operand: Any = None
 
     def matches(self, record: Mapping[str, Any]) -> bool:
@@ -110,9 +131,9 @@ class Condition:
             case Op.NOT_IN:
                 return value not in self.operand
             case Op.LIKE:
-                return self.operand.fullmatch(_like_text(value)) is not None
+                return bool(self.operand.matches(_like_text(value)))
             case Op.NOT_LIKE:
-                return self.operand.fullmatch(_like_text(value)) is None
+                return not self.operand.matches(_like_text(value))
         raise AssertionError(self.op)  # pragma: no cover - every Op is handled above
 
 
@@ -143,13 +164,16 @@ class QueryResult:
     records: list[dict[str, Any]]
     #: Number of matching records before paging; None when the client did not ask for it.
     total: int | None
+    #: Number of matching records before paging, whether asked for or not.
+    matched: int = 0
 
 
 def parse_query(params: Iterable[tuple[str, str]], schema: Mapping[str, FieldKind]) -> Query:
     """Read the query parameters (repeated keys allowed) against the resource's fields.
 
     Raises:
-        QueryError: malformed syntax, an unknown field, or a value of the wrong kind.
+        QueryError: malformed syntax, an unknown field, a value of the wrong kind, or more
+            conditions or longer values than the bounds above.
     """
     conditions: list[Condition] = []
     limit, start = DEFAULT_LIMIT, 0
@@ -158,7 +182,13 @@ def parse_query(params: Iterable[tuple[str, str]], schema: Mapping[str, FieldKin
     fields: tuple[str, ...] | None = None
     for key, raw in params:
         key = key.strip()
+        if key in _PARAMETERS and len(raw) > MAX_PARAMETER_CHARS:
+            raise QueryError(f"query parameter {key!r} is {len(raw)} characters long; at most "
+                             f"{MAX_PARAMETER_CHARS} are allowed")
         if key == "q":
+            if len(conditions) == MAX_CONDITIONS:
+                raise QueryError(f"too many query conditions: at most {MAX_CONDITIONS} 'q' "
+                                 "parameters are allowed")
             conditions.append(parse_condition(raw, schema))
         elif key == "limit":
             limit = _non_negative_int("limit", raw)
@@ -203,23 +233,29 @@ def parse_condition(text: str, schema: Mapping[str, FieldKind]) -> Condition:
     if op in (Op.IN, Op.NOT_IN):
         return Condition(field, op, [_operand(field, kind, item) for item in raw.split(",")])
     if op in (Op.LIKE, Op.NOT_LIKE):
-        return Condition(field, op, _like_pattern(raw))
+        return Condition(field, op, LikePattern(raw))
     return Condition(field, op, _operand(field, kind, raw))
 
 
 def evaluate(query: Query, records: Iterable[Mapping[str, Any]]) -> QueryResult:
-    """Filter, sort, page and project ``records`` (dicts of typed values) as ``query`` says."""
+    """Filter, sort, page and project ``records`` (dicts of typed values) as ``query`` says.
+
+    Pure and thread-safe as long as nobody changes ``records`` meanwhile, so a caller may run
+    it in a thread: its cost grows with records, conditions and the length of the values.
+    """
     selected = [r for r in records if all(c.matches(r) for c in query.conditions)]
-    total = len(selected) if (query.count or query.reply_with_count) else None
+    matched = len(selected)
+    total = matched if (query.count or query.reply_with_count) else None
     if query.count:
-        return QueryResult(records=[], total=total)
+        return QueryResult(records=[], total=total, matched=matched)
     if query.sort_by is not None:
         selected.sort(key=_sort_key(query.sort_by), reverse=query.descending)
     page = selected[query.start:query.start + query.limit]
     if query.fields is not None:
         wanted = query.fields
-        return QueryResult(records=[{f: r.get(f) for f in wanted} for r in page], total=total)
-    return QueryResult(records=[dict(r) for r in page], total=total)
+        return QueryResult(records=[{f: r.get(f) for f in wanted} for r in page], total=total,
+                           matched=matched)
+    return QueryResult(records=[dict(r) for r in page], total=total, matched=matched)
 
 
 def _known_field(name: str, schema: Mapping[str, FieldKind], where: str) -> str:
@@ -244,12 +280,6 @@ def _operand(field: str, kind: FieldKind, raw: str) -> Any:
     return raw
 
 
-def _like_pattern(raw: str) -> re.Pattern[str]:
-    # SQL LIKE: % is any run, _ is one character; everything else is literal.
-    parts = [".*" if ch == "%" else "." if ch == "_" else re.escape(ch) for ch in raw]
-    return re.compile("".join(parts), re.DOTALL)
-
-
 def _like_text(value: Any) -> str:
     if isinstance(value, datetime):
         return value.isoformat()
@@ -265,14 +295,13 @@ def _sort_key(field: str) -> Any:
 
 
 def _non_negative_int(name: str, raw: str) -> int:
-    try:
-        value = int(raw.strip())
-    except ValueError:
+    # ASCII digits only (INTEGER_PATTERN): int() would also take "+5", "1_0" or "٣".
+    if _NEGATIVE.fullmatch(raw):
+        raise QueryError(f"invalid query parameter: {name!r} must not be negative, got {raw!r}")
+    if not _INTEGER.fullmatch(raw):
         raise QueryError(f"invalid query parameter: {name!r} must be an integer, got {raw!r}",
-                         malformed=True) from None
-    if value < 0:
-        raise QueryError(f"invalid query parameter: {name!r} must not be negative, got {value}")
-    return value
+                         malformed=True)
+    return int(raw.strip())
 
 
 def _boolean(raw: str) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from vmexec.api.deps import AuthDep, ServicesDep
+from vmexec.api.deps import AdminDep, AuthDep, ServicesDep
 from vmexec.api.errors import invalid_argument
 from vmexec.api.schemas.common import ERROR_RESPONSES, EmptyReply
 from vmexec.api.schemas.inventory import (
@@ -51,10 +51,14 @@ def libvirt_uri(params: AddKVMHostParams) -> str:
              responses=ERROR_RESPONSES, summary="Add a KVM host (any libvirt URI, or a "
                                                 "directory of guest-agent sockets)")
 async def add_kvm_host(body: AddKVMHostRequest, request: Request, services: ServicesDep,
-                       _auth: AuthDep) -> JSONResponse:
-    """The host must answer before it is added: a host that does not is ``503 SYS.1006`` with
-    libvirt's reason in ``details``; a malformed or duplicate URI is ``503 SYS.1007``. Answers
-    ``200`` with the inventory directly (ZStack's SDKs accept that for this async API)."""
+                       _admin: AdminDep) -> JSONResponse:
+    """Admin only (else ``503 ID.1002``). The URI must be one the server's host URI policy
+    allows (``qemu:///system``, ``qemu+ssh://``, ``qemu+tls://``, ``qemu+tcp://``,
+    ``unix:///DIR``; no parameters that name programs or files): else ``503 SYS.1007``, before
+    anything connects. The host must answer before it is added: a host that does not is
+    ``503 SYS.1006`` with libvirt's reason in ``details``; a duplicate URI is ``503 SYS.1007``.
+    Answers ``200`` with the inventory directly (ZStack's SDKs accept that for this async
+    API)."""
     params = body.params
     if params.resource_uuid is not None and not is_uuid(params.resource_uuid):
         raise invalid_argument(f"resourceUuid must be 32 hex digits, got {params.resource_uuid!r}")
@@ -94,7 +98,8 @@ async def query_host(uuid: str, request: Request, services: ServicesDep, _auth: 
 
 @router.delete("/{uuid}", operation_id="DeleteHost", response_model=EmptyReply,
                responses=ERROR_RESPONSES, summary="Forget a host and its VMs")
-async def delete_host(uuid: str, services: ServicesDep, _auth: AuthDep) -> EmptyReply:
-    """The VMs keep running; vmexec only stops managing them. Unknown host: ``200`` too."""
+async def delete_host(uuid: str, services: ServicesDep, _admin: AdminDep) -> EmptyReply:
+    """Admin only (else ``503 ID.1002``). The VMs keep running; vmexec only stops managing
+    them. Unknown host: ``200`` too."""
     await services.inventory.delete_host(uuid)
     return EmptyReply()

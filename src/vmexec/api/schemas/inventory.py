@@ -10,13 +10,21 @@ from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import Query as QueryParam
-from pydantic import ConfigDict, Field, StrictBool, create_model
+from pydantic import ConfigDict, Field, StrictBool, WithJsonSchema, create_model
 from pydantic.alias_generators import to_snake
 
 from vmexec.api.schemas.common import Int, WireModel
+from vmexec.hypervisor.uris import MAX_URI_CHARS
 from vmexec.zstack.inventories import HOST_FIELDS, VM_INSTANCE_FIELDS
 from vmexec.zstack.inventories import Field as InventoryField
-from vmexec.zstack.query import FieldKind
+from vmexec.zstack.query import (
+    CONDITION_PATTERN,
+    FIELDS_PATTERN,
+    INTEGER_PATTERN,
+    MAX_CONDITIONS,
+    MAX_PARAMETER_CHARS,
+    FieldKind,
+)
 
 Tags = list[str]
 
@@ -81,9 +89,13 @@ class AddKVMHostParams(WireModel):
     user_tags: Tags | None = None
     # --- vmexec extension -----------------------------------------------------------------
     libvirt_uri: str | None = Field(
-        default=None, examples=["qemu+tcp://10.0.0.5/system", "unix:///var/run/qemu-server"],
-        description="Any libvirt URI, or unix:///dir for a directory of guest-agent sockets "
-                    "(one VM per *.sock / *.qga); overrides managementIp/username/sshPort.")
+        default=None, max_length=MAX_URI_CHARS,
+        examples=["qemu+tcp://10.0.0.5/system", "unix:///var/run/qemu-server"],
+        description="qemu:///system, qemu+ssh://[user@]host[:port]/system, qemu+tls://..., "
+                    "qemu+tcp://..., or unix:///dir for a directory of guest-agent sockets "
+                    "(one VM per *.sock / *.qga); overrides managementIp/username/sshPort. "
+                    "Only the transports the server allows, and no parameters but no_tty, "
+                    "no_verify and mode unless its operator allows more (else 503 SYS.1007).")
 
 
 class AddKVMHostRequest(WireModel):
@@ -99,10 +111,21 @@ class SetVmQgaParams(WireModel):
     enable: StrictBool
 
 
-class VmActionRequest(WireModel):
-    """``PUT /vm-instances/{uuid}/actions``: exactly one action, named by its key."""
+def _one_action(schema: dict[str, Any]) -> None:
+    # What the route accepts: setVmQga (the one action), tags, nothing else. The model itself
+    # stays lenient so that the route can answer a missing or unknown action with its own 400.
+    action = schema["properties"]["setVmQga"]
+    schema["properties"]["setVmQga"] = next(
+        option for option in action.get("anyOf", [action]) if option.get("type") != "null")
+    schema["required"] = ["setVmQga"]
+    schema["additionalProperties"] = False
 
-    model_config = ConfigDict(extra="allow")
+
+class VmActionRequest(WireModel):
+    """``PUT /vm-instances/{uuid}/actions``: exactly one action, named by its key
+    (``setVmQga``); a missing or unknown action is ``400``."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra=_one_action)
 
     set_vm_qga: SetVmQgaParams | None = None
     system_tags: Tags | None = None
@@ -122,15 +145,31 @@ class GuestToolsInfoReply(WireModel):
                                      examples=[{"guestExec": True, "guestFileTransfer": True}])
 
 
-#: The query parameters, documented; they are read from the raw query string (``q`` repeats).
-Q = Annotated[list[str] | None, QueryParam(
+#: The query parameters, documented exactly as :func:`vmexec.zstack.query.parse_query` reads
+#: them (the raw query string is parsed there, ``q`` repeated; FastAPI validates nothing, the
+#: schemas below only say what is accepted). Other parameters are ignored, as ZStack does.
+Q = Annotated[list[str] | None, WithJsonSchema({
+    "type": "array", "maxItems": MAX_CONDITIONS,
+    "items": {"type": "string", "minLength": 1, "maxLength": MAX_PARAMETER_CHARS,
+              "pattern": CONDITION_PATTERN}}), QueryParam(
     description="Condition <field><op><value>; ops = != > < >= <= ?= (in) !?= (not in) "
-                "~= (like, % wildcard) !~=, or '<field> is null' / '<field> not null'. "
-                "Repeat for AND.", examples=["name=vm_1"])]
-Limit = Annotated[str | None, QueryParam(description="Page size (default 1000)")]
-Start = Annotated[str | None, QueryParam(description="Offset of the page")]
-Count = Annotated[str | None, QueryParam(description="true: reply with the total only")]
-ReplyWithCount = Annotated[str | None, QueryParam(
-    alias="replyWithCount", description="true: reply with the page and the total")]
-Sort = Annotated[str | None, QueryParam(description="+field or -field", examples=["-name"])]
-Fields = Annotated[str | None, QueryParam(description="Comma-separated fields to return")]
+                "~= (like: % any run, _ one character) !~=, or '<field> is null' / "
+                f"'<field> not null'. Repeat for AND (at most {MAX_CONDITIONS}, each at most "
+                f"{MAX_PARAMETER_CHARS} characters). Malformed: 400; unknown field or a value "
+                "of the wrong kind: 503 SYS.1007.", examples=["name=vm_1"])]
+_COUNTER = WithJsonSchema({"type": "string", "pattern": INTEGER_PATTERN,
+                           "maxLength": MAX_PARAMETER_CHARS})
+Limit = Annotated[str | None, _COUNTER, QueryParam(
+    description="Page size (default 1000): a non-negative integer")]
+Start = Annotated[str | None, _COUNTER, QueryParam(
+    description="Offset of the page: a non-negative integer")]
+_TEXT = WithJsonSchema({"type": "string", "maxLength": MAX_PARAMETER_CHARS})
+Count = Annotated[str | None, _TEXT, QueryParam(
+    description="true (any case): reply with the total only; anything else is false")]
+ReplyWithCount = Annotated[str | None, _TEXT, QueryParam(
+    alias="replyWithCount", description="true (any case): reply with the page and the total")]
+Sort = Annotated[str | None, _TEXT, QueryParam(
+    description="+field or -field (unknown field: 503 SYS.1007)", examples=["-name"])]
+Fields = Annotated[str | None, WithJsonSchema({
+    "type": "string", "pattern": FIELDS_PATTERN, "maxLength": MAX_PARAMETER_CHARS}), QueryParam(
+    description="Comma-separated fields to return (unknown field: 503 SYS.1007)")]

@@ -13,6 +13,7 @@ from vmexec.services.inventory.records import HostRecord, query_reply, to_wire
 from vmexec.services.inventory.source import HostSource, SourceError, SourceFactory
 from vmexec.services.inventory.store import InventoryStore
 from vmexec.services.inventory.sync import Sync
+from vmexec.services.queries import QueryRunner
 from vmexec.zstack.classes import KVM_HOST_INVENTORY
 from vmexec.zstack.ids import new_uuid, normalize_uuid
 from vmexec.zstack.inventories import HostState, HostStatus
@@ -27,18 +28,20 @@ CONNECT_TIMEOUT = 20.0
 class HostAdmin:
     """Adds, lists and deletes the hosts of ``store``; ``sync`` keeps them current."""
 
-    def __init__(self, store: InventoryStore, sync: Sync, sources: SourceFactory) -> None:
+    def __init__(self, store: InventoryStore, sync: Sync, sources: SourceFactory,
+                 queries: QueryRunner) -> None:
         self._store = store
         self._sync = sync
         self._open_source = sources
+        self._queries = queries
 
     async def register_local(self, uri: str) -> None:
         """Register ``uri`` as the host ``localhost`` if it answers; never raises for a host
         that does not (a server without a local libvirt starts all the same)."""
         try:
             source = self._open_source(uri)
-        except InvalidValue as exc:
-            log.info("local libvirt %s is not a usable URI, not registered: %s", uri, exc)
+        except InvalidValue as exc:  # malformed, or refused by the host URI policy
+            log.warning("local libvirt %s is not a usable URI, not registered: %s", uri, exc)
             return
         try:
             await self._probe(source)
@@ -81,12 +84,13 @@ class HostAdmin:
         await self._sync.watch(host)
         return to_wire(self._store.hosts[host.uuid].values())
 
-    def query(self, query: Query, uuid: str | None = None) -> dict[str, Any]:
+    async def query(self, query: Query, uuid: str | None = None) -> dict[str, Any]:
         """QueryHost's reply: ``inventories``, ``total`` when asked, and ``schema``."""
         if uuid is not None:
             query = query.with_uuid(normalize_uuid(uuid))
         hosts = sorted(self._store.hosts.values(), key=lambda h: (h.create_date, h.name))
-        return query_reply(query, [h.values() for h in hosts], KVM_HOST_INVENTORY)
+        result = await self._queries.evaluate(query, [h.values() for h in hosts])
+        return query_reply(query, result, KVM_HOST_INVENTORY)
 
     async def delete(self, host_uuid: str) -> None:
         """DeleteHost: forget the host and its VMs (nothing is done to the VMs themselves).

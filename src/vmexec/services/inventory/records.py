@@ -8,7 +8,7 @@ Python values (``datetime`` dates, ``None`` for null), which the query evaluator
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,7 +17,7 @@ from vmexec.db.models_inventory import HostRow, VmRow
 from vmexec.zstack.classes import schema_map
 from vmexec.zstack.dates import format_date
 from vmexec.zstack.inventories import HOST_FIELDS, HYPERVISOR_TYPE, VM_INSTANCE_FIELDS, VM_TYPE
-from vmexec.zstack.query import Query, evaluate
+from vmexec.zstack.query import Query, QueryResult
 
 
 @dataclass(slots=True)
@@ -135,11 +135,10 @@ def to_wire(values: Mapping[str, Any]) -> dict[str, Any]:
     return wire
 
 
-def query_reply(query: Query, records: Sequence[Mapping[str, Any]],
-                class_name: str) -> dict[str, Any]:
-    """A Query* API's reply over ``records`` (values, see the module docstring):
-    ``inventories`` (unless only a count is asked), ``total`` when asked, and ``schema``."""
-    result = evaluate(query, records)
+def query_reply(query: Query, result: QueryResult, class_name: str) -> dict[str, Any]:
+    """A Query* API's reply from ``result``, the evaluation of ``query`` over records (values,
+    see the module docstring): ``inventories`` (unless only a count is asked), ``total`` when
+    asked, and ``schema``."""
     reply: dict[str, Any] = {}
     if not query.count:
         reply["inventories"] = [to_wire(r) for r in result.records]

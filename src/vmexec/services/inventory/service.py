@@ -12,6 +12,7 @@ from vmexec.services.inventory.source import SourceFactory
 from vmexec.services.inventory.store import InventoryStore
 from vmexec.services.inventory.sync import DEFAULT_RESYNC_INTERVAL, Sync
 from vmexec.services.inventory.vms import VmLookups, VmRef
+from vmexec.services.queries import QueryRunner
 from vmexec.zstack.query import Query
 
 
@@ -30,8 +31,9 @@ class Inventory:
         self._local_host_uri = local_host_uri
         self._store = InventoryStore(db)
         self._sync = Sync(self._store, sources, agents, interval=resync_interval)
-        self._hosts = HostAdmin(self._store, self._sync, sources)
-        self._vms = VmLookups(self._store, self._sync, agents)
+        self._queries = QueryRunner()
+        self._hosts = HostAdmin(self._store, self._sync, sources, self._queries)
+        self._vms = VmLookups(self._store, self._sync, agents, self._queries)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -49,6 +51,7 @@ class Inventory:
     async def aclose(self) -> None:
         """Stop keeping the inventory current; never raises."""
         await self._sync.aclose()
+        self._queries.close()
 
     async def sync(self) -> None:
         """Resync every host now (waits for a resync already running, then runs another)."""
@@ -121,7 +124,7 @@ class Inventory:
 
     async def query_hosts(self, query: Query, uuid: str | None = None) -> dict[str, Any]:
         """QueryHost's reply: ``inventories``, ``total`` when asked, and ``schema``."""
-        return self._hosts.query(query, uuid)
+        return await self._hosts.query(query, uuid)
 
     async def delete_host(self, host_uuid: str) -> None:
         """DeleteHost: forget the host and its VMs (nothing is done to the VMs themselves).

@@ -17,8 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from vmexec.agent.targets import AgentTarget, LibvirtTarget, SocketTarget
+
 if TYPE_CHECKING:
-    from vmexec.agent.targets import AgentTarget
     from vmexec.services.inventory.records import VmRecord
 
 
@@ -132,6 +133,45 @@ class HostSource(Protocol):
         """Release what the source holds (the host was deleted, or the server stops); never
         raises."""
         ...
+
+
+class UnusableSource:
+    """The source of a stored host whose URI cannot be opened any more (malformed, or refused
+    by the server's host URI policy since it was added): every read fails with ``reason``, so
+    the host stays Disconnected. Its VMs keep the agent targets a real source would give; the
+    agent layer refuses those as well."""
+
+    def __init__(self, uri: str, kind: str, reason: str) -> None:
+        self.uri = uri
+        self._kind = kind
+        self.reason = reason
+
+    @property
+    def kind(self) -> str:
+        return self._kind
+
+    def _error(self) -> SourceError:
+        return SourceError(f"host {self.uri} is not used: {self.reason}")
+
+    async def probe(self) -> None:
+        raise self._error()
+
+    async def list_vms(self) -> list[SeenVm]:
+        raise self._error()
+
+    async def vm(self, uuid: str) -> SeenVm:
+        raise self._error()
+
+    async def watch(self, on_change: ChangeCallback) -> Watcher:
+        raise self._error()
+
+    def agent_target(self, vm: VmRecord) -> AgentTarget:
+        if vm.socket_path is not None:
+            return SocketTarget(vm.socket_path)
+        return LibvirtTarget(self.uri, vm.uuid)
+
+    async def aclose(self) -> None:
+        pass
 
 
 #: Opens the source of a host URI.

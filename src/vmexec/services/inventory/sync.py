@@ -18,6 +18,7 @@ from typing import Any
 
 from vmexec.agent.directory import AgentDirectory
 from vmexec.agent.targets import AgentTarget
+from vmexec.services.errors import InvalidValue
 from vmexec.services.inventory.records import HostRecord, VmRecord
 from vmexec.services.inventory.source import (
     HostSource,
@@ -25,6 +26,7 @@ from vmexec.services.inventory.source import (
     SeenVm,
     SourceError,
     SourceFactory,
+    UnusableSource,
     Watcher,
 )
 from vmexec.services.inventory.store import InventoryStore
@@ -108,7 +110,13 @@ class Sync:
         """The open source of ``host``, opened now if it is not yet."""
         source = self._sources.get(host.uuid)
         if source is None:
-            source = self._sources[host.uuid] = self._open_source(host.uri)
+            try:
+                source = self._open_source(host.uri)
+            except InvalidValue as exc:
+                # Stored before the server's host URI policy refused it: never opened.
+                log.warning("host %s (%s) is not used: %s", host.name, host.uri, exc.message)
+                source = UnusableSource(host.uri, host.kind, exc.message)
+            self._sources[host.uuid] = source
         return source
 
     def adopt(self, host_uuid: str, source: HostSource) -> None:

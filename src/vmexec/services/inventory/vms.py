@@ -18,6 +18,7 @@ from vmexec.services.errors import VmNotFound
 from vmexec.services.inventory.records import VmRecord, query_reply, to_wire
 from vmexec.services.inventory.store import InventoryStore
 from vmexec.services.inventory.sync import Sync
+from vmexec.services.queries import QueryRunner
 from vmexec.zstack.classes import VM_INSTANCE_INVENTORY
 from vmexec.zstack.ids import normalize_uuid
 from vmexec.zstack.inventories import VmState
@@ -44,10 +45,12 @@ class VmRef:
 class VmLookups:
     """The VMs of ``store``; ``sync`` resyncs on a miss; ``agents`` serves the live probe."""
 
-    def __init__(self, store: InventoryStore, sync: Sync, agents: AgentDirectory) -> None:
+    def __init__(self, store: InventoryStore, sync: Sync, agents: AgentDirectory,
+                 queries: QueryRunner) -> None:
         self._store = store
         self._sync = sync
         self._agents = agents
+        self._queries = queries
 
     async def find(self, vm_uuid: str) -> VmRecord:
         """The VM, resyncing once if it is not known yet.
@@ -80,13 +83,12 @@ class VmLookups:
         if uuid is not None:
             query = query.with_uuid(normalize_uuid(uuid))
         moment = time.monotonic()
-        records = self._values()
-        if query.conditions and not any(
-                all(c.matches(r) for c in query.conditions) for r in records):
+        result = await self._queries.evaluate(query, self._values())
+        if query.conditions and not result.matched:
             # Nothing matched: the VM may have been defined a moment ago.
             await self._sync.sync_after(moment)
-            records = self._values()
-        return query_reply(query, records, VM_INSTANCE_INVENTORY)
+            result = await self._queries.evaluate(query, self._values())
+        return query_reply(query, result, VM_INSTANCE_INVENTORY)
 
     async def get_qga(self, vm_uuid: str) -> bool:
         """Raises: VmNotFound."""
