@@ -148,7 +148,7 @@ def test_a_huge_body_with_a_session_stops_at_the_route_limit(server: RunningServ
             answer = _send(server, "POST", ADD_HOST, size=DEFAULT_BODY_LIMIT + 1,
                            chunked=chunked, headers=server.auth)
             _error(answer, 413, "SYS.1007", f"larger than {DEFAULT_BODY_LIMIT} bytes")
-    # What the server may hold is the route's limit (6.8 MiB), not the body.
+    # What the server may hold is the route's limit (14.8 MiB), not the body.
     assert growth[0] < 32 * 1024, f"peak RSS grew by {growth[0]} KiB"
 
 

@@ -34,8 +34,8 @@ or unknown action is `400`.
 
 **Request bodies** may be at most {DEFAULT_BODY_LIMIT // 1024} KiB, and
 {EXEC_MAX_BODY_BYTES} bytes for ExecuteGuestVmCommand (its largest valid request: the longest
-command and 1 MiB of stdin, JSON-escaped); a larger one is `413` before it is read. The body
-of an API that needs a session is read only once the session is valid.
+command, 1 MiB of stdin and 1 MiB of environment, JSON-escaped); a larger one is `413` before
+it is read. The body of an API that needs a session is read only once the session is valid.
 """
 
 #: Routes whose valid requests can be larger than the default body limit (64 KiB).

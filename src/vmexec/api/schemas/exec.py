@@ -10,19 +10,23 @@ from vmexec.api.schemas.common import Int, WireModel
 from vmexec.execution.models import (
     AGENT_OUTPUT_CAP,
     MAX_COMMAND_CHARS,
+    MAX_ENV_BYTES,
     MAX_STDIN_BYTES,
     MAX_TIMEOUT_SECONDS,
 )
 from vmexec.zstack.exec import Platform, Shell
 
 DEFAULT_COMMAND_TIMEOUT = 60
-#: Room for every field but ``command`` and ``stdin`` (env, tags, directory, ...).
+#: Room for every field but ``command``, ``stdin`` and ``env`` (tags, directory, ...).
 OTHER_FIELDS_BYTES = 64 * 1024
 #: The largest valid ExecuteGuestVmCommand body, in bytes: JSON escapes a control character
 #: in 6 bytes (``\u0001``) and a character outside the BMP in 12 (two ``\uXXXX``), so a
-#: command of MAX_COMMAND_CHARS characters takes at most 12 bytes each, and stdin (at most
-#: MAX_STDIN_BYTES of UTF-8) at most 6 per byte. About 6.8 MiB.
-MAX_BODY_BYTES = OTHER_FIELDS_BYTES + 12 * MAX_COMMAND_CHARS + 6 * MAX_STDIN_BYTES
+#: command of MAX_COMMAND_CHARS characters takes at most 12 bytes each, and stdin and the
+#: environment (at most MAX_STDIN_BYTES / MAX_ENV_BYTES of UTF-8) at most 6 per byte, with
+#: the environment's quotes, colons and commas (4 per variable, each at least 2 bytes).
+#: About 12.8 MiB.
+MAX_BODY_BYTES = (OTHER_FIELDS_BYTES + 12 * MAX_COMMAND_CHARS + 6 * MAX_STDIN_BYTES
+                  + 6 * MAX_ENV_BYTES + 2 * MAX_ENV_BYTES)
 
 Tags = list[str]
 
