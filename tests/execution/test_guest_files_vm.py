@@ -132,7 +132,7 @@ async def test_runs_that_end_in_an_error_leave_no_files(own_vm: LibvirtTarget) -
 
 async def test_a_failed_cleanup_is_retried_until_done(
         own_vm: LibvirtTarget, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="vmexec.execution.engine")
+    caplog.set_level(logging.INFO, logger="vmexec.execution")
     async with engine() as executor, engine() as observer:
         # The run itself freezes the agent shortly after it ends, for longer than the cleanup
         # (due CLEANUP_DELAY after the run) waits for an answer, even behind other calls that
