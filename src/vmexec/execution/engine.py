@@ -6,149 +6,79 @@ about the agent's own round-trip time; the output is then read from the run's fi
 guest.  Those files also hold the status, so when the agent's one "exited" reply is lost, or
 vmexec restarted, :meth:`Executor.recover` still gets the result.  At the deadline vmexec kills
 the run's whole process tree in the guest; a run that lasts gets a watchdog in the guest too.
+
+This module is the :class:`Executor` and a run's main flow (start, wait, collect); beside it:
+:mod:`.runs` (per-guest and per-run state, fault-tolerant calls), :mod:`.staging` (large
+input through guest files), :mod:`.helpers` (kill, watchdog, adopting a run whose start
+reply was lost), :mod:`.cleanup` (deleting ended runs' files) and :mod:`.results` (pure).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import TypeVar
+from collections.abc import AsyncIterator
+from datetime import datetime
 
 from vmexec.agent import errors as agent_errors
-from vmexec.agent.client import ExecStatus, GuestAgent, exec_request_size
+from vmexec.agent.client import ExecStatus
 from vmexec.agent.directory import AgentDirectory
-from vmexec.agent.protocol import SAFE_REQUEST_BYTES
 from vmexec.agent.targets import AgentTarget
 from vmexec.execution import errors
+from vmexec.execution.background import BackgroundTasks
+from vmexec.execution.cleanup import (
+    CLEANUP_DELAY,
+    DEFAULT_FILE_RETENTION,
+    CleanupPolicy,
+    GuestCleanup,
+)
 from vmexec.execution.faults import (
-    BACKOFF_MAX,
+    CALL_TIMEOUT,
     ORPHAN_BACKOFF,
     ORPHAN_WATCH,
-    await_agent,
     never_sent,
     transient,
     unavailable,
 )
 from vmexec.execution.guestfiles import RunFiles
+from vmexec.execution.helpers import KILL_WAIT, adopt, kill, stop_if_started
 from vmexec.execution.linux import LinuxPlatform
 from vmexec.execution.models import (
     AGENT_OUTPUT_CAP,
-    MAX_COMMAND_CHARS,
-    MAX_ENV_BYTES,
-    MAX_STDIN_BYTES,
-    MAX_TIMEOUT_SECONDS,
     ExecRequest,
     ExecResult,
-    Outcome,
     OutputChunk,
     Platform,
     Shell,
-    StreamOutput,
 )
-from vmexec.execution.platform import GuestPlatform, Launch
+from vmexec.execution.platform import GuestPlatform
+from vmexec.execution.results import (
+    exec_result,
+    new_run_id,
+    now,
+    setup_error,
+    shell_status,
+    validate,
+)
+from vmexec.execution.runs import Guest, Run, retry, wait_for_agent
+from vmexec.execution.staging import stage_input
 from vmexec.execution.status import Status, split_inline
+from vmexec.execution.waiting import wait_for_end
 from vmexec.execution.windows import WindowsPlatform
 
-log = logging.getLogger(__name__)
+#: What the service, tests and benchmarks import from here (some of it defined beside).
+__all__ = ["CALL_TIMEOUT", "CLEANUP_DELAY", "PLATFORMS", "Executor", "new_run_id", "validate"]
 
-T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 PLATFORMS: dict[Platform, GuestPlatform] = {
     Platform.LINUX: LinuxPlatform(),
     Platform.WINDOWS: WindowsPlatform(),
 }
-#: Seconds allowed for one agent round trip before the agent counts as not responding.
-CALL_TIMEOUT = 5.0
-#: Status polls: first at once, then at a growing interval up to POLL_MAX seconds.
-POLL_START, POLL_GROWTH, POLL_MAX = 0.002, 1.3, 0.25
-#: A run still going after this many seconds gets a watchdog in the guest.
-WATCHDOG_AFTER = 2.0
-#: Seconds past the deadline (after the kill) before vmexec stops waiting for the agent.
-KILL_WAIT = 15.0
-#: How often a long poll also looks at the run's status file (seconds).
-HOLDER_CHECK = 1.0
-#: Finished runs whose files are deleted together, this long after the first finished.
-CLEANUP_DELAY = 2.0
-#: Seconds a helper that only looks (e.g. for a run's process) may take in the guest.
-LOOK_TIMEOUT = 10.0
 #: The VM is gone: whatever ran in it is gone too.
 _GONE_REASONS = frozenset({errors.UnavailableReason.VM_NOT_FOUND,
                            errors.UnavailableReason.VM_NOT_RUNNING,
                            errors.UnavailableReason.NO_AGENT_CHANNEL})
-#: A failed cleanup is retried after CLEANUP_DELAY, doubling up to this many seconds.
-CLEANUP_RETRY_MAX = 300.0
-#: At most this many runs' files are deleted by one cleanup process.
-CLEANUP_BATCH = 500
-#: Seconds a run's files may stay in a guest (runs whose cleanup was lost, e.g. when vmexec
-#: restarted) before a cleanup in that directory removes them; longer than any run lasts.
-DEFAULT_FILE_RETENTION = 7 * 86400.0
-
-
-def new_run_id() -> str:
-    return uuid.uuid4().hex
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def validate(request: ExecRequest) -> None:
-    """Raises: InvalidExecRequest."""
-    if not request.command.strip():
-        raise errors.InvalidExecRequest("command is empty")
-    if len(request.command) > MAX_COMMAND_CHARS:
-        raise errors.InvalidExecRequest(f"command is longer than {MAX_COMMAND_CHARS} characters")
-    if not 0 < request.timeout <= MAX_TIMEOUT_SECONDS:
-        raise errors.InvalidExecRequest(
-            f"timeout must be more than 0 and at most {MAX_TIMEOUT_SECONDS} seconds")
-    if request.max_output_bytes < 0:
-        raise errors.InvalidExecRequest("maxOutputBytes must not be negative")
-    if request.stdin and len(request.stdin) > MAX_STDIN_BYTES:
-        raise errors.InvalidExecRequest(f"stdin is larger than {MAX_STDIN_BYTES} bytes")
-    env_bytes = sum(len(f"{name}={value}".encode()) for name, value in request.env.items())
-    if env_bytes > MAX_ENV_BYTES:
-        raise errors.InvalidExecRequest(
-            f"the environment takes {env_bytes} bytes as NAME=VALUE entries; "
-            f"at most {MAX_ENV_BYTES} are accepted")
-
-
-@dataclass
-class _Guest:
-    """What the engine learns and keeps per guest."""
-
-    platform: GuestPlatform
-    run_dir: str
-    #: The Linux guest's default shell: bash until a guest shows it has none.
-    interpreter: str = "bash"
-    #: Ended runs whose files still wait to be deleted, by run dir: kept until a cleanup
-    #: in the guest has run, however many attempts that takes.
-    finished: dict[str, set[str]] = field(default_factory=dict)
-    #: Helper processes (kill, watchdog, cleanup) whose agent records must still be reaped.
-    helpers: list[int] = field(default_factory=list)
-    flush: asyncio.TimerHandle | None = None
-    #: Cleanups that failed in a row (the next attempt waits longer).
-    cleanup_failures: int = 0
-    cleaning: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-
-@dataclass
-class _Run:
-    request: ExecRequest
-    run_id: str
-    guest: _Guest
-    agent: GuestAgent
-    pid: int = 0
-    started: datetime = field(default_factory=_now)
-    killed: bool = False
-    #: Whether the run may be running in the guest (a guest-exec for it may have arrived).
-    launched: bool = False
-    #: Whether the run may have files in the guest (its input, or a guest-exec was sent).
-    attempted: bool = False
 
 
 class Executor:
@@ -160,12 +90,19 @@ class Executor:
     def __init__(self, agents: AgentDirectory, *,
                  file_retention: float = DEFAULT_FILE_RETENTION) -> None:
         self.agents = agents
-        #: Seconds after which any run's files in a guest are removed by the next cleanup
-        #: in their directory.
-        self.file_retention = file_retention
-        self._guests: dict[AgentTarget, _Guest] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._closed = False
+        self._cleanup_policy = CleanupPolicy(file_retention)
+        self._guests: dict[AgentTarget, Guest] = {}
+        self._background = BackgroundTasks()
+
+    @property
+    def file_retention(self) -> float:
+        """Seconds after which any run's files in a guest are removed by the next cleanup
+        in their directory (settable: it applies to every cleanup from then on)."""
+        return self._cleanup_policy.file_retention
+
+    @file_retention.setter
+    def file_retention(self, seconds: float) -> None:
+        self._cleanup_policy.file_retention = seconds
 
     # -- public ---------------------------------------------------------------------------
 
@@ -203,8 +140,8 @@ class Executor:
         agent = self.agents.get(target)
         # The command itself is in the guest already; the run only needs the output limit.
         limit = AGENT_OUTPUT_CAP if max_output_bytes is None else max_output_bytes
-        run = _Run(ExecRequest("(recovered)", platform=platform, max_output_bytes=limit),
-                   run_id, guest, agent, launched=True)
+        run = Run(ExecRequest("(recovered)", platform=platform, max_output_bytes=limit),
+                  run_id, guest, agent, launched=True)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
@@ -215,17 +152,17 @@ class Executor:
             except agent_errors.AgentError as exc:
                 # The guest is the only place the result is: wait for its agent to come back.
                 try:
-                    await self._await_agent(run, exc, deadline + KILL_WAIT)
+                    await wait_for_agent(run, exc, deadline + KILL_WAIT)
                 except errors.GuestUnavailable as gave_up:
-                    self._watch_if_orphaned(target, run, gave_up)
+                    self._watch_if_orphaned(run, gave_up)
                     if files.run_dir is not None:  # to be deleted once the guest answers
-                        self._finished(target, guest, files.run_dir, run_id, collected=False)
+                        guest.cleanup.queue(files.run_dir, run_id, collected=False)
                     raise
         assert files.run_dir is not None
-        self._finished(target, guest, files.run_dir, run_id)
+        guest.cleanup.queue(files.run_dir, run_id)
         return result
 
-    async def _recover(self, run: _Run, files: RunFiles, deadline: float) -> ExecResult:
+    async def _recover(self, run: Run, files: RunFiles, deadline: float) -> ExecResult:
         run_dir = await files.locate()
         if run_dir is None:
             raise errors.ResultLost(
@@ -235,35 +172,31 @@ class Executor:
         if status is None and await files.alive():
             if not run.killed:
                 pid = await files.pid()
-                await self._helper(run, run.guest.platform.kill(run.run_id, pid, run_dir),
-                                   wait=KILL_WAIT, required=True)
+                await kill(run, pid, run_dir)
                 run.killed = True
             status = await files.wait_status(5.0)
         timed_out = run.killed or await files.exists("timeout")
-        return await self._collect(run, files, status, timed_out=timed_out, finished=_now())
+        return await _collect(run, files, status, timed_out=timed_out, finished=now())
 
     async def aclose(self) -> None:
         """Delete the files of ended runs now (best effort) and stop background work."""
-        self._closed = True
-        for target, guest in list(self._guests.items()):
-            if guest.flush is not None:
-                guest.flush.cancel()
-                guest.flush = None
-            await self._cleanup(target, guest, retry=False)
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._background.close()
+        for guest in list(self._guests.values()):
+            await guest.cleanup.close()
+        await self._background.cancel()
 
     # -- one run --------------------------------------------------------------------------
 
-    def _guest(self, target: AgentTarget, platform: Platform) -> _Guest:
+    def _guest(self, target: AgentTarget, platform: Platform) -> Guest:
         guest = self._guests.get(target)
         if guest is None or guest.platform is not PLATFORMS[platform]:
             p = PLATFORMS[platform]
-            guest = self._guests[target] = _Guest(p, p.run_dirs[0])
+            cleanup = GuestCleanup(target, p, self.agents, self._background,
+                                   self._cleanup_policy)
+            guest = self._guests[target] = Guest(p, p.run_dirs[0], cleanup)
         return guest
 
-    async def _start(self, run: _Run, deadline: float) -> None:
+    async def _start(self, run: Run, deadline: float) -> None:
         """Start the run (falling back to ``/bin/sh`` in a guest without bash).
 
         Transient faults are waited out until ``deadline``. A ``guest-exec`` whose reply was
@@ -271,7 +204,7 @@ class Executor:
         found there is adopted (so it runs once, whatever was lost on the way).
         """
         guest = run.guest
-        staged = await self._retry(run, lambda: self._stage_input(run), deadline)
+        staged = await retry(run, lambda: stage_input(run), deadline)
         while True:
             launch = guest.platform.launch(run.request, run.run_id, run_dir=guest.run_dir,
                                            interpreter=guest.interpreter, staged=staged)
@@ -292,102 +225,23 @@ class Executor:
                 if not transient(exc):
                     raise
                 if never_sent(exc):
-                    await self._await_agent(run, exc, deadline)
+                    await wait_for_agent(run, exc, deadline)
                     continue
                 # It may run, so it may be killed: wait as long as a running command would.
                 run.launched = True
-                await self._await_agent(run, exc, deadline + KILL_WAIT)
-                if await self._retry(run, lambda: self._adopt(run), deadline + KILL_WAIT):
+                await wait_for_agent(run, exc, deadline + KILL_WAIT)
+                if await retry(run, lambda: adopt(run), deadline + KILL_WAIT):
                     return
                 run.launched = False
                 continue
             run.launched = True
             return
 
-    async def _stage_input(self, run: _Run) -> tuple[str, ...]:
-        """Move inputs (stdin, then environment, then the script) into the run's files while
-        the launch request would be too large for the agent, and write those files.
-
-        Raises:
-            InvalidExecRequest: even so the request would not fit.
-            OutputNotStored: the guest could not store the input.
-        """
-        guest, request = run.guest, run.request
-        staged: list[str] = []
-
-        def request_bytes() -> int:
-            launch = guest.platform.launch(request, run.run_id, run_dir=guest.run_dir,
-                                           interpreter=guest.interpreter, staged=staged)
-            return exec_request_size(launch.path, launch.args, input_data=launch.input_data,
-                                     capture_output=launch.capture_output)
-
-        for kind in guest.platform.stageable:
-            if request_bytes() <= SAFE_REQUEST_BYTES:
-                break
-            if guest.platform.staged_input(request, kind):
-                staged.append(kind)
-        if (size := request_bytes()) > SAFE_REQUEST_BYTES:
-            raise errors.InvalidExecRequest(
-                f"the command and its input take {size} bytes in the guest agent request; "
-                f"a {request.platform.value} guest takes at most {SAFE_REQUEST_BYTES}")
-        if staged:
-            run.attempted = True  # its files are in the guest from now on
-            files = RunFiles(run.agent, guest.platform, run.run_id, guest.run_dir)
-            for kind in staged:
-                await self._write_input(run, files, kind,
-                                        guest.platform.staged_input(request, kind))
-        return tuple(staged)
-
-    async def _write_input(self, run: _Run, files: RunFiles, kind: str, data: bytes) -> None:
-        """Raises: OutputNotStored."""
-        for attempt in range(2):
-            try:
-                if await files.write(kind, data):
-                    return
-                break  # the guest took only part of it: its disk is full
-            except agent_errors.AgentCommandDisabled:
-                raise
-            except agent_errors.AgentCommandError:
-                mkdir = run.guest.platform.make_run_dir(run.guest.run_dir)
-                if attempt or mkdir is None:
-                    break
-                await self._helper(run, mkdir, wait=CALL_TIMEOUT)  # a guest's first run
-        raise errors.OutputNotStored(
-            f"the guest could not store the command's input ({kind}, {len(data)} bytes) in "
-            f"{run.guest.run_dir}: the command did not run", ran=False)
-
-    async def _adopt(self, run: _Run) -> bool:
-        """After a ``guest-exec`` whose reply was lost: whether it started the run; if so
-        the run continues with the process the agent started (its pid is in the pid file).
-
-        The agent handles commands in order and answers a ``guest-exec`` only once the
-        process exists, so once it answers anything later, the lost one either started a
-        process (found here by its pid file or, before it wrote that, by its command line)
-        or never will.
-        """
-        guest = run.guest
-        files = RunFiles(run.agent, guest.platform, run.run_id, guest.run_dir)
-        pid = await files.pid()
-        if pid is None and await files.status() is None:
-            launch = guest.platform.find_run(run.run_id, guest.run_dir)
-            if launch is None:
-                raise errors.GuestUnavailable(
-                    f"the agent's reply to the start of run {run.run_id} was lost and this "
-                    "guest cannot tell whether it started: it may run",
-                    errors.UnavailableReason.AGENT_NOT_RESPONDING)
-            if await self._look(run, launch) != 0:
-                log.info("run %s: its start was lost before the guest got it", run.run_id)
-                return False
-            pid = await files.wait_pid(LOOK_TIMEOUT)
-        run.pid = pid or 0  # 0: the agent does not know it; the status file will tell
-        log.info("run %s: its start reply was lost but it runs (pid %s)", run.run_id, pid)
-        return True
-
     async def _execute(self, target: AgentTarget, request: ExecRequest, run_id: str | None,
                        *, follow: bool) -> AsyncIterator[OutputChunk | ExecResult]:
         validate(request)
         guest = self._guest(target, request.platform)
-        run = _Run(request, run_id or new_run_id(), guest, self.agents.get(target))
+        run = Run(request, run_id or new_run_id(), guest, self.agents.get(target))
         loop = asyncio.get_running_loop()
         # The command's own deadline, from the request: time spent waiting for a paused VM
         # or a restarting host counts, so a command never lasts longer than it may.
@@ -399,15 +253,15 @@ class Executor:
                 await self._start(run, deadline)
                 files = RunFiles(run.agent, guest.platform, run.run_id, guest.run_dir)
                 reply = status = None
-                async for item in self._wait(run, files, deadline, follow):
+                async for item in wait_for_end(run, files, deadline, follow):
                     if isinstance(item, ExecStatus):
                         reply = item
                     elif isinstance(item, Status):
                         status = item
-                        guest.helpers.append(run.pid)  # reap once the pipe holder is gone
+                        guest.cleanup.reap(run.pid)  # reap once the pipe holder is gone
                     else:
                         yield item
-                finished = _now()
+                finished = now()
                 inline = (b"", b"")
                 if reply is not None:
                     status, out = split_inline(reply.stdout)
@@ -420,327 +274,82 @@ class Executor:
                         continue
                 break
             if status is not None and status.setup_error:
-                self._finished(target, guest, guest.run_dir, run.run_id)  # e.g. its .sh file
-                raise _setup_error(status, reply.stderr if reply else b"",
-                                   guest.platform.run_dirs)
+                guest.cleanup.queue(guest.run_dir, run.run_id)  # e.g. its .sh file
+                raise setup_error(status, reply.stderr if reply else b"",
+                                  guest.platform.run_dirs)
             # The command has ended (or was killed): its result is in the guest, worth
             # waiting for while a fault lasts, as long as a kill may take past the deadline
             # (and a few seconds at least: it may have ended just in time).
             until = max(deadline + KILL_WAIT, loop.time() + CALL_TIMEOUT)
             if status is None and reply is None:
                 # The exited reply never reached us: the guest's files have the result.
-                status = await self._retry(run, lambda: files.wait_status(
+                status = await retry(run, lambda: files.wait_status(
                     max(1.0, deadline + KILL_WAIT - loop.time())), until)
             elif reply is not None and (status is None or reply.signal is not None):
                 # Killed by a signal before (or without) its EXIT trap: the agent knows best,
                 # and the output is in the files.
-                status = Status(exit_code=_shell_status(reply), run_dir=guest.run_dir)
+                status = Status(exit_code=shell_status(reply), run_dir=guest.run_dir)
                 inline = (b"", b"")
             timed_out = run.killed or (status is not None and status.timed_out) or (
-                reply is None and await self._retry(run, lambda: files.exists("timeout"), until))
+                reply is None and await retry(run, lambda: files.exists("timeout"), until))
             if status is not None and status.unstored:
                 raise errors.OutputNotStored(
                     f"the guest could not store the command's output in {guest.run_dir} "
                     f"(no space left?): the command ran and exited with {status.exit_code}, "
                     "its output is incomplete", ran=True, exit_code=status.exit_code)
             got = status
-            result = await self._retry(run, lambda: self._collect(
+            result = await retry(run, lambda: _collect(
                 run, files, got, timed_out=timed_out, finished=finished, inline=inline), until)
         except agent_errors.AgentError as exc:
-            self._ended_in_error(target, run)
+            _ended_in_error(run)
             raise unavailable(exc) from None
         except errors.GuestUnavailable as exc:
-            self._watch_if_orphaned(target, run, exc)
-            self._ended_in_error(target, run)
+            self._watch_if_orphaned(run, exc)
+            _ended_in_error(run)
             raise
         except Exception:
-            self._ended_in_error(target, run)
+            _ended_in_error(run)
             raise
         if follow:
             for chunk in files.unstreamed(result.stdout, result.stderr):
                 yield chunk
-        self._finished(target, guest, guest.run_dir, run.run_id)
+        guest.cleanup.queue(guest.run_dir, run.run_id)
         yield result
 
-    async def _wait(self, run: _Run, files: RunFiles, deadline: float,
-                    follow: bool) -> AsyncIterator[OutputChunk | ExecStatus | Status]:
-        """Poll until the agent reports the run exited (yielding that reply, which the agent
-        gives only once), or its status file shows it ended (yielding that status), or the
-        reply is known lost (yielding nothing more); kill the run at the deadline. Transient
-        faults are waited out until the deadline and the kill's own wait have passed."""
-        loop = asyncio.get_running_loop()
-        delay = POLL_START
-        watchdog_at = loop.time() + min(WATCHDOG_AFTER, run.request.timeout)
-        holder_check = loop.time() + HOLDER_CHECK
-        until = deadline + KILL_WAIT
-        while True:
-            try:
-                reply = await run.agent.exec_status(run.pid, timeout=CALL_TIMEOUT)
-            except agent_errors.AgentCommandDisabled:
-                raise
-            except agent_errors.AgentCommandError:
-                return  # the agent forgot the pid: its exited reply went astray
-            except agent_errors.AgentError as exc:
-                await self._await_agent(run, exc, until)
-                continue
-            if reply.exited:
-                yield reply
-                return
-            now = loop.time()
-            chunks: list[OutputChunk] = []
-            status: Status | None = None
-            try:
-                if follow:
-                    chunks = await files.read_new()
-                if now >= holder_check:
-                    # Still "running" a while: a background process may hold the agent's
-                    # pipe after the command itself ended; the status file says so.
-                    holder_check = now + HOLDER_CHECK
-                    status = await files.status()
-                if status is None and not run.killed and now >= deadline:
-                    await self._helper(run, run.guest.platform.kill(
-                        run.run_id, run.pid, run.guest.run_dir), wait=KILL_WAIT, required=True)
-                    run.killed = True
-                elif status is None and now >= watchdog_at and not run.killed:
-                    watchdog_at = float("inf")
-                    launch = run.guest.platform.watchdog(
-                        run.run_id, run.pid, run.guest.run_dir, deadline - now + 2)
-                    if launch is not None and run.pid:
-                        await self._helper(run, launch)
-            except agent_errors.AgentError as exc:
-                await self._await_agent(run, exc, until)
-            for chunk in chunks:
-                yield chunk
-            if status is not None:
-                yield status
-                return
-            if run.killed and now >= until:
-                return
-            wake = delay if run.killed else min(delay, max(deadline - now, 0.001))
-            await asyncio.sleep(max(wake, 0.05) if follow else wake)
-            delay = min(delay * POLL_GROWTH, POLL_MAX)
+    # -- runs given up on ---------------------------------------------------------------
 
-    # -- faults ---------------------------------------------------------------------------
-
-    async def _await_agent(self, run: _Run, fault: agent_errors.AgentError, until: float, *,
-                           backoff_max: float = BACKOFF_MAX) -> None:
-        """Wait out a transient ``fault`` until the agent answers again.
-
-        Raises: ExecError — the VM is gone, or ``until`` (loop time) passed.
-        """
-        await await_agent(run.agent, fault, until, run_id=run.run_id, started=run.launched,
-                          call_timeout=CALL_TIMEOUT, backoff_max=backoff_max)
-
-    async def _retry(self, run: _Run, step: Callable[[], Awaitable[T]], until: float, *,
-                     backoff_max: float = BACKOFF_MAX) -> T:
-        """``step()``, again after each transient fault once the agent answers, until
-        ``until``. Only for steps that may be repeated (reads, idempotent helpers)."""
-        while True:
-            try:
-                return await step()
-            except agent_errors.AgentError as exc:
-                await self._await_agent(run, exc, until, backoff_max=backoff_max)
-
-    def _watch_if_orphaned(self, target: AgentTarget, run: _Run,
-                           exc: errors.GuestUnavailable) -> None:
+    def _watch_if_orphaned(self, run: Run, exc: errors.GuestUnavailable) -> None:
         """A run given up on while the VM may still run it (its agent silent up to the
         deadline: a frozen VM, a host that does not come back): stop it if the agent answers
         again within :data:`ORPHAN_WATCH`, so it does not run on behind the client's back
         (the client was told it may have started, and its run id)."""
         if not run.launched or exc.reason in _GONE_REASONS:
             return
-        task = asyncio.get_running_loop().create_task(self._stop_orphan(target, run))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _stop_orphan(self, target: AgentTarget, run: _Run) -> None:
-        until = asyncio.get_running_loop().time() + ORPHAN_WATCH
-        try:
-            await self._retry(run, lambda: self._stop_if_started(run), until,
-                              backoff_max=ORPHAN_BACKOFF)
-        except (errors.ExecError, agent_errors.AgentError) as exc:
-            log.warning("run %s: could not stop it after giving up on it: %s", run.run_id, exc)
-            return
-        self._finished(target, run.guest, run.guest.run_dir, run.run_id)
-
-    async def _stop_if_started(self, run: _Run) -> None:
-        if run.pid == 0 and not await self._adopt(run):
-            return  # its start never reached the guest
-        await self._helper(run, run.guest.platform.kill(run.run_id, run.pid, run.guest.run_dir),
-                           wait=KILL_WAIT, required=True)
-        log.warning("run %s: stopped in the guest, which answered after vmexec gave up on it",
-                    run.run_id)
-
-    async def _look(self, run: _Run, launch: Launch) -> int | None:
-        """Run a helper that only looks at the guest; its exit code (None: killed)."""
-        pid = await run.agent.exec(launch.path, launch.args, input_data=launch.input_data,
-                                   capture_output=launch.capture_output, timeout=CALL_TIMEOUT)
-        loop = asyncio.get_running_loop()
-        until, delay = loop.time() + LOOK_TIMEOUT, 0.01
-        while loop.time() < until:
-            reply = await run.agent.exec_status(pid, timeout=CALL_TIMEOUT)
-            if reply.exited:
-                return _shell_status(reply)
-            await asyncio.sleep(delay)
-            delay = min(delay * 1.5, 0.2)
-        run.guest.helpers.append(pid)
-        raise agent_errors.AgentTimeout(f"a helper in the guest did not finish within "
-                                        f"{LOOK_TIMEOUT:g} s", command="guest-exec-status")
-
-    async def _collect(self, run: _Run, files: RunFiles, status: Status | None, *,
-                       timed_out: bool, finished: datetime,
-                       inline: tuple[bytes, bytes] = (b"", b"")) -> ExecResult:
-        limit = run.request.max_output_bytes
-        stdout, stderr = await files.read_outputs(limit, status, inline=inline)
-        code = status.exit_code if status else None
-        return _result(run.run_id, code, timed_out, stdout, stderr, run.started, finished)
-
-    async def _helper(self, run: _Run, launch: Launch, *, wait: float = 0.0,
-                      required: bool = False) -> None:
-        """Start a helper process (kill, watchdog) in the guest; with ``wait``, wait that long
-        for it to finish (a kill returns once everything it kills is gone). Failures are
-        logged, except transient ones of a ``required`` helper: those are raised, for the
-        caller to start it again once the agent answers (helpers may run twice)."""
-        try:
-            pid = await run.agent.exec(launch.path, launch.args, input_data=launch.input_data,
-                                       capture_output=launch.capture_output,
-                                       timeout=CALL_TIMEOUT)
-            loop = asyncio.get_running_loop()
-            until, delay = loop.time() + wait, 0.01
-            while loop.time() < until:
-                if (await run.agent.exec_status(pid, timeout=CALL_TIMEOUT)).exited:
-                    return
-                await asyncio.sleep(delay)
-                delay = min(delay * 1.5, 0.2)
-        except agent_errors.AgentError as exc:
-            if required and transient(exc):
-                raise
-            log.warning("helper for run %s failed: %s", run.run_id, exc)
-            return
-        run.guest.helpers.append(pid)
-
-    # -- cleanup of ended runs ----------------------------------------------------------
-
-    def _ended_in_error(self, target: AgentTarget, run: _Run) -> None:
-        """A run that ends in an error may have left files: queue them for deletion too (not
-        when cancelled: a restarted vmexec may still recover the run)."""
-        if run.attempted:
-            self._finished(target, run.guest, run.guest.run_dir, run.run_id, collected=False)
-
-    def _finished(self, target: AgentTarget, guest: _Guest, run_dir: str, run_id: str, *,
-                  collected: bool = True) -> None:
-        """Queue the files of an ended run for deletion. A collected run proves the agent
-        answers: a cleanup waiting out a failure is brought forward."""
-        guest.finished.setdefault(run_dir, set()).add(run_id)
-        loop = asyncio.get_running_loop()
-        if guest.flush is not None:
-            if not collected or guest.flush.when() <= loop.time() + CLEANUP_DELAY:
-                return
-            guest.flush.cancel()
-        guest.flush = loop.call_later(CLEANUP_DELAY, self._spawn_cleanup, target, guest)
-
-    def _spawn_cleanup(self, target: AgentTarget, guest: _Guest) -> None:
-        guest.flush = None
-        if self._closed:
-            return
-        task = asyncio.get_running_loop().create_task(self._cleanup(target, guest))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _cleanup(self, target: AgentTarget, guest: _Guest, *, retry: bool = True) -> None:
-        """Delete the queued runs' files (and, in each directory, any older than the
-        retention); what could not be deleted stays queued and is retried with backoff."""
-        if not guest.finished and not guest.helpers:
-            return  # nothing to do: do not (re)connect to the agent for nothing
-        async with guest.cleaning:
-            try:
-                await self._cleanup_now(self.agents.get(target), guest)
-                # Runs still going in the guest stay queued: ask again later, less often.
-                guest.cleanup_failures = guest.cleanup_failures + 1 if guest.finished else 0
-            except agent_errors.DomainNotFound:
-                guest.finished.clear()  # the VM is gone, and its files with it
-                guest.helpers.clear()
-                return
-            except agent_errors.AgentError as exc:
-                guest.cleanup_failures += 1
-                log.info("could not clean up ended runs on %s (attempt %d): %s",
-                         target, guest.cleanup_failures, exc)
-        if retry and guest.finished and guest.flush is None:
-            delay = min(CLEANUP_DELAY * 2 ** guest.cleanup_failures, CLEANUP_RETRY_MAX)
-            guest.flush = asyncio.get_running_loop().call_later(
-                delay, self._spawn_cleanup, target, guest)
-
-    async def _cleanup_now(self, agent: GuestAgent, guest: _Guest) -> None:
-        """Raises: AgentError (what is still queued stays queued)."""
-        for run_dir in list(guest.finished):
-            run_ids = sorted(guest.finished.get(run_dir, ()))[:CLEANUP_BATCH]
-            if not run_ids:
-                guest.finished.pop(run_dir, None)
-                continue
-            launch = guest.platform.cleanup(run_dir, run_ids, self.file_retention)
-            pid = await agent.exec(launch.path, launch.args, capture_output=launch.capture_output,
-                                   timeout=CALL_TIMEOUT)
-            status = await _wait_exit(agent, pid, CALL_TIMEOUT)
-            if status is None:
-                guest.helpers.append(pid)  # slow: reaped later, its runs retried
-                continue
-            # It names the runs it left alone because they still run.
-            running = set(status.stdout.decode("ascii", errors="replace").split())
-            left = guest.finished.get(run_dir, set())
-            left.difference_update(set(run_ids) - running)
-            if not left:
-                guest.finished.pop(run_dir, None)
-        # The agent keeps a record of every process until its status is read.
-        still = []
-        for pid in guest.helpers:
-            with contextlib.suppress(agent_errors.AgentCommandError):
-                if not (await agent.exec_status(pid, timeout=CALL_TIMEOUT)).exited:
-                    still.append(pid)
-        guest.helpers = still
+        self._background.spawn(_stop_orphan(run))
 
 
-async def _wait_exit(agent: GuestAgent, pid: int, seconds: float) -> ExecStatus | None:
-    """Process ``pid``'s final status, if it exited within ``seconds`` (its agent record is
-    then freed).
-
-    Raises: AgentError.
-    """
-    loop = asyncio.get_running_loop()
-    until, delay = loop.time() + seconds, 0.01
-    while True:
-        if (status := await agent.exec_status(pid, timeout=CALL_TIMEOUT)).exited:
-            return status
-        if loop.time() >= until:
-            return None
-        await asyncio.sleep(delay)
-        delay = min(delay * 1.5, 0.2)
+async def _stop_orphan(run: Run) -> None:
+    """Kill a run given up on once its guest answers again (within ORPHAN_WATCH)."""
+    until = asyncio.get_running_loop().time() + ORPHAN_WATCH
+    try:
+        await retry(run, lambda: stop_if_started(run), until, backoff_max=ORPHAN_BACKOFF)
+    except (errors.ExecError, agent_errors.AgentError) as exc:
+        log.warning("run %s: could not stop it after giving up on it: %s", run.run_id, exc)
+        return
+    run.guest.cleanup.queue(run.guest.run_dir, run.run_id)
 
 
-def _shell_status(reply: ExecStatus) -> int | None:
-    if reply.signal is not None:
-        return 128 + reply.signal  # as a shell reports a process killed by a signal
-    return reply.exit_code
+async def _collect(run: Run, files: RunFiles, status: Status | None, *,
+                   timed_out: bool, finished: datetime,
+                   inline: tuple[bytes, bytes] = (b"", b"")) -> ExecResult:
+    limit = run.request.max_output_bytes
+    stdout, stderr = await files.read_outputs(limit, status, inline=inline)
+    code = status.exit_code if status else None
+    return exec_result(run.run_id, code, timed_out, stdout, stderr, run.started, finished)
 
 
-def _setup_error(status: Status, stderr: bytes,
-                 run_dirs: Sequence[str]) -> errors.ExecError:
-    message = stderr.decode("utf-8", errors="replace").strip()
-    if status.setup_error == "run-dir-unwritable":  # the last of the run directories, too
-        return errors.OutputNotStored(
-            f"the guest could not store the run's files in any of {', '.join(run_dirs)} "
-            f"({message or 'not writable'}): the command did not run", ran=False)
-    known = {r.value for r in errors.SetupReason}
-    reason = errors.SetupReason(status.setup_error) if status.setup_error in known \
-        else errors.SetupReason.SPAWN_FAILED
-    return errors.GuestSetupError(message or reason.value, reason)
-
-
-def _result(run_id: str, code: int | None, timed_out: bool, stdout: StreamOutput,
-            stderr: StreamOutput, started: datetime, finished: datetime) -> ExecResult:
-    # POSIX shells report "killed by signal N" as status 128+N.
-    signal = code - 128 if code is not None and 128 < code <= 128 + 64 else None
-    return ExecResult(
-        run_id=run_id, outcome=Outcome.TIMED_OUT if timed_out else Outcome.EXITED,
-        exit_code=code, signal=signal, stdout=stdout, stderr=stderr,
-        started_at=started, finished_at=finished,
-    )
+def _ended_in_error(run: Run) -> None:
+    """A run that ends in an error may have left files: queue them for deletion too (not
+    when cancelled: a restarted vmexec may still recover the run)."""
+    if run.attempted:
+        run.guest.cleanup.queue(run.guest.run_dir, run.run_id, collected=False)

@@ -19,6 +19,8 @@ from vmexec.execution import errors
 
 log = logging.getLogger(__name__)
 
+#: Seconds allowed for one agent round trip before the agent counts as not responding.
+CALL_TIMEOUT = 5.0
 #: The VM is gone, or will never have an agent: no wait can help.
 GONE: tuple[type[agent_errors.AgentError], ...] = (
     agent_errors.DomainNotFound, agent_errors.DomainNotRunning, agent_errors.NoAgentChannel)

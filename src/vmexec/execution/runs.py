@@ -1,0 +1,65 @@
+"""What the engine keeps per guest and per run, and how a run's agent calls outlast faults."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TypeVar
+
+from vmexec.agent import errors as agent_errors
+from vmexec.agent.client import GuestAgent
+from vmexec.execution.cleanup import GuestCleanup
+from vmexec.execution.faults import BACKOFF_MAX, CALL_TIMEOUT, await_agent
+from vmexec.execution.models import ExecRequest
+from vmexec.execution.platform import GuestPlatform
+from vmexec.execution.results import now
+
+T = TypeVar("T")
+
+
+@dataclass
+class Guest:
+    """What the engine learns and keeps per guest."""
+
+    platform: GuestPlatform
+    run_dir: str
+    cleanup: GuestCleanup
+    #: The Linux guest's default shell: bash until a guest shows it has none.
+    interpreter: str = "bash"
+
+
+@dataclass
+class Run:
+    request: ExecRequest
+    run_id: str
+    guest: Guest
+    agent: GuestAgent
+    pid: int = 0
+    started: datetime = field(default_factory=now)
+    killed: bool = False
+    #: Whether the run may be running in the guest (a guest-exec for it may have arrived).
+    launched: bool = False
+    #: Whether the run may have files in the guest (its input, or a guest-exec was sent).
+    attempted: bool = False
+
+
+async def wait_for_agent(run: Run, fault: agent_errors.AgentError, until: float, *,
+                         backoff_max: float = BACKOFF_MAX) -> None:
+    """Wait out a transient ``fault`` until the run's agent answers again.
+
+    Raises: ExecError — the VM is gone, or ``until`` (loop time) passed.
+    """
+    await await_agent(run.agent, fault, until, run_id=run.run_id, started=run.launched,
+                      call_timeout=CALL_TIMEOUT, backoff_max=backoff_max)
+
+
+async def retry(run: Run, step: Callable[[], Awaitable[T]], until: float, *,
+                backoff_max: float = BACKOFF_MAX) -> T:
+    """``step()``, again after each transient fault once the agent answers, until
+    ``until``. Only for steps that may be repeated (reads, idempotent helpers)."""
+    while True:
+        try:
+            return await step()
+        except agent_errors.AgentError as exc:
+            await wait_for_agent(run, exc, until, backoff_max=backoff_max)
