@@ -9,7 +9,7 @@ the run's whole process tree in the guest; a run that lasts gets a watchdog in t
 
 This module is the :class:`Executor` and a run's main flow (start, wait, collect); beside it:
 :mod:`.runs` (per-guest and per-run state, fault-tolerant calls), :mod:`.staging` (large
-input through guest files), :mod:`.helpers` (kill, watchdog, adopting a run whose start
+input through guest files), :mod:`.guest_helpers` (kill, watchdog, adopting a run whose start
 reply was lost), :mod:`.cleanup` (deleting ended runs' files) and :mod:`.results` (pure).
 """
 
@@ -40,8 +40,8 @@ from vmexec.execution.faults import (
     transient,
     unavailable,
 )
+from vmexec.execution.guest_helpers import KILL_WAIT, adopt, kill, stop_if_started
 from vmexec.execution.guestfiles import RunFiles
-from vmexec.execution.helpers import KILL_WAIT, adopt, kill, stop_if_started
 from vmexec.execution.linux import LinuxPlatform
 from vmexec.execution.models import (
     AGENT_OUTPUT_CAP,

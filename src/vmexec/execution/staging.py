@@ -12,8 +12,8 @@ from vmexec.agent.client import exec_request_size
 from vmexec.agent.protocol import SAFE_REQUEST_BYTES
 from vmexec.execution import errors
 from vmexec.execution.faults import CALL_TIMEOUT
+from vmexec.execution.guest_helpers import start_helper
 from vmexec.execution.guestfiles import RunFiles
-from vmexec.execution.helpers import start_helper
 from vmexec.execution.runs import Run
 
 

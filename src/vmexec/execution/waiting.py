@@ -16,8 +16,8 @@ from collections.abc import AsyncIterator
 from vmexec.agent import errors as agent_errors
 from vmexec.agent.client import ExecStatus
 from vmexec.execution.faults import CALL_TIMEOUT
+from vmexec.execution.guest_helpers import KILL_WAIT, kill, start_helper
 from vmexec.execution.guestfiles import RunFiles
-from vmexec.execution.helpers import KILL_WAIT, kill, start_helper
 from vmexec.execution.models import OutputChunk
 from vmexec.execution.runs import Run, wait_for_agent
 from vmexec.execution.status import Status
