@@ -31,6 +31,8 @@ class Guest:
 
 @dataclass
 class Run:
+    """One run of a command in a guest, as the engine follows it."""
+
     request: ExecRequest
     run_id: str
     guest: Guest
