@@ -93,6 +93,15 @@ async def files_left_after_waiting(observer: Executor, vm: LibvirtTarget,
     return left
 
 
+async def wait_for_files(observer: Executor, vm: LibvirtTarget, run_id: str) -> None:
+    """Until the run has files in the guest (it has started), at most WAIT_LIMIT."""
+    loop = asyncio.get_running_loop()
+    until = loop.time() + WAIT_LIMIT
+    while not await files_of(observer, vm, [run_id]):
+        assert loop.time() < until, f"run {run_id} left no files in the guest"
+        await asyncio.sleep(0.2)
+
+
 def freezer(after: float, seconds: int) -> str:
     """Guest shell text that stops the guest's qemu-ga (SIGSTOP) ``after`` seconds from now
     for ``seconds``, in the background: a real agent that does not answer, then answers again
@@ -118,11 +127,13 @@ async def test_runs_that_end_in_an_error_leave_no_files(own_vm: LibvirtTarget) -
                                     run_id=timed_out)
         assert result.timed_out
         # The agent stops answering while a run goes on, past its deadline and the time
-        # vmexec waits after it: the run ends in an error; its files are in the guest.
+        # vmexec waits after it: the run ends in an error; its files are in the guest. The
+        # freeze starts once the run's files exist (not after a fixed sleep: on a loaded
+        # machine the run could otherwise end before the agent stops answering).
         run = asyncio.create_task(executor.run(
-            own_vm, ExecRequest("sleep 2; echo late", timeout=1), run_id=agent_lost))
-        await asyncio.sleep(0.3)
-        await freeze_agent(observer, own_vm, 25)
+            own_vm, ExecRequest("sleep 60; echo late", timeout=4), run_id=agent_lost))
+        await wait_for_files(observer, own_vm, agent_lost)
+        await freeze_agent(observer, own_vm, 30)
         with pytest.raises(ExecError):
             await run
         left = await files_left_after_waiting(observer, own_vm,
@@ -134,12 +145,12 @@ async def test_a_failed_cleanup_is_retried_until_done(
         own_vm: LibvirtTarget, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="vmexec.execution")
     async with engine() as executor, engine() as observer:
-        # The run itself freezes the agent shortly after it ends, for longer than the cleanup
+        # The agent freezes as soon as the run's result is in, for longer than the cleanup
         # (due CLEANUP_DELAY after the run) waits for an answer, even behind other calls that
         # libvirt serialises before it.
-        result = await executor.run(own_vm, ExecRequest(
-            "echo kept until cleaned; " + freezer(0.7, 20)))
+        result = await executor.run(own_vm, ExecRequest("echo kept until cleaned"))
         assert result.stdout.text == "kept until cleaned\n"
+        await freeze_agent(observer, own_vm, 20)
         left = await files_left_after_waiting(observer, own_vm, [result.run_id])
         assert left == []
         assert "could not clean up" in caplog.text  # the first attempt did fail
