@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -23,10 +22,12 @@ from vmexec.execution.models import (
     StreamOutput,
 )
 from vmexec.execution.status import Status
+from vmexec.zstack.ids import new_uuid
 
 
 def new_run_id() -> str:
-    return uuid.uuid4().hex
+    """A run id when the caller gives none: a ZStack UUID, as the API's job UUIDs are."""
+    return new_uuid()
 
 
 def now() -> datetime:

@@ -25,6 +25,14 @@ class VmState(enum.StrEnum):
     UNKNOWN = "Unknown"
 
 
+class GuestToolsStatus(enum.StrEnum):
+    """GetVmGuestToolsInfo's ``status``."""
+
+    RUNNING = "Running"
+    NOT_RUNNING = "NotRunning"
+    NOT_CONNECTED = "Not Connected"
+
+
 class HostState(enum.StrEnum):
     ENABLED = "Enabled"
 

@@ -21,7 +21,7 @@ from vmexec.services.inventory.sync import Sync
 from vmexec.services.queries import QueryRunner
 from vmexec.zstack.classes import VM_INSTANCE_INVENTORY
 from vmexec.zstack.ids import normalize_uuid
-from vmexec.zstack.inventories import VmState
+from vmexec.zstack.inventories import GuestToolsStatus, VmState
 from vmexec.zstack.query import Query
 
 #: Seconds GetVmGuestToolsInfo waits for the agent.
@@ -108,24 +108,24 @@ class VmLookups:
         """
         vm = await self.find(vm_uuid)
         if vm.state != VmState.RUNNING or not vm.has_agent_channel:
-            return {"status": "Not Connected", "features": {}}
+            return {"status": GuestToolsStatus.NOT_CONNECTED, "features": {}}
         agent = self._agents.get(self._sync.target(vm))
         try:
             info = await agent.info(timeout=GUEST_TOOLS_TIMEOUT)
         except agent_errors.AgentCommandError:
             # guest-info itself is disabled in this agent, yet it answered: it runs.
-            return {"status": "Running", "features": {}}
+            return {"status": GuestToolsStatus.RUNNING, "features": {}}
         except (agent_errors.NoAgentChannel, agent_errors.DomainNotRunning,
                 agent_errors.DomainNotFound, agent_errors.HostUnreachable):
-            return {"status": "Not Connected", "features": {}}
+            return {"status": GuestToolsStatus.NOT_CONNECTED, "features": {}}
         except agent_errors.AgentError:
-            return {"status": "NotRunning", "features": {}}
+            return {"status": GuestToolsStatus.NOT_RUNNING, "features": {}}
         features = {
             "guestExec": info.enabled("guest-exec") and info.enabled("guest-exec-status"),
             "guestFileTransfer": all(info.enabled(c) for c in (
                 "guest-file-open", "guest-file-read", "guest-file-write", "guest-file-close")),
         }
-        reply: dict[str, Any] = {"status": "Running", "features": features}
+        reply: dict[str, Any] = {"status": GuestToolsStatus.RUNNING, "features": features}
         if info.version:
             reply["version"] = info.version
         return reply
