@@ -6,14 +6,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from fixtures.engine import target_of
+from fixtures.engine import new_executor, sh, target_of
 
-from vmexec.agent.directory import AgentDirectory
-from vmexec.agent.targets import LibvirtTarget
 from vmexec.execution.engine import Executor
 from vmexec.execution.errors import GuestSetupError, SetupReason
 from vmexec.execution.models import ExecRequest, Shell
-from vmexec.hypervisor.libvirt_host import LibvirtHosts
 
 pytestmark = pytest.mark.vm
 
@@ -21,18 +18,8 @@ pytestmark = pytest.mark.vm
 @pytest.fixture
 async def fresh_executor() -> AsyncIterator[Executor]:
     """An executor that has learned nothing about any guest yet."""
-    hosts = LibvirtHosts(pool_size=4)
-    executor = Executor(AgentDirectory(hosts))
-    yield executor
-    await executor.aclose()
-    await executor.agents.aclose()
-    hosts.close()
-
-
-async def sh(executor: Executor, vm: LibvirtTarget, command: str) -> str:
-    result = await executor.run(vm, ExecRequest(command, shell=Shell.SH))
-    assert result.exit_code == 0, result.stderr.text
-    return result.stdout.text
+    async with new_executor(pool_size=4) as executor:
+        yield executor
 
 
 async def test_guest_without_bash_gets_plain_sh(executor: Executor, fresh_executor: Executor,

@@ -21,9 +21,8 @@ import sys
 from collections.abc import AsyncIterator, Iterator, Sequence
 
 import pytest
-from fixtures.engine import target_of
+from fixtures.engine import new_executor, sh, target_of
 
-from vmexec.agent.directory import AgentDirectory
 from vmexec.agent.targets import LibvirtTarget
 from vmexec.execution.engine import Executor, new_run_id
 from vmexec.execution.errors import (
@@ -33,8 +32,7 @@ from vmexec.execution.errors import (
     OutputNotStored,
 )
 from vmexec.execution.linux import RUN_DIRS
-from vmexec.execution.models import ExecRequest, Shell
-from vmexec.hypervisor.libvirt_host import LibvirtHosts
+from vmexec.execution.models import ExecRequest
 from vmexec.lab import Lab
 
 pytestmark = pytest.mark.vm
@@ -54,22 +52,8 @@ def own_vm() -> Iterator[LibvirtTarget]:
         lab.down(names=[vm.name])
 
 
-@contextlib.asynccontextmanager
-async def engine() -> AsyncIterator[Executor]:
-    hosts = LibvirtHosts(pool_size=4)
-    executor = Executor(AgentDirectory(hosts))
-    try:
-        yield executor
-    finally:
-        await executor.aclose()
-        await executor.agents.aclose()
-        hosts.close()
-
-
-async def sh(executor: Executor, vm: LibvirtTarget, command: str) -> str:
-    result = await executor.run(vm, ExecRequest(command, shell=Shell.SH))
-    assert result.exit_code == 0, result.stderr.text
-    return result.stdout.text
+def engine() -> contextlib.AbstractAsyncContextManager[Executor]:
+    return new_executor(pool_size=4)
 
 
 async def files_of(observer: Executor, vm: LibvirtTarget, run_ids: Sequence[str]) -> list[str]:
