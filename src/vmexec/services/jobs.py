@@ -104,11 +104,6 @@ class JobService:
         self._resumers: dict[str, Resumer] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
 
-    async def check_webhook(self, url: str) -> None:
-        """Refuse a webhook URL whose destination the policy does not allow. Raises
-        :class:`~vmexec.services.webhooks.WebhookRefused`."""
-        await check(url, self._webhook.destinations)
-
     def register(self, api: str, resume: Resumer) -> None:
         """Say how to finish jobs of ``api`` that were running when vmexec stopped."""
         self._resumers[api] = resume
@@ -118,7 +113,10 @@ class JobService:
                     writes: Sequence[Executable] = ()) -> asyncio.Task[JobReply]:
         """Record job ``uuid`` (with ``writes``, in one transaction) and start ``work`` in the
         background; the task yields the reply once it is stored. Raises :class:`DuplicateJob`
-        when ``uuid`` is taken."""
+        when ``uuid`` is taken, :class:`~vmexec.services.webhooks.WebhookRefused` when the
+        policy does not allow ``webhook``'s destination (nothing is recorded then)."""
+        if webhook is not None:
+            await check(webhook, self._webhook.destinations)
         now = utcnow()
         async with self._db() as db:
             try:

@@ -33,6 +33,7 @@ from typing import Final
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from vmexec.config import IPNetwork, parse_destination, parse_network
+from vmexec.services.errors import InvalidValue
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -55,13 +56,9 @@ DEFAULT_DENY: Final[tuple[tuple[IPNetwork, str], ...]] = (
 _NAT64 = _nets("64:ff9b::/96")
 
 
-class WebhookRefused(Exception):
+class WebhookRefused(InvalidValue):
     """The webhook's destination is not allowed, or its URL cannot be used (``message``
     shows the URL redacted)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 def redact(url: str) -> str:
