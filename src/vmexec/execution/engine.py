@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import datetime
 
 from vmexec.agent import errors as agent_errors
@@ -327,21 +327,22 @@ class Executor:
 
     async def _execute(self, run: Run, *, follow: bool) -> AsyncIterator[OutputChunk | ExecResult]:
         follower: OutputFollower | None = None
+        steps = self._run_until_end(run, follow)
         try:
-            try:
-                async for item in self._run_until_end(run, follow):
-                    if isinstance(item, OutputFollower):
-                        follower = item
-                    else:
-                        yield item
-            except NeverStarted:
-                # Cancelled before its guest-exec went out: it never runs (its staged input
-                # may be in the guest, though).
-                if run.attempted:
-                    run.guest.cleanup.queue(run.guest.run_dir, run.run_id)
-                yield exec_result(run.run_id, None, Outcome.CANCELLED, StreamOutput(),
-                                  StreamOutput(), run.started, now())
+            async for item in steps:
+                if isinstance(item, OutputFollower):
+                    follower = item
+                else:
+                    yield item
+        except NeverStarted:
+            # Cancelled before its guest-exec went out: it never runs (its staged input may
+            # be in the guest, though).
+            if run.attempted:
+                run.guest.cleanup.queue(run.guest.run_dir, run.run_id)
+            yield exec_result(run.run_id, None, Outcome.CANCELLED, StreamOutput(),
+                              StreamOutput(), run.started, now())
         finally:
+            await steps.aclose()  # now, also when the caller dropped this iterator
             run.ended = True
             run.start_settled.set()
             self._unregister(run)
@@ -349,7 +350,7 @@ class Executor:
                 await follower.close()
 
     async def _run_until_end(self, run: Run, follow: bool
-                             ) -> AsyncIterator[OutputChunk | ExecResult | OutputFollower]:
+                             ) -> AsyncGenerator[OutputChunk | ExecResult | OutputFollower]:
         """Start the run and follow it to its result (yielding its output follower first
         when ``follow``, for the caller to close whatever happens).
 
