@@ -6,11 +6,14 @@ about the agent's own round-trip time; the output is then read from the run's fi
 guest.  Those files also hold the status, so when the agent's one "exited" reply is lost, or
 vmexec restarted, :meth:`Executor.recover` still gets the result.  At the deadline vmexec kills
 the run's whole process tree in the guest; a run that lasts gets a watchdog in the guest too.
+:meth:`Executor.stream` yields the output while the command runs (adaptive polling of the
+run's files, see :mod:`.waiting`); :meth:`Executor.cancel` stops a run with the same kill.
 
 This module is the :class:`Executor` and a run's main flow (start, wait, collect); beside it:
 :mod:`.runs` (per-guest and per-run state, fault-tolerant calls), :mod:`.staging` (large
 input through guest files), :mod:`.guest_helpers` (kill, watchdog, adopting a run whose start
-reply was lost), :mod:`.cleanup` (deleting ended runs' files) and :mod:`.results` (pure).
+reply was lost), :mod:`.cleanup` (deleting ended runs' files), :mod:`.following` (the
+growing output files), :mod:`.cancelling` and :mod:`.results` (pure).
 """
 
 from __future__ import annotations
