@@ -290,14 +290,12 @@ class Executor:
 
     async def _launch(self, run: Run, deadline: float) -> None:
         guest = run.guest
-        if run.cancelled:
-            raise NeverStarted
+        _check_not_cancelled(run)
         staged = await retry(run, lambda: stage_input(run), deadline)
         while True:
             launch = guest.platform.launch(run.request, run.run_id, run_dir=guest.run_dir,
                                            interpreter=guest.interpreter, staged=staged)
-            if run.cancelled:  # (no await from here to the guest-exec: cancel waits for it)
-                raise NeverStarted
+            _check_not_cancelled(run)  # (no await from here to the guest-exec going out)
             run.attempted = run.starting = True
             try:
                 run.pid = await run.agent.exec(
@@ -479,6 +477,14 @@ async def _collect(run: Run, files: RunFiles, status: Status | None, *,
     stdout, stderr = await files.read_outputs(limit, status, inline=inline, already=already)
     code = status.exit_code if status else None
     return exec_result(run.run_id, code, outcome, stdout, stderr, run.started, finished)
+
+
+def _check_not_cancelled(run: Run) -> None:
+    """Raises: NeverStarted — a cancel came before this guest-exec went out (one waiting
+    for an earlier guest-exec that certainly did not go out counts too)."""
+    if run.cancelled or run.cancelling:
+        run.cancelled = True
+        raise NeverStarted
 
 
 def _ended_in_error(run: Run) -> None:
