@@ -328,6 +328,7 @@ class Executor:
 
     async def _execute(self, run: Run, *, follow: bool) -> AsyncIterator[OutputChunk | ExecResult]:
         follower: OutputFollower | None = None
+        failed = False
         steps = self._run_until_end(run, follow)
         try:
             async for item in steps:
@@ -342,13 +343,19 @@ class Executor:
                 run.guest.cleanup.queue(run.guest.run_dir, run.run_id)
             yield exec_result(run.run_id, None, Outcome.CANCELLED, StreamOutput(),
                               StreamOutput(), run.started, now())
+        except Exception:
+            failed = True
+            raise
         finally:
             await steps.aclose()  # now, also when the caller dropped this iterator
             run.ended = True
             run.start_settled.set()
             self._unregister(run)
-            if follower is not None:
-                await follower.close()
+            if follower is not None and failed:
+                # In the background: an agent that does not answer must not delay the error.
+                self._background.spawn(follower.close())
+            elif follower is not None:
+                await follower.close()  # (a no-op at the end: closed before the result)
 
     async def _run_until_end(self, run: Run, follow: bool
                              ) -> AsyncGenerator[OutputChunk | ExecResult | OutputFollower]:
