@@ -9,13 +9,14 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from fixtures.engine import target_of
+from fixtures.engine import sh, target_of
 
 from vmexec.agent.directory import AgentDirectory
 from vmexec.agent.targets import AgentTarget, LibvirtTarget
 from vmexec.agent.transport.base import DEFAULT_TIMEOUT, AgentTransport
 from vmexec.execution.engine import Executor
 from vmexec.execution.models import ExecRequest, ExecResult, OutputChunk, StreamName
+from vmexec.execution.results import new_run_id
 from vmexec.hypervisor.libvirt_host import LibvirtHosts
 
 pytestmark = pytest.mark.vm
@@ -80,6 +81,33 @@ async def test_large_output_followed_is_the_result(executor: Executor,
     assert joined(chunks, StreamName.STDOUT) == result.stdout.data
     assert joined(chunks, StreamName.STDERR) == result.stderr.data
     assert len(chunks) > 2  # followed, not only handed over at the end
+
+
+async def agent_handles(executor: Executor, vm: LibvirtTarget, run_id: str) -> str:
+    """The guest agent's open files of run ``run_id``."""
+    return await sh(executor, vm,
+                    f"ls -l /proc/$(pidof qemu-ga)/fd | grep -o '[^/]*{run_id}[^ ]*'; true")
+
+
+async def test_the_agent_keeps_no_handle_of_a_followed_run(executor: Executor,
+                                                           vm: LibvirtTarget) -> None:
+    ended = new_run_id()
+    async for item in executor.stream(vm, ExecRequest("echo a; sleep 1; echo b >&2"),
+                                      run_id=ended):
+        if isinstance(item, OutputChunk) and item.data == b"a\n":
+            # While it is followed, each output file has its handle in the agent.
+            assert (await agent_handles(executor, vm, ended)).split() == [
+                f"{ended}.out", f"{ended}.err"]
+    assert await agent_handles(executor, vm, ended) == ""
+
+    dropped = new_run_id()
+    items = executor.stream(vm, ExecRequest("echo x; sleep 6041", timeout=60), run_id=dropped)
+    async for item in items:
+        assert isinstance(item, OutputChunk)
+        break
+    await items.aclose()  # type: ignore[attr-defined]  # the caller lost interest
+    assert await agent_handles(executor, vm, dropped) == ""
+    assert await executor.cancel(vm, dropped)  # (the command itself runs on until then)
 
 
 class RecordsCalls(AgentTransport):
