@@ -102,12 +102,14 @@ async def test_the_agent_keeps_no_handle_of_a_followed_run(executor: Executor,
 
     dropped = new_run_id()
     items = executor.stream(vm, ExecRequest("echo x; sleep 6041", timeout=60), run_id=dropped)
-    async for item in items:
-        assert isinstance(item, OutputChunk)
-        break
-    await items.aclose()  # type: ignore[attr-defined]  # the caller lost interest
-    assert await agent_handles(executor, vm, dropped) == ""
-    assert await executor.cancel(vm, dropped)  # (the command itself runs on until then)
+    try:
+        async for item in items:
+            assert isinstance(item, OutputChunk)
+            break
+        await items.aclose()  # type: ignore[attr-defined]  # the caller lost interest
+        assert await agent_handles(executor, vm, dropped) == ""
+    finally:
+        assert await executor.cancel(vm, dropped)  # (the command itself ran on until now)
 
 
 class RecordsCalls(AgentTransport):
