@@ -79,6 +79,26 @@ async def test_cancel_kills_the_whole_process_tree(executor: Executor,
     assert not await executor.cancel(vm, run_id)  # ended: nothing to do
 
 
+@pytest.mark.parametrize("request_", [
+    ExecRequest("echo started; sleep 6061 & sleep 6062; wait", run_as="vmuser", timeout=120),
+    ExecRequest("#!/usr/bin/env python3\nimport subprocess, time\nprint('started', flush=True)"
+                "\nsubprocess.Popen(['sleep', '6063'])\ntime.sleep(6064)\n", timeout=120),
+], ids=["run-as", "shebang"])
+async def test_cancel_kills_a_supervised_run(executor: Executor, vm: LibvirtTarget,
+                                             request_: ExecRequest) -> None:
+    # The supervised form: a sh supervisor runs the script as its child (as another user, or
+    # by its #! line).
+    run_id = new_run_id()
+    items = executor.stream(vm, request_, run_id=run_id)
+    await started(items)
+    await asyncio.sleep(0.5)
+    assert len((await leftovers(executor, vm, run_id)).splitlines()) >= 3
+    assert await executor.cancel(vm, run_id)
+    _, result = await rest(items)
+    assert result.cancelled and result.stdout.data == b"started\n"
+    assert await leftovers(executor, vm, run_id) == ""
+
+
 async def test_concurrent_cancels_one_wins(executor: Executor, vm: LibvirtTarget) -> None:
     run_id = new_run_id()
     task = asyncio.create_task(executor.run(vm, ExecRequest("sleep 6021", timeout=120),
