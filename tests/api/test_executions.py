@@ -404,3 +404,25 @@ def test_the_result_event_is_json(client: httpx.Client) -> None:
     job = run(client, "echo hi")
     [*_, last] = events(client, job)
     assert last.event == "result" and json.loads(last.data)["body"]["stdout"] == "hi\n"
+
+
+# --- cancel ---------------------------------------------------------------------------------
+def test_cancel_stops_the_command_with_its_output_so_far(client: httpx.Client) -> None:
+    job = start(client, "echo before\nsleep 60\necho after")
+    first = next(events(client, job))  # it runs: its first output is out
+    assert first.json()["text"] == "before\n"
+    reply = client.put(f"{EXECUTIONS}/{job}/actions", json={"cancelGuestVmCommand": {}})
+    assert reply.status_code == 200, reply.text
+    inventory = reply.json()["inventory"]
+    assert (inventory["state"], inventory["errorCode"]) == ("Cancelled", "VM.EXEC.1010")
+    assert execution(client, job)["stdout"] == "before\n"
+    job_reply = poll(client, f"/zstack/v1/api-jobs/{job}")
+    error = error_of(job_reply, 503, "VM.EXEC.1010")
+    assert error["opaque"]["stdout"] == "before\n"
+    output, result = replay(client, job)
+    assert text(output) == "before\n" and result["body"] == job_reply.json()
+    # Idempotent: a second cancel answers the same, changes nothing.
+    again = client.put(f"{EXECUTIONS}/{job}/actions", json={"cancelGuestVmCommand": {}})
+    assert again.status_code == 200 and again.json()["inventory"] == inventory
+    assert [i["uuid"] for i in client.get(EXECUTIONS, params={
+        "q": ["state=Cancelled", f"uuid={job}"]}).json()["inventories"]] == [job]

@@ -63,8 +63,6 @@ GRACE_SECONDS = 45
 #: (else the engine's :class:`~vmexec.execution.models.Outcome`).
 OUTCOME_RUNNING = "running"
 OUTCOME_FAILED = "failed"
-#: The engine's ``Outcome.CANCELLED``.
-OUTCOME_CANCELLED = "cancelled"
 #: Keys of a reply that carry the output text: kept out of the execution record's copy of the
 #: reply (the output is stored once, in execution_output) and put back from it when read.
 _OUTPUT_KEYS = ("stream", "stdout", "stderr")
@@ -202,8 +200,7 @@ class ExecutionService:
         if record.state != ExecutionState.RUNNING:
             return
         vm = await self._inventory.resolve(record.vm_uuid)
-        await self._executor.cancel(  # type: ignore[attr-defined]
-            vm.target, record.uuid, platform=Platform(record.platform))
+        await self._executor.cancel(vm.target, record.uuid, platform=Platform(record.platform))
 
     async def get(self, caller: Caller, uuid: str) -> Execution:
         """Execution ``uuid`` if the caller may see it. Raises ExecutionNotFound."""
@@ -426,7 +423,7 @@ def _check_usable(vm: VmRef) -> None:
 def _state_of(result: ExecResult) -> ExecutionState:
     if result.timed_out:
         return ExecutionState.TIMED_OUT
-    if str(result.outcome) == OUTCOME_CANCELLED:
+    if result.cancelled:
         return ExecutionState.CANCELLED
     if result.exit_code == 0 and result.signal is None:
         return ExecutionState.SUCCEEDED
