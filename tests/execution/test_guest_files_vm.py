@@ -32,7 +32,7 @@ from vmexec.execution.errors import (
     OutputNotStored,
 )
 from vmexec.execution.linux import RUN_DIRS
-from vmexec.execution.models import ExecRequest
+from vmexec.execution.models import ExecRequest, OutputChunk, StreamName
 from vmexec.lab import Lab
 
 pytestmark = pytest.mark.vm
@@ -249,3 +249,26 @@ async def test_a_long_non_ascii_command(own_vm: LibvirtTarget) -> None:
         result = await executor.run(own_vm, ExecRequest(command))
         assert (result.stdout.text, result.exit_code) == ("start\ndone\n", 0)
         await assert_agent_answers(executor, own_vm)
+
+
+async def test_a_run_recovered_after_a_restart_is_found_past_a_full_run_directory(
+        own_vm: LibvirtTarget) -> None:
+    # The full first directory keeps the empty pid file the refused start opened; the run
+    # itself went on in the next directory. A restarted vmexec must collect it from there
+    # (it used to take the empty pid file for the run: no output, no exit code, at once).
+    run_id = new_run_id()
+    flag = f"/tmp/vmexec-recover-{run_id}"
+    command = (f"echo before; for i in $(seq 300); do [ -e {flag} ] && break; sleep 0.2; "
+               f"done; echo after; exit 7")
+    async with engine() as observer, small_run_dir(observer, own_vm):
+        await agent_sh(observer, own_vm, f"dd if=/dev/zero of={RUN_DIR}/filler bs=65536 "
+                                         f"2>/dev/null; true")
+        async with engine() as first:
+            stream = first.stream(own_vm, ExecRequest(command, timeout=120), run_id=run_id)
+            assert await anext(stream) == OutputChunk(StreamName.STDOUT, b"before\n")
+            await stream.aclose()  # vmexec stops while the command runs
+        async with engine() as restarted:
+            await agent_sh(observer, own_vm, f"touch {flag}")
+            result = await restarted.recover(own_vm, run_id, timeout=60)
+        await agent_sh(observer, own_vm, f"rm -f {flag}")
+    assert (result.stdout.text, result.exit_code) == ("before\nafter\n", 7)

@@ -237,6 +237,12 @@ class Executor:
         run.ended = True
         cancelled = run.cancelled or await files.exists(KillReason.CANCELLED)
         timed_out = run.killed or await files.exists(KillReason.TIMEOUT)
+        if status is None and not (cancelled or timed_out):
+            # Gone without its EXIT trap's status and not killed by vmexec: the guest
+            # restarted under it, or its files went. Its output alone is no result.
+            raise errors.ResultLost(
+                f"run {run.run_id} ended without a status in the guest (the guest restarted, "
+                "or the run's files were removed): its exit status is unknown")
         return await _collect(run, files, status, finished=now(),
                               outcome=outcome_of(cancelled=cancelled, timed_out=timed_out))
 

@@ -107,12 +107,18 @@ class RunFiles:
         """Find the directory that holds this run's files (None: no trace of the run)."""
         candidates = [self.run_dir] if self.run_dir else []
         candidates += [d for d in self.platform.run_dirs if d not in candidates]
+        # An empty pid file is no proof: a directory that turned out full (or read-only)
+        # keeps the empty file its refused run opened, and the run went on in the next one.
+        # It counts only when no directory has more (the pid may be written in a moment).
+        empty_pid: str | None = None
         for run_dir in candidates:
             self.run_dir = run_dir
-            if await self.exists("pid") or await self.exists("rc"):
+            if await self.exists("rc") or await self.pid() is not None:
                 return run_dir
-        self.run_dir = None
-        return None
+            if empty_pid is None and await self.exists("pid"):
+                empty_pid = run_dir
+        self.run_dir = empty_pid
+        return empty_pid
 
     async def status(self) -> Status | None:
         got = await self._slurp(self.path("rc"), 0, 4096)
