@@ -289,6 +289,26 @@ def test_kill_ends_the_run_and_its_children(shell: HostShell, run_dir: Path,
     assert _marked_processes() == []  # the background sleep is gone too
 
 
+def test_kill_kills_even_when_it_cannot_leave_its_marker(shell: HostShell, run_dir: Path,
+                                                        tmp_path: Path) -> None:
+    # A full disk or a run directory that went away: in dash and busybox sh a failed
+    # redirection of a special built-in (`: >file`) ends the whole script, which then
+    # killed nothing, and the command outlived its timeout.
+    launch = PLATFORM.launch(ExecRequest("echo started; sleep 60 & sleep 61; echo never"),
+                             RUN_ID, run_dir=str(run_dir), interpreter=shell.interpreter)
+    program = ("bash",) if launch.path == "bash" else shell.command
+    with subprocess.Popen([*program, *launch.args], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE) as proc:
+        while len(_marked_processes()) < 2:  # both sleeps started
+            assert proc.poll() is None
+        pid = int(output(run_dir, "pid"))
+        kill = PLATFORM.kill(RUN_ID, pid, str(tmp_path / "gone"))
+        with subprocess.Popen([*shell.command, *kill.args]) as killer:
+            proc.communicate(timeout=30)
+            assert killer.wait(timeout=30) == 0
+    assert _marked_processes() == []
+
+
 def _marked_processes() -> list[Path]:
     """The processes whose environment carries the run's marker (its children)."""
     def marked(environ: Path) -> bool:

@@ -6,7 +6,9 @@
 # $1 run id, $2 pid of its first process ("" = unknown), $3 run directory, $4 grace,
 # $5 why ("" = timeout).
 id=$1 pid=$2 d=$3 grace=$4 why=${5:-timeout}
-: >"$d/$id.$why"
+# `true`, not `:`: a failed redirection of a special built-in (a full disk, a directory that
+# went away) would end the whole script in dash and busybox sh, killing nothing.
+true 2>/dev/null >"$d/$id.$why"
 for sig in TERM KILL; do
   [ -n "$pid" ] && kill -s $sig "$pid" 2>/dev/null
   for e in $(grep -ls "VMEXEC_RUN_ID=$id" /proc/[0-9]*/environ 2>/dev/null); do
