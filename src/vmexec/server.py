@@ -127,7 +127,9 @@ async def running_services(settings: Settings, *, executor: ExecutorFactory = Ex
                                                              settings.webhook_deny)))
         auth = auth_service(settings, db)
         stack.callback(auth.close)
-        executions = ExecutionService(runner, vms, jobs, error_reply)
+        executions = ExecutionService(
+            runner, vms, jobs, error_reply, db=db, output_cap=settings.output_cap,
+            retention=timedelta(seconds=settings.execution_retention))
         services = Services(settings=settings, db=db, inventory=vms, jobs=jobs, auth=auth,
                             executions=executions)
         await auth.ensure_admin(settings.admin_password.get_secret_value())
@@ -165,9 +167,10 @@ async def _purge_expired(services: Services) -> None:
         try:
             jobs_purged = await services.jobs.purge_expired()
             sessions_purged = await services.auth.purge_expired()
-            if jobs_purged or sessions_purged:
-                log.info("purged %d expired jobs, %d expired sessions", jobs_purged,
-                         sessions_purged)
+            executions_purged = await services.executions.purge_expired()
+            if jobs_purged or sessions_purged or executions_purged:
+                log.info("purged %d expired jobs, %d expired sessions, %d expired executions",
+                         jobs_purged, sessions_purged, executions_purged)
         except Exception:
             log.exception("purging expired data failed; retrying later")
         await asyncio.sleep(services.settings.cleanup_interval)
