@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005_runs"
-down_revision: str | Sequence[str] | None = "0003_session_token_hash"  # TEMP: 0004 after merging executions
+down_revision: str | Sequence[str] | None = "0004_executions"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
