@@ -290,3 +290,33 @@ def test_runs_are_queried_in_sql_with_zstack_semantics(client: httpx.Client) -> 
     assert client.get(RUNS, params={"count": "true"}).json()["total"] == 2
     error_of(client.get(RUNS, params={"q": "colour=red"}), 503, "SYS.1007")
     error_of(client.get(RUNS, params={"q": "state"}), 400, "SYS.1007")
+
+
+# --- cancel -----------------------------------------------------------------------------------
+def test_cancel_stops_what_runs_and_skips_the_rest(client: httpx.Client,
+                                                   guest: FakeGuest) -> None:
+    uuid = start_run(client, "echo started\nsleep 30\necho never", uuids=WEB_UUIDS,
+                     maxConcurrency=2)
+    wait_until(lambda: len(guest.runs) == 2, what="two targets started")
+    reply = client.put(f"{RUNS}/{uuid}/actions", json={"cancelGuestVmCommandRun": {}})
+    assert reply.status_code == 200, reply.text
+    inventory = reply.json()["inventory"]
+    assert inventory["state"] == "Cancelled"
+    counts = inventory["targetCounts"]
+    assert (counts["Cancelled"], counts["Skipped"], counts["Running"]) == (2, 1, 0)
+    targets = get_run(client, uuid)["targets"]
+    assert [t["state"] for t in targets] == ["Cancelled", "Cancelled", "Skipped"]
+    assert len(guest.runs) == 2  # the third never started
+    assert wait_run(client, uuid)["state"] == "Cancelled"
+    # Idempotent: a second cancel of the ended run changes nothing.
+    again = client.put(f"{RUNS}/{uuid}/actions", json={"cancelGuestVmCommandRun": {}})
+    assert again.status_code == 200 and again.json()["inventory"] == inventory
+
+
+@pytest.mark.parametrize("body", [{}, {"cancelGuestVmCommandRun": {}, "rebootVmInstance": {}},
+                                  {"cancelGuestVmCommand": {}}])
+def test_a_run_action_names_exactly_the_cancel(client: httpx.Client,
+                                               body: dict[str, Any]) -> None:
+    uuid = start_run(client, "echo hi", uuids=WEB_UUIDS[:1])
+    wait_run(client, uuid)
+    error_of(client.put(f"{RUNS}/{uuid}/actions", json=body), 400, "SYS.1007")
