@@ -320,3 +320,14 @@ def test_a_run_action_names_exactly_the_cancel(client: httpx.Client,
     uuid = start_run(client, "echo hi", uuids=WEB_UUIDS[:1])
     wait_run(client, uuid)
     error_of(client.put(f"{RUNS}/{uuid}/actions", json=body), 400, "SYS.1007")
+
+
+def test_retention_purges_ended_runs_and_their_targets(start: Callable[..., RunningServer]
+                                                       ) -> None:
+    server = start(execution_retention=1.0, cleanup_interval=0.2)
+    with server.client() as client:
+        uuid = start_run(client, "echo gone", uuids=WEB_UUIDS)
+        wait_run(client, uuid)
+        wait_until(lambda: client.get(f"{RUNS}/{uuid}").status_code == 404, timeout=20,
+                   what="the run purged")
+    assert _rows(server, "SELECT count(*) FROM run_targets WHERE run_uuid = ?", uuid) == [(0,)]

@@ -22,9 +22,10 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import Executable, Table, bindparam, insert, select, update
+from sqlalchemy import Executable, Table, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vmexec.db.models import Execution, utcnow
@@ -111,8 +112,10 @@ class RunService:
     """Starts, drives, resumes, cancels and reports runs (see the module docstring)."""
 
     def __init__(self, db: async_sessionmaker[AsyncSession], executions: ExecutionService,
-                 inventory: Inventory, jobs: JobService, failure: ErrorReply) -> None:
+                 inventory: Inventory, jobs: JobService, failure: ErrorReply, *,
+                 retention: timedelta = timedelta(days=30)) -> None:
         self._db = db
+        self._retention = retention
         self._executions = executions
         self._inventory = inventory
         self._jobs = jobs
@@ -395,6 +398,20 @@ class RunService:
         async with self._db() as db:
             return await run_records.query(
                 db, query, account_uuid=None if caller.admin else caller.account_uuid)
+
+    async def purge_expired(self) -> int:
+        """Delete runs (and their targets) that ended more than the retention ago, as their
+        executions are; returns how many."""
+        ended_before = utcnow() - self._retention
+        expired = select(Run.uuid).where(Run.state != RunState.RUNNING,
+                                         Run.finish_date <= ended_before)
+        async with self._db() as db:
+            # The targets explicitly, not by the cascade alone: a database without foreign key
+            # enforcement would keep them.
+            await db.execute(delete(RunTarget).where(RunTarget.run_uuid.in_(expired)))
+            result = await db.execute(delete(Run).where(Run.uuid.in_(expired)))
+            await db.commit()
+            return int(getattr(result, "rowcount", 0) or 0)
 
     async def aclose(self) -> None:
         """Commit the target changes still queued."""
