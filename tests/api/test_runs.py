@@ -332,3 +332,29 @@ def test_retention_purges_ended_runs_and_their_targets(start: Callable[..., Runn
         wait_until(lambda: client.get(f"{RUNS}/{uuid}").status_code == 404, timeout=20,
                    what="the run purged")
     assert _rows(server, "SELECT count(*) FROM run_targets WHERE run_uuid = ?", uuid) == [(0,)]
+
+
+def test_a_resumed_run_takes_ended_executions_and_starts_only_pending_targets(
+        start: Callable[..., RunningServer], guest: FakeGuest) -> None:
+    # A crash between two commits, made on the database of a stopped server: target 0's
+    # execution had ended (committed) but not its target row; target 2 had not started.
+    first = start()
+    with first.client() as client:
+        uuid = start_run(client, "echo hi", uuids=WEB_UUIDS, maxConcurrency=1)
+        wait_run(client, uuid)
+    first.stop()
+    for sql in ("UPDATE run_targets SET state = 'Running', exit_code = NULL WHERE seq = 0",
+                "UPDATE run_targets SET state = 'Pending', execution_uuid = NULL, "
+                "exit_code = NULL WHERE seq = 2",
+                "UPDATE runs SET state = 'Running', finish_date = NULL",
+                "UPDATE api_jobs SET state = 'running', status = NULL, result = NULL"):
+        _rows(first, sql)
+    ran_before = len(guest.runs)
+    second = start()
+    with httpx.Client(base_url=second.url, headers=first.auth, timeout=60) as client:
+        inventory = wait_run(client, uuid)
+        targets = get_run(client, uuid)["targets"]
+    assert inventory["state"] == "Succeeded"
+    assert [(t["state"], t.get("exitCode")) for t in targets] == [("Succeeded", 0)] * 3
+    assert len(guest.runs) == ran_before + 1  # only the pending one was launched
+    assert targets[2]["executionUuid"] == guest.runs[-1]
