@@ -358,3 +358,14 @@ def test_a_resumed_run_takes_ended_executions_and_starts_only_pending_targets(
     assert [(t["state"], t.get("exitCode")) for t in targets] == [("Succeeded", 0)] * 3
     assert len(guest.runs) == ran_before + 1  # only the pending one was launched
     assert targets[2]["executionUuid"] == guest.runs[-1]
+
+
+def test_a_reader_that_comes_mid_run_gets_the_story_so_far_then_the_rest(
+        client: httpx.Client, guest: FakeGuest) -> None:
+    uuid = start_run(client, "echo one\nsleep 0.5\necho two", uuids=WEB_UUIDS,
+                     maxConcurrency=1)
+    wait_until(lambda: len(guest.runs) == 2, what="the second target started")
+    received = events(client, uuid)
+    _check_event_order(received, WEB_UUIDS)
+    started = [d["vmInstanceUuid"] for k, d, _ in received if k == "targetStarted"]
+    assert started == WEB_UUIDS
