@@ -193,7 +193,9 @@ class RunService:
                 continue
             if target.state == TargetState.RUNNING and target.execution_uuid is not None:
                 events.append(target_started(ref.vm_uuid, ref.vm_name, target.execution_uuid))
-                if state == ExecutionState.RUNNING:
+                if state is None or state == ExecutionState.RUNNING:
+                    # (No record at all cannot happen: it is committed with the target's
+                    # start. Collected all the same, the guest decides.)
                     recovering.append((ref, target.execution_uuid))
                     continue
                 # The execution's end was committed, the target's was not yet: take it.
