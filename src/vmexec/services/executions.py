@@ -39,9 +39,11 @@ from vmexec.execution.models import (
     AGENT_OUTPUT_CAP,
     ExecRequest,
     ExecResult,
+    Outcome,
     Platform,
     Shell,
     StreamName,
+    StreamOutput,
 )
 from vmexec.services import execution_records
 from vmexec.services.errors import ExecutionNotFound
@@ -64,6 +66,8 @@ GRACE_SECONDS = 45
 #: (else the engine's :class:`~vmexec.execution.models.Outcome`).
 OUTCOME_RUNNING = "running"
 OUTCOME_FAILED = "failed"
+#: Cancels of executions not started here that are remembered (see ExecutionService.cancel).
+CANCELS_KEPT = 4096
 #: Keys of a reply that carry the output text: kept out of the execution record's copy of the
 #: reply (the output is stored once, in execution_output) and put back from it when read.
 _OUTPUT_KEYS = ("stream", "stdout", "stderr")
@@ -126,6 +130,8 @@ class ExecutionService:
         self._db = db
         self._retention = retention
         self.output = OutputHub(db, cap=output_cap)
+        #: Executions cancelled before they started here (an ordered set).
+        self._cancel_before_start: dict[str, None] = {}
 
     # --- single commands (jobs) ----------------------------------------------------------
     async def submit(self, caller: Caller, vm_uuid: str, request: ExecRequest, *,
@@ -218,6 +224,12 @@ class ExecutionService:
         record = await self.get(caller, uuid)
         if record.state != ExecutionState.RUNNING:
             return
+        if not self.output.is_live(record.uuid):
+            # Recorded but not started here (yet): a job's task or a run's target about to
+            # start must not start. Bounded: one that runs elsewhere never claims its entry.
+            self._cancel_before_start[record.uuid] = None
+            while len(self._cancel_before_start) > CANCELS_KEPT:
+                del self._cancel_before_start[next(iter(self._cancel_before_start))]
         vm = await self._inventory.resolve(record.vm_uuid)
         await self._executor.cancel(vm.target, record.uuid, platform=Platform(record.platform))
 
@@ -313,6 +325,9 @@ class ExecutionService:
         recorder = self.output.open(uuid)
 
         async def run() -> ExecResult:
+            if uuid in self._cancel_before_start:
+                del self._cancel_before_start[uuid]
+                return _never_started(uuid)
             _check_usable(vm)
             result: ExecResult | None = None
             async for item in self._executor.stream(vm.target, request, run_id=uuid):
@@ -417,6 +432,15 @@ class ExecutionService:
 def output_text(chunks: Sequence[Chunk], stream: StreamName) -> str:
     """The text of ``stream`` in ``chunks`` (UTF-8; undecodable bytes replaced)."""
     return b"".join(c.data for c in chunks if c.stream is stream).decode(errors="replace")
+
+
+def _never_started(uuid: str) -> ExecResult:
+    """The result of an execution cancelled before it started (as the engine reports one
+    cancelled before its guest-exec went out)."""
+    now = utcnow()
+    return ExecResult(run_id=uuid, outcome=Outcome.CANCELLED, exit_code=None, signal=None,
+                      stdout=StreamOutput(), stderr=StreamOutput(), started_at=now,
+                      finished_at=now)
 
 
 def _legacy_reply(record: Execution, stdout: str, stderr: str) -> JobReply:
