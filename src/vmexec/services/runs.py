@@ -122,7 +122,6 @@ class RunService:
         self._failure = failure
         self._writes = GroupCommit(db)
         self._live: dict[str, _LiveRun] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
 
     # --- start ------------------------------------------------------------------------------
     async def start(self, caller: Caller, run: RunRequest, *, uuid: str,
@@ -272,10 +271,10 @@ class RunService:
                 run_uuid=live.uuid)))
         live.running[execution] = target
         live.feed.publish(target_started(target.vm_uuid, target.vm_name, execution))
-        if live.schedule.cancelled:  # cancelled while this start was being committed
-            cancelling = asyncio.ensure_future(self._cancel_execution(live, execution))
-            self._tasks.add(cancelling)
-            cancelling.add_done_callback(self._tasks.discard)
+        if live.schedule.cancelled:
+            # Cancelled while this start was being committed: recorded, not started, so it
+            # never starts (it ends Cancelled).
+            await self._cancel_execution(live, execution)
         finished = await self._guarded(live, execution, self._executions.execute(
             vm, live.request, uuid=execution, commit=self._writes.commit))
         self._ended(live, target, execution, finished)
