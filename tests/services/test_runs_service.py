@@ -10,6 +10,7 @@ import pytest
 from api.conftest import with_sources
 from api.doubles import FakeGuest, ScriptedExecutor
 from fakes.hosts import MemoryHosts, seen
+from sqlalchemy import event
 
 from vmexec.agent.directory import AgentDirectory
 from vmexec.api.services import Services
@@ -62,3 +63,18 @@ async def test_a_run_is_its_accounts_own(services: Services) -> None:
     [target] = (await services.runs.get(OWNER, uuid))["targets"]
     record = await services.executions.get(OWNER, target["executionUuid"])
     assert record.run_uuid == uuid and record.account_uuid == OWNER.account_uuid
+
+
+async def test_target_writes_are_group_committed(services: Services) -> None:
+    # 300 targets, each with a start (target row + execution record) and two ends (the
+    # execution's, the target's): one transaction per step would be 900 and more.
+    engine = services.db.kw["bind"]
+    commits = []
+    event.listen(engine.sync_engine, "commit", lambda _connection: commits.append(1))
+    targets = tuple(vm.uuid for vm in VMS) * 100
+    task = await services.runs.start(
+        OWNER, RunRequest(ExecRequest("echo hi"), TargetSpec(vm_uuids=targets),
+                          max_concurrency=100), uuid="e" * 32)
+    inventory = (await task).body["inventory"]
+    assert inventory["targetCounts"]["Succeeded"] == 300
+    assert len(commits) < 150, len(commits)
