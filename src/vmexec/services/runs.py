@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, cast
@@ -263,12 +263,17 @@ class RunService:
         execution = new_uuid()
         # No await between the check above and queueing this: a stop's skip of the pending
         # rows is queued after it, so it never overwrites a target that starts.
-        await self._writes.commit(
-            Rows(_STARTED, {"b_run": live.uuid, "b_seq": target.seq, "b_state": "Running",
-                            "b_execution": execution}),
-            Rows(RECORD, self._executions.record_values(
-                live.caller, target.vm_uuid, live.request, uuid=execution,
-                run_uuid=live.uuid)))
+        try:
+            await self._writes.commit(
+                Rows(_STARTED, {"b_run": live.uuid, "b_seq": target.seq, "b_state": "Running",
+                                "b_execution": execution}),
+                Rows(RECORD, self._executions.record_values(
+                    live.caller, target.vm_uuid, live.request, uuid=execution,
+                    run_uuid=live.uuid)))
+        except Exception as exc:  # the database failed: not started, the run goes on
+            log.exception("run %s: the start of target %d failed", live.uuid, target.seq)
+            self._ended(live, target, None, exc)
+            return
         live.running[execution] = target
         live.feed.publish(target_started(target.vm_uuid, target.vm_name, execution))
         if live.schedule.cancelled:
@@ -280,11 +285,11 @@ class RunService:
         self._ended(live, target, execution, finished)
 
     async def _guarded(self, live: _LiveRun, execution: str,
-                       run: Any) -> Finished | BaseException:
+                       run: Awaitable[Finished]) -> Finished | BaseException:
         """The execution's end, or the exception that escaped it (a database failure): the
         target then ends Failed, and the run goes on."""
         try:
-            return await run  # type: ignore[no-any-return]
+            return await run
         except Exception as exc:
             log.exception("run %s: execution %s failed unexpectedly", live.uuid, execution)
             return exc
