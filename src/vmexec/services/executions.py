@@ -23,15 +23,16 @@ import asyncio
 import base64
 import contextlib
 import logging
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Executable, and_, delete, insert, or_, select, update
+from sqlalchemy import Executable, Table, and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vmexec.db.models import Execution, ExecutionOutput, Job, utcnow
+from vmexec.db.writes import Rows, execute_writes
 from vmexec.execution.engine import Executor
 from vmexec.execution.errors import ExecError, GuestUnavailable, UnavailableReason
 from vmexec.execution.models import (
@@ -70,6 +71,12 @@ CANCELS_KEPT = 4096
 #: Keys of a reply that carry the output text: kept out of the execution record's copy of the
 #: reply (the output is stored once, in execution_output) and put back from it when read.
 _OUTPUT_KEYS = ("stream", "stdout", "stderr")
+
+
+#: Commits statements (together with others): a run's group commit.
+Commit = Callable[..., Awaitable[None]]
+#: The INSERT that :meth:`ExecutionService.record_values` gives the parameters of.
+RECORD = insert(cast(Table, Execution.__table__))
 
 
 class QgaDisabled(ExecError):
@@ -165,8 +172,15 @@ class ExecutionService:
     def record(self, caller: Caller, vm_uuid: str, request: ExecRequest, *, uuid: str,
                run_uuid: str | None = None) -> Executable:
         """The INSERT of execution ``uuid`` (state Running), for the caller's transaction."""
-        now = utcnow()
         return insert(Execution).values(
+            **self.record_values(caller, vm_uuid, request, uuid=uuid, run_uuid=run_uuid))
+
+    def record_values(self, caller: Caller, vm_uuid: str, request: ExecRequest, *, uuid: str,
+                      run_uuid: str | None = None) -> dict[str, Any]:
+        """:meth:`record`'s row as parameters of :data:`RECORD` (for an ``executemany`` of
+        many records: a run's targets)."""
+        now = utcnow()
+        return dict(
             uuid=uuid, account_uuid=caller.account_uuid, account_name=caller.account_name,
             vm_uuid=vm_uuid, run_uuid=run_uuid, platform=str(request.platform),
             command=request.command, shell=str(request.shell),
@@ -174,24 +188,29 @@ class ExecutionService:
             state=ExecutionState.RUNNING, stdout_stored=0, stderr_stored=0,
             requested_at=now, output_expires_at=now + self._retention)
 
-    async def execute(self, vm: VmRef, request: ExecRequest, *, uuid: str) -> Finished:
+    async def execute(self, vm: VmRef, request: ExecRequest, *, uuid: str,
+                      commit: Commit | None = None) -> Finished:
         """Run execution ``uuid``, whose record is committed already (:meth:`record`): stream
         its output to live readers and the database, commit its end, and say how it ended.
 
         Never raises for command or VM errors: they are a Failed :class:`Finished` with an
         ``error_code``. Raises what the database raises when the end cannot be committed.
+        ``commit`` commits the end's writes instead of a transaction of their own (a run's
+        group commit).
         """
         try:
             finished = await self._conduct(vm, request, uuid)
-            return await self._commit(finished)
+            return await self._commit(finished, commit)
         finally:
             self.output.close(uuid)
 
-    async def recover(self, vm_uuid: str, request: ExecRequest, *, uuid: str) -> Finished:
+    async def recover(self, vm_uuid: str, request: ExecRequest, *, uuid: str,
+                      commit: Commit | None = None) -> Finished:
         """Finish execution ``uuid`` found running after a restart: its result is collected
-        from the guest (never launched again), and its end committed."""
+        from the guest (never launched again), and its end committed (by ``commit``, as in
+        :meth:`execute`)."""
         try:
-            return await self._commit(await self._recovered(vm_uuid, request, uuid))
+            return await self._commit(await self._recovered(vm_uuid, request, uuid), commit)
         finally:
             self.output.close(uuid)
 
@@ -332,11 +351,13 @@ class ExecutionService:
 
         return await self._finish(uuid, vm_uuid, request, run(), recorder)
 
-    async def _commit(self, finished: Finished) -> Finished:
-        async with self._db() as db:
-            for statement in finished.reply.writes:
-                await db.execute(statement)
-            await db.commit()
+    async def _commit(self, finished: Finished, commit: Commit | None = None) -> Finished:
+        if commit is not None:
+            await commit(*finished.reply.writes)
+        else:
+            async with self._db() as db:
+                await execute_writes(db, finished.reply.writes)
+                await db.commit()
         return replace(finished, reply=JobReply(finished.reply.status, finished.reply.body))
 
     async def _finish(self, uuid: str, vm_uuid: str, request: ExecRequest,
@@ -510,5 +531,19 @@ def request_from_json(data: Mapping[str, Any]) -> ExecRequest:
     )
 
 
-def _update(uuid: str, **values: object) -> Executable:
-    return update(Execution).where(Execution.uuid == uuid).values(**values)
+_EXECUTIONS = cast(Table, Execution.__table__)
+#: UPDATE statements by the columns they set, each built once.
+_UPDATES: dict[tuple[str, ...], Executable] = {}
+
+
+def _update(uuid: str, **values: object) -> Rows:
+    """The UPDATE of execution ``uuid``, as a row of a statement built once per set of columns:
+    the ends of a run's many executions go as one ``executemany`` (building an ORM UPDATE per
+    execution cost more than the rest of its end)."""
+    columns = tuple(sorted(values))
+    statement = _UPDATES.get(columns)
+    if statement is None:
+        statement = _UPDATES[columns] = (
+            update(_EXECUTIONS).where(_EXECUTIONS.c.uuid == bindparam("b_uuid"))
+            .values({c: bindparam(f"b_{c}", type_=_EXECUTIONS.c[c].type) for c in columns}))
+    return Rows(statement, {"b_uuid": uuid, **{f"b_{c}": v for c, v in values.items()}})
