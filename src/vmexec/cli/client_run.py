@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vmexec.cli.client_config import ConfigError, Login
+from vmexec.cli.interrupts import Interrupted
 from vmexec.client import ApiError, AsyncClient, ClientError, NotLoggedIn
 
 T = TypeVar("T")
@@ -83,6 +84,18 @@ def run(action: Callable[[AsyncClient], Awaitable[T]], *, login: Login | None = 
     except ClientError as exc:
         fail_client(exc)
     except KeyboardInterrupt:
+        fail("interrupted", EXIT_INTERRUPTED)
+
+
+def run_interruptible(action: Callable[[AsyncClient], Awaitable[T]], *,
+                      login: Login | None = None) -> T:
+    """As ``run``, for an action that handles Ctrl-C itself (raising Interrupted): exits
+    130, saying "interrupted" unless the action detached (it said what goes on)."""
+    try:
+        return run(action, login=login)
+    except Interrupted as exc:
+        if exc.detached:
+            raise typer.Exit(EXIT_INTERRUPTED) from None
         fail("interrupted", EXIT_INTERRUPTED)
 
 

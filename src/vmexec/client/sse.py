@@ -37,9 +37,11 @@ def reconnect_delay(attempt: int) -> float:
 async def follow_events(http: httpx.AsyncClient, path: str, *, headers: Mapping[str, str],
                         decode: Callable[[str, str, str], T | None],
                         is_last: Callable[[T], bool], last_event_id: str | None = None,
-                        connect_timeout: float = 30.0) -> AsyncIterator[T]:
+                        connect_timeout: float = 30.0,
+                        reconnects: int = RECONNECTS) -> AsyncIterator[T]:
     """The decoded events of the stream at ``path`` up to and including the last one
-    (``is_last``); ``decode(event, data, id)`` gives None for events to skip.
+    (``is_last``); ``decode(event, data, id)`` gives None for events to skip. At most
+    ``reconnects`` reconnects in a row without an event.
 
     Raises ApiError (the server refused the stream: its ZStack error), ConnectionFailed (no
     connection after RECONNECTS tries), and what ``decode`` raises.
@@ -72,9 +74,9 @@ async def follow_events(http: httpx.AsyncClient, path: str, *, headers: Mapping[
         except httpx.TransportError as exc:  # refused, reset, cut mid-body, read timeout
             reason = str(exc) or type(exc).__name__
         attempt += 1
-        if attempt > RECONNECTS:
+        if attempt > reconnects:
             raise ConnectionFailed(str(http.base_url.join(path)),
-                                   f"{reason} (gave up after {RECONNECTS} reconnects)")
+                                   f"{reason} (gave up after {reconnects} reconnects)")
         await asyncio.sleep(reconnect_delay(attempt))
 
 
