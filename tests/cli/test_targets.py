@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from vmexec.cli.client import split_targets
 from vmexec.cli.targets import TargetError, is_glob, is_run, select
 from vmexec.client import VmInstance
 
@@ -52,3 +53,13 @@ def test_what_makes_a_run() -> None:
     assert is_run(["web-1", "web-2"], [])
     assert is_run(["web-1"], ["state=Running"])
     assert is_run([], ["state=Running"])
+
+
+def test_the_words_after_the_double_dash_are_the_command() -> None:
+    argv = ["exec", "web-1", "web-*", "-q", "state=Running", "--", "echo", "--", "-n"]
+    args = ["web-1", "web-*", "echo", "--", "-n"]  # what click leaves as positionals
+    assert split_targets(args, argv) == (["web-1", "web-*"], ["echo", "--", "-n"])
+    # Without --, the first word is the one VM (as before runs existed).
+    assert split_targets(["vm", "uname", "-a"], ["exec", "vm", "uname", "-a"]) == (
+        ["vm"], ["uname", "-a"])
+    assert split_targets(["a", "b"], ["exec", "a", "b", "--"]) == (["a", "b"], [])

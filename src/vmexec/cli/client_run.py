@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import NoReturn, TextIO, TypeVar
 
 import typer
+import yaml
 from rich import box
 from rich.console import Console
 from rich.table import Table
@@ -114,6 +115,12 @@ def write_raw(stream: TextIO, text: str) -> None:
 
 def print_json(data: object) -> None:
     print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def print_yaml(data: object) -> None:
+    """``data`` as YAML (block style, keys in the server's order, text as it is)."""
+    print(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False),
+          end="")
 
 
 def print_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
