@@ -15,7 +15,7 @@ from vmexec.client import (
     TargetOutput,
     TargetStarted,
 )
-from vmexec.client.events import decode_execution_event, decode_run_event
+from vmexec.client.events import RunReplay, decode_execution_event, decode_run_event
 
 
 def test_output_events_carry_the_stream_the_text_and_the_resume_offset() -> None:
@@ -79,3 +79,27 @@ def test_run_events() -> None:
     with pytest.raises(BadEvent):
         decode_run_event("output", json.dumps({"vmInstanceUuid": vm, "executionUuid": ex,
                                                "stream": "stdin", "text": ""}))
+
+
+def test_a_replayed_run_stream_passes_only_what_had_not_come() -> None:
+    vm, ex = "a" * 32, "b" * 32
+    started = TargetStarted(vm, "web-1", ex)
+
+    def out(text: str, stream: str = "stdout") -> TargetOutput:
+        return TargetOutput(vm, ex, stream, text)  # type: ignore[arg-type]
+
+    replay = RunReplay()
+    replay.connected()
+    assert replay.admit(started) == started
+    assert replay.admit(out("hello ")) == out("hello ")
+    assert replay.admit(out("e", "stderr")) == out("e", "stderr")
+    # The connection drops; the new one replays everything, chunked differently (stored rows).
+    replay.connected()
+    assert replay.admit(started) is None
+    assert replay.admit(out("hel")) is None
+    assert replay.admit(out("lo wor")) == out("wor")
+    assert replay.admit(out("ld\n")) == out("ld\n")
+    assert replay.admit(out("e", "stderr")) is None
+    finished = TargetFinished(vm, ex, "Succeeded", 0, None)
+    assert replay.admit(finished) == finished
+    assert replay.admit(finished) is None

@@ -27,6 +27,7 @@ from vmexec.client.events import (
     Result,
     RunEvent,
     RunFinished,
+    RunReplay,
     decode_execution_event,
     decode_run_event,
 )
@@ -431,11 +432,17 @@ class AsyncClient:
         """The events of run ``uuid``: TargetStarted, TargetOutput and TargetFinished as they
         happen, then RunFinished, then the iterator ends. Raises ApiError (``SYS.1003``:
         unknown), NotLoggedIn, ConnectionFailed, BadEvent."""
+        # The stream has no event ids: a reconnect gets every event again, and the replay
+        # filter passes only what had not come yet.
+        replay = RunReplay()
         events: AsyncIterator[RunEvent] = follow_events(
             self._http, f"{RUNS_PATH}/{uuid}/events", headers=self._auth(),
-            decode=_decode_run_event, is_last=_is_run_finished, connect_timeout=self._timeout)
+            decode=_decode_run_event, is_last=_is_run_finished, connect_timeout=self._timeout,
+            on_connect=replay.connected)
         async for event in events:
-            yield event
+            fresh = replay.admit(event)
+            if fresh is not None:
+                yield fresh
 
     async def get_run(self, uuid: str) -> Run:
         """Run ``uuid`` with its targets. Raises ApiError (``SYS.1003``: unknown),

@@ -198,3 +198,46 @@ def decode_run_event(event: str, data: str) -> RunEvent | None:
     return TargetFinished(vm, _optional(body, "executionUuid", str),
                           _field(event, body, "state", str), _optional(body, "exitCode", int),
                           _optional(body, "errorCode", str))
+
+
+class RunReplay:
+    """Drops what a reconnected run stream repeats.
+
+    A run's event stream has no event ids: a client that connects (again) gets every event so
+    far first. This filter remembers what was received (targets started and finished, the
+    bytes of each execution's streams) and lets only the new part through, however the
+    repeated output is cut into chunks. Call ``connected()`` at each (re)connect.
+    """
+
+    def __init__(self) -> None:
+        self._seen: set[tuple[str, str, str | None]] = set()
+        self._received: dict[tuple[str, Stream], int] = {}
+        self._replayed: dict[tuple[str, Stream], int] = {}
+
+    def connected(self) -> None:
+        """A new connection: its output starts again at byte 0 of every stream."""
+        self._replayed = {}
+
+    def admit(self, event: RunEvent) -> RunEvent | None:
+        """``event`` if new, its new part (output), or None when it was received before."""
+        if isinstance(event, TargetStarted | TargetFinished):
+            key = (type(event).__name__, event.vm_instance_uuid, event.execution_uuid)
+            if key in self._seen:
+                return None
+            self._seen.add(key)
+            return event
+        if not isinstance(event, TargetOutput):
+            return event
+        stream = (event.execution_uuid, event.stream)
+        data = event.data
+        start = self._replayed.get(stream, 0)
+        self._replayed[stream] = start + len(data)
+        have = self._received.get(stream, 0)
+        if start + len(data) <= have:
+            return None
+        self._received[stream] = start + len(data)
+        if start >= have:
+            return event
+        fresh = data[have - start:]
+        return TargetOutput(event.vm_instance_uuid, event.execution_uuid, event.stream,
+                            fresh.decode("utf-8", "surrogateescape"))

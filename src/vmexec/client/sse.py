@@ -37,11 +37,12 @@ def reconnect_delay(attempt: int) -> float:
 async def follow_events(http: httpx.AsyncClient, path: str, *, headers: Mapping[str, str],
                         decode: Callable[[str, str, str], T | None],
                         is_last: Callable[[T], bool], last_event_id: str | None = None,
-                        connect_timeout: float = 30.0,
-                        reconnects: int = RECONNECTS) -> AsyncIterator[T]:
+                        connect_timeout: float = 30.0, reconnects: int = RECONNECTS,
+                        on_connect: Callable[[], None] | None = None) -> AsyncIterator[T]:
     """The decoded events of the stream at ``path`` up to and including the last one
     (``is_last``); ``decode(event, data, id)`` gives None for events to skip. At most
-    ``reconnects`` reconnects in a row without an event.
+    ``reconnects`` reconnects in a row without an event; ``on_connect`` is called as each
+    connection's stream begins.
 
     Raises ApiError (the server refused the stream: its ZStack error), ConnectionFailed (no
     connection after RECONNECTS tries), and what ``decode`` raises.
@@ -60,6 +61,8 @@ async def follow_events(http: httpx.AsyncClient, path: str, *, headers: Mapping[
                 if not response.is_success or "text/event-stream" not in content_type:
                     await response.aread()
                     raise _refusal(response)
+                if on_connect is not None:
+                    on_connect()
                 async for sse in source.aiter_sse():
                     attempt = 0
                     if sse.id:
