@@ -77,6 +77,9 @@ class CtrlC:
             await asyncio.wait({task})
         finally:
             loop.remove_signal_handler(signal.SIGINT)
+            # The job ended (or we detach): a cancel still waiting on its reply is moot here.
+            if self._cancel_task is not None and not self._cancel_task.done():
+                self._cancel_task.cancel()
         if task.cancelled():
             raise Interrupted(detached=detached)
         return task.result()
