@@ -46,14 +46,24 @@ class Cli:
     def session_file(self) -> Path:
         return self.config_home / "vmexec" / "session.json"
 
-    def __call__(self, *args: str, input: bytes | None = None,
-                 env: dict[str, str] | None = None, timeout: float = 180) -> Run:
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         full_env = {k: v for k, v in os.environ.items() if k not in _CLIENT_ENV}
         full_env.update({"XDG_CONFIG_HOME": str(self.config_home),
-                         "VMEXEC_SERVER": self.server, **(env or {})})
+                         "VMEXEC_SERVER": self.server, **(extra or {})})
+        return full_env
+
+    def __call__(self, *args: str, input: bytes | None = None,
+                 env: dict[str, str] | None = None, timeout: float = 180) -> Run:
         done = subprocess.run([VMEXEC, *args], input=input if input is not None else b"",
-                              capture_output=True, env=full_env, timeout=timeout, check=False)
+                              capture_output=True, env=self.env(env), timeout=timeout,
+                              check=False)
         return Run(done.returncode, done.stdout, done.stderr)
+
+    def start(self, *args: str) -> subprocess.Popen[bytes]:
+        """``vmexec ARGS`` running: its stdout and stderr are pipes, unbuffered."""
+        return subprocess.Popen([VMEXEC, *args], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=self.env(), bufsize=0)
 
     def login(self, password: str = ADMIN_PASSWORD) -> Run:
         run = self("login", "--password", password)
