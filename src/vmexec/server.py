@@ -33,8 +33,10 @@ from vmexec.services.inventory import HostSources, Inventory
 from vmexec.services.jobs import JobReply, JobService, WebhookPolicy
 from vmexec.services.login_throttle import LoginThrottle, ThrottleLimits
 from vmexec.services.passwords import PasswordChecker
+from vmexec.services.runs import RunService
 from vmexec.services.webhooks import DestinationPolicy
 from vmexec.zstack.exec import API as EXEC_API
+from vmexec.zstack.runs import API as RUN_API
 
 log = logging.getLogger(__name__)
 
@@ -127,16 +129,22 @@ async def running_services(settings: Settings, *, executor: ExecutorFactory = Ex
                                                              settings.webhook_deny)))
         auth = auth_service(settings, db)
         stack.callback(auth.close)
-        executions = ExecutionService(runner, vms, jobs, error_reply)
+        executions = ExecutionService(
+            runner, vms, jobs, error_reply, db=db, output_cap=settings.output_cap,
+            retention=timedelta(seconds=settings.execution_retention))
+        runs = RunService(db, executions, vms, jobs, error_reply)
         services = Services(settings=settings, db=db, inventory=vms, jobs=jobs, auth=auth,
-                            executions=executions)
+                            executions=executions, runs=runs)
         await auth.ensure_admin(settings.admin_password.get_secret_value())
         check_default_password(settings, auth.default_password_in_use)
         await vms.start()
         stack.push_async_callback(vms.aclose)
         # Jobs stop before the inventory and agents they use (callbacks run in reverse).
+        # Runs' queued target writes are committed after the jobs stopped.
+        stack.push_async_callback(runs.aclose)
         stack.push_async_callback(jobs.aclose)
         jobs.register(EXEC_API, executions.resume)
+        jobs.register(RUN_API, runs.resume)
         resumed = await jobs.resume_unfinished()
         if resumed:
             log.info("resumed %d unfinished jobs", resumed)
@@ -165,9 +173,10 @@ async def _purge_expired(services: Services) -> None:
         try:
             jobs_purged = await services.jobs.purge_expired()
             sessions_purged = await services.auth.purge_expired()
-            if jobs_purged or sessions_purged:
-                log.info("purged %d expired jobs, %d expired sessions", jobs_purged,
-                         sessions_purged)
+            executions_purged = await services.executions.purge_expired()
+            if jobs_purged or sessions_purged or executions_purged:
+                log.info("purged %d expired jobs, %d expired sessions, %d expired executions",
+                         jobs_purged, sessions_purged, executions_purged)
         except Exception:
             log.exception("purging expired data failed; retrying later")
         await asyncio.sleep(services.settings.cleanup_interval)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from vmexec.api.schemas.exec import DEFAULT_COMMAND_TIMEOUT, ExecuteGuestVmCommandParams
+from vmexec.api.schemas.exec import DEFAULT_COMMAND_TIMEOUT, CommandParams
 from vmexec.execution.models import AGENT_OUTPUT_CAP, ExecRequest, Platform, Shell
 
 
-def exec_request(params: ExecuteGuestVmCommandParams) -> ExecRequest:
+def exec_request(params: CommandParams) -> ExecRequest:
     """The engine request for validated wire ``params``."""
     return ExecRequest(
         command=params.command,

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from vmexec.services.executions import ExecutionService
     from vmexec.services.inventory import Inventory
     from vmexec.services.jobs import JobService
+    from vmexec.services.runs import RunService
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,3 +27,4 @@ class Services:
     jobs: JobService
     auth: AuthService
     executions: ExecutionService
+    runs: RunService

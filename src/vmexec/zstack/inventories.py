@@ -84,3 +84,18 @@ HOST_FIELDS: Mapping[str, Field] = {
 def kinds(fields: Mapping[str, Field]) -> dict[str, FieldKind]:
     """The field kinds of a table, as the query language reads them."""
     return {name: field.kind for name, field in fields.items()}
+
+
+#: vmexec's GuestVmCommandRunInventory: one command on many VMs (QueryGuestVmCommandRun).
+#: Counts per target state (``targetCounts``) and the targets themselves are in the reply
+#: but not queryable.
+RUN_FIELDS: Mapping[str, Field] = {
+    "uuid": Field(_S, "the run's UUID, also its API job's", "8e5b4f1a2c3d4e5f6a7b8c9d0e1f2a3b"),
+    "accountUuid": Field(_S), "command": Field(_S, None, "uptime"),
+    "platform": Field(_S, None, "Linux"),
+    "state": Field(_S, "Running, Succeeded, Failed, Cancelled", "Succeeded"),
+    "maxConcurrency": Field(_N, "targets running at once (a percentage resolved at start)"),
+    "maxErrors": Field(_N, "failed targets tolerated; one more stops the run"),
+    "targetCount": Field(_N), "createDate": Field(_D, None, _DATE_EXAMPLE),
+    "startDate": Field(_D, None, _DATE_EXAMPLE), "finishDate": Field(_D, None, _DATE_EXAMPLE),
+}

@@ -82,7 +82,7 @@ def webhook_of(headers: Mapping[str, str]) -> str | None:
     return None if url is None else url.strip()
 
 
-def _location(request: Request, job_uuid: str) -> str:
+def job_location(request: Request, job_uuid: str) -> str:
     host = request.headers.get("host") or request.url.netloc
     return f"{request.url.scheme}://{host}/zstack/v1/api-jobs/{job_uuid}"
 
@@ -101,7 +101,7 @@ async def _execute(http: Request, body: ExecuteGuestVmCommandRequest, services: 
         await asyncio.wait({task}, timeout=window)
     if task.done() and not task.cancelled():
         return job_response(task.result(), http, headers)
-    return JSONResponse(AsyncReply(location=_location(http, job_uuid),
+    return JSONResponse(AsyncReply(location=job_location(http, job_uuid),
                                    api_timeout=int(api_timeout(request) * 1000)).wire(),
                         status_code=202, headers=headers)
 

@@ -31,9 +31,9 @@ MAX_BODY_BYTES = (OTHER_FIELDS_BYTES + 12 * MAX_COMMAND_CHARS + 6 * MAX_STDIN_BY
 Tags = list[str]
 
 
-class ExecuteGuestVmCommandParams(WireModel):
-    vm_instance_uuid: str = Field(description="The VM instance UUID (32 hex).",
-                                  examples=["fc022ba201c135d8809c5e02bf6bf156"])
+class CommandParams(WireModel):
+    """What to run and how: shared by ExecuteGuestVmCommand and runs (many VMs)."""
+
     platform: Platform
     command: str = Field(min_length=1, max_length=MAX_COMMAND_CHARS,
                          description="A script, run by the guest's shell.",
@@ -53,6 +53,11 @@ class ExecuteGuestVmCommandParams(WireModel):
         default=None, description="Interpreter (default: bash or sh on Linux, cmd on Windows).")
     max_output_bytes: Annotated[Int, Field(ge=1, le=AGENT_OUTPUT_CAP)] | None = Field(
         default=None, description="Bytes of output kept per stream (the rest is dropped).")
+
+
+class ExecuteGuestVmCommandParams(CommandParams):
+    vm_instance_uuid: str = Field(description="The VM instance UUID (32 hex).",
+                                  examples=["fc022ba201c135d8809c5e02bf6bf156"])
 
 
 class ExecuteGuestVmCommandRequest(WireModel):

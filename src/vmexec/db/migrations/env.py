@@ -10,7 +10,8 @@ from sqlalchemy import Connection
 
 # Every model module, so that the metadata is complete:
 import vmexec.db.models
-import vmexec.db.models_inventory  # noqa: F401
+import vmexec.db.models_inventory
+import vmexec.db.models_runs  # noqa: F401
 from vmexec.db.base import Base
 from vmexec.db.session import create_engine
 
