@@ -73,7 +73,8 @@ def test_show_and_logs_of_an_execution(logged_in: Cli, lab_vms: list[LabVm]) -> 
     assert json.loads(as_json.stdout)["inventory"]["stdout"] == f"{tag} out\nno newline"
     unknown = logged_in("show", "0" * 32)
     assert unknown.status == 1
-    assert one_error_line(unknown) == f"error: SYS.1003: no execution or run has the uuid {'0' * 32}"
+    assert one_error_line(unknown) == (
+        f"error: SYS.1003: no execution or run has the uuid {'0' * 32}")
 
 
 def test_cancel_a_running_execution(logged_in: Cli, lab_vms: list[LabVm]) -> None:

@@ -4,10 +4,13 @@ VM's name, a summary, exit 0 only when every VM succeeded; real server, real lab
 from __future__ import annotations
 
 import json
+import os
+import pty
+import subprocess
 
 import pytest
 
-from cli.runner import Cli
+from cli.runner import VMEXEC, Cli
 from vmexec.lab import LabVm
 
 pytestmark = pytest.mark.vm
@@ -98,3 +101,31 @@ def test_bad_limits_are_usage_errors(logged_in: Cli, lab_vms: list[LabVm]) -> No
                     "true")
     assert run.status == 2
     assert "--parallel takes a number or a percentage" in run.stderr
+
+
+def test_a_terminal_gets_a_progress_bar_and_a_pipe_does_not(logged_in: Cli,
+                                                            lab_vms: list[LabVm]) -> None:
+    names = [vm.name for vm in lab_vms]
+    args = ["exec", *names, "--parallel", "1", "--", "exit 0"]
+    # stdout and stderr on a pseudo-terminal, as in an interactive shell.
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen([VMEXEC, *args], stdin=subprocess.DEVNULL, stdout=terminal,
+                            stderr=terminal, env=logged_in.env(), close_fds=True)
+    os.close(terminal)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # EIO: the terminal's other side closed (the CLI ended)
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(controller)
+    assert proc.wait(timeout=120) == 0, seen
+    screen = seen.decode(errors="replace")
+    assert "3/3" in screen and "done 3  failed 0  running 0  skipped 0" in screen, screen
+    assert "done 0  failed 0" in screen, screen  # drawn while the run went on
+    piped = logged_in(*args)
+    assert piped.status == 0, piped
+    assert "done" not in piped.stderr and "3/3" not in piped.stderr, piped
