@@ -79,3 +79,14 @@ def one_error_line(run: Run) -> str:
     assert lines[0].startswith("error: "), run
     assert "Traceback" not in run.stderr
     return lines[0]
+
+
+def processes_running(cli: Cli, vm_name: str, argv: str) -> int:
+    """How many processes in the guest have exactly this command line (words by spaces),
+    counted from /proc by a command run through ``cli``."""
+    script = (f"n=0; for f in /proc/[0-9]*/cmdline; do "
+              f"[ \"$(tr '\\0' ' ' < $f 2>/dev/null)\" = '{argv} ' ] && n=$((n+1)); done; "
+              "echo $n")
+    run = cli("exec", vm_name, "--", script)
+    assert run.status == 0, run
+    return int(run.stdout)

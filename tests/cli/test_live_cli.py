@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from cli.runner import Cli
+from cli.runner import Cli, processes_running
 from vmexec.lab import LabVm
 
 pytestmark = pytest.mark.vm
@@ -41,16 +41,6 @@ def read_until(proc: subprocess.Popen[bytes], wanted: bytes) -> bytes:
 def finish(proc: subprocess.Popen[bytes]) -> tuple[int, bytes, bytes]:
     out, err = proc.communicate(timeout=120)
     return proc.returncode, out, err
-
-
-def processes_running(cli: Cli, vm: LabVm, argv: str) -> int:
-    """How many processes in the guest have exactly this command line (words by spaces)."""
-    script = (f"n=0; for f in /proc/[0-9]*/cmdline; do "
-              f"[ \"$(tr '\\0' ' ' < $f 2>/dev/null)\" = '{argv} ' ] && n=$((n+1)); done; "
-              "echo $n")
-    run = cli("exec", vm.name, "--", script)
-    assert run.status == 0, run
-    return int(run.stdout)
 
 
 def test_output_shows_while_the_command_runs(logged_in: Cli, lab_vms: list[LabVm]) -> None:
@@ -96,13 +86,13 @@ def test_ctrl_c_cancels_the_command_in_the_guest_and_exits_130(logged_in: Cli,
                            f"echo started; sleep {seconds} & sleep {seconds}; echo never")
     read_until(proc, b"started\n")
     # Both sleeps run (a child in the background, one in the foreground): the tree.
-    assert processes_running(logged_in, vm, f"sleep {seconds}") == 2
+    assert processes_running(logged_in, vm.name, f"sleep {seconds}") == 2
     proc.send_signal(signal.SIGINT)
     status, out, err = finish(proc)
     assert status == 130, (out, err)
     assert b"never" not in out
     assert b"cancelling execution " in err and b"Traceback" not in err, err
-    assert processes_running(logged_in, vm, f"sleep {seconds}") == 0
+    assert processes_running(logged_in, vm.name, f"sleep {seconds}") == 0
     history = logged_in("history", "--json", "-q", f"command~=%sleep {seconds}%")
     assert history.status == 0, history
     assert '"state": "Cancelled"' in history.stdout, history

@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import os
 import pty
+import random
+import signal
 import subprocess
 
 import pytest
 
-from cli.runner import VMEXEC, Cli
+from cli.runner import VMEXEC, Cli, processes_running
 from vmexec.lab import LabVm
 
 pytestmark = pytest.mark.vm
@@ -129,3 +131,23 @@ def test_a_terminal_gets_a_progress_bar_and_a_pipe_does_not(logged_in: Cli,
     piped = logged_in(*args)
     assert piped.status == 0, piped
     assert "done" not in piped.stderr and "3/3" not in piped.stderr, piped
+
+
+def test_ctrl_c_cancels_the_run_and_exits_130(logged_in: Cli, lab_vms: list[LabVm]) -> None:
+    names = [vm.name for vm in lab_vms]
+    seconds = random.randrange(7000, 9000)  # a command line no other test runs
+    proc = logged_in.start("exec", *names, "--parallel", "1", "--",
+                           f"echo started; sleep {seconds}")
+    assert proc.stdout is not None
+    first = proc.stdout.readline().decode()
+    assert first.endswith(" | started\n"), first
+    running = first.split(" | ")[0].strip()
+    assert processes_running(logged_in, running, f"sleep {seconds}") == 1
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (out, err)
+    assert b"cancelling run " in err and b"Traceback" not in err, err
+    rows = summary_rows(err.decode())
+    assert rows[running][0] == "Cancelled", err
+    assert sorted(rows[n][0] for n in names if n != running) == ["Skipped", "Skipped"], err
+    assert processes_running(logged_in, running, f"sleep {seconds}") == 0
