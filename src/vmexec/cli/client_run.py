@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -29,6 +30,8 @@ T = TypeVar("T")
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+#: 128 + SIGPIPE, as a shell reports a process whose reader closed the pipe.
+EXIT_BROKEN_PIPE = 141
 #: ZStack's identity errors: wrong name/password, invalid or expired session, ...
 _AUTH_CODE_PREFIX = "ID."
 ID_INVALID_SESSION = "ID.1001"
@@ -98,6 +101,12 @@ def run_interruptible(action: Callable[[AsyncClient], Awaitable[T]], *,
         if exc.detached:
             raise typer.Exit(EXIT_INTERRUPTED) from None
         fail("interrupted", EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        # Our reader left (`| head`): exit as a process killed by SIGPIPE, without the
+        # interpreter's complaint when it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise typer.Exit(EXIT_BROKEN_PIPE) from None
 
 
 def write_raw(stream: TextIO, text: str) -> None:

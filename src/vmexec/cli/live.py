@@ -9,13 +9,14 @@ problem) when vmexec could not run it.
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from vmexec.cli.interrupts import CtrlC, Interrupted, note
-from vmexec.client import ApiError, AsyncClient, OutputEvent, Result
+from vmexec.client import ApiError, AsyncClient, ClientError, OutputEvent, Result
 from vmexec.zstack.errors import Code
 from vmexec.zstack.ids import new_uuid
 
@@ -66,7 +67,11 @@ async def exec_live(client: AsyncClient, vm_ref: str, params: Mapping[str, Any],
         ctrl_c.submitting = True
         await client.submit({**params, "vmInstanceUuid": vm.uuid}, uuid=uuid)
         ctrl_c.submitted.set()
-        return await follow_output(client, uuid, echo=echo)
+        try:
+            return await follow_output(client, uuid, echo=echo)
+        except BrokenPipeError:
+            await stop_quietly(client.cancel(uuid))
+            raise
 
     try:
         result = await ctrl_c.guard(work())
@@ -76,6 +81,13 @@ async def exec_live(client: AsyncClient, vm_ref: str, params: Mapping[str, Any],
                  f"    vmexec logs {uuid} -f")
         raise
     return Ended(uuid, result, ctrl_c.cancelled)
+
+
+async def stop_quietly(cancel: Awaitable[object]) -> None:
+    """Cancel what runs because whoever read our output is gone (``| head``), as a closed
+    ssh channel ends the remote command; a failure to cancel changes nothing then."""
+    with contextlib.suppress(ClientError):
+        await cancel
 
 
 def is_cancelled(result: Result) -> bool:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vmexec.cli.interrupts import CtrlC, Interrupted, note
+from vmexec.cli.live import stop_quietly
 from vmexec.cli.run_view import RunView, ViewOptions
 from vmexec.cli.targets import select
 from vmexec.client import AsyncClient, Run, RunFinished
@@ -67,7 +68,11 @@ async def exec_run(client: AsyncClient, refs: Sequence[str], conditions: Sequenc
         else:
             await client.start_run(command, vm_uuids=vm_uuids, uuid=uuid, **options)
         ctrl_c.submitted.set()
-        return await follow_run(client, uuid, view)
+        try:
+            return await follow_run(client, uuid, view)
+        except BrokenPipeError:
+            await stop_quietly(client.cancel_run(uuid))
+            raise
 
     try:
         run = await ctrl_c.guard(work())
