@@ -268,3 +268,25 @@ def test_the_job_of_a_run_answers_like_the_run(client: httpx.Client) -> None:
     reply = poll(client, JOBS + uuid)
     assert reply.status_code == 200
     assert reply.json()["inventory"]["uuid"] == uuid
+
+
+# --- history ----------------------------------------------------------------------------------
+def test_runs_are_queried_in_sql_with_zstack_semantics(client: httpx.Client) -> None:
+    ok = start_run(client, "echo hi", uuids=WEB_UUIDS)
+    failed = start_run(client, "exit 1", uuids=WEB_UUIDS[:1])
+    wait_run(client, ok), wait_run(client, failed)
+    reply = client.get(RUNS, params={"q": "state=Failed"})
+    assert reply.status_code == 200, reply.text
+    [run] = reply.json()["inventories"]
+    assert run["uuid"] == failed and run["targetCounts"]["Failed"] == 1
+    reply = client.get(RUNS, params=[("q", "command~=echo%"), ("q", "targetCount>=3")])
+    assert [r["uuid"] for r in reply.json()["inventories"]] == [ok]
+    reply = client.get(RUNS, params={"sort": "-createDate", "replyWithCount": "true",
+                                     "fields": "uuid,state"})
+    body = reply.json()
+    assert body["total"] == 2
+    assert body["inventories"] == [{"uuid": failed, "state": "Failed"},
+                                   {"uuid": ok, "state": "Succeeded"}]
+    assert client.get(RUNS, params={"count": "true"}).json()["total"] == 2
+    error_of(client.get(RUNS, params={"q": "colour=red"}), 503, "SYS.1007")
+    error_of(client.get(RUNS, params={"q": "state"}), 400, "SYS.1007")

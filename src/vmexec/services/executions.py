@@ -23,7 +23,7 @@ import asyncio
 import base64
 import contextlib
 import logging
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
@@ -42,13 +42,15 @@ from vmexec.execution.models import (
     Shell,
     StreamName,
 )
+from vmexec.services import execution_records
 from vmexec.services.errors import ExecutionNotFound
 from vmexec.services.inventory import Inventory, VmRef
 from vmexec.services.jobs import ErrorReply, JobReply, JobService
-from vmexec.services.output import OutputHub, OutputRecorder
+from vmexec.services.output import Chunk, OutputHub, OutputRecorder
 from vmexec.zstack.errors import Code, ErrorCode
 from vmexec.zstack.exec import API, CommandOutput, ExecutionState, stream_text
 from vmexec.zstack.inventories import VmState
+from vmexec.zstack.query import Query
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +213,39 @@ class ExecutionService:
             raise ExecutionNotFound(uuid)
         return record
 
+    async def query(self, caller: Caller, query: Query) -> dict[str, Any]:
+        """QueryGuestVmCommandExecution's reply: the caller's executions (an admin's: all).
+        Raises QueryError."""
+        async with self._db() as db:
+            return await execution_records.query(
+                db, query, account_uuid=None if caller.admin else caller.account_uuid)
+
+    async def inventory(self, caller: Caller, uuid: str) -> dict[str, Any]:
+        """Execution ``uuid``'s inventory with its output so far (``stdout``/``stderr``,
+        left out when none was stored, as for records older than stored output). Raises
+        ExecutionNotFound."""
+        record = await self.get(caller, uuid)
+        inventory = execution_records.inventory(record)
+        chunks = self.output.snapshot(record.uuid)
+        if chunks is None:
+            chunks = await self.output.stored(record.uuid)
+        if chunks or not (record.stdout_bytes or record.stderr_bytes):
+            inventory["stdout"] = output_text(chunks, StreamName.STDOUT)
+            inventory["stderr"] = output_text(chunks, StreamName.STDERR)
+        return inventory
+
+    async def result(self, uuid: str) -> JobReply | None:
+        """The reply execution ``uuid`` ended with (its job's, for a single command: the
+        output from the stored output), or None while it runs."""
+        async with self._db() as db:
+            record = await db.get(Execution, uuid)
+        if record is None or record.reply_status is None or record.reply is None:
+            return None
+        chunks = await self.output.stored(uuid)
+        return JobReply(record.reply_status, with_output(
+            record.reply, output_text(chunks, StreamName.STDOUT),
+            output_text(chunks, StreamName.STDERR)))
+
     async def wait(self, uuid: str, timeout: float) -> None:
         """Wait at most ``timeout`` seconds for execution ``uuid`` to end (here or in the
         database)."""
@@ -348,6 +383,11 @@ class ExecutionService:
         writes = (*await recorder.end_writes(), end)
         return Finished(uuid, ExecutionState.FAILED, None, code,
                         JobReply(reply.status, reply.body, writes))
+
+
+def output_text(chunks: Sequence[Chunk], stream: StreamName) -> str:
+    """The text of ``stream`` in ``chunks`` (UTF-8; undecodable bytes replaced)."""
+    return b"".join(c.data for c in chunks if c.stream is stream).decode(errors="replace")
 
 
 def _check_usable(vm: VmRef) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -226,6 +226,11 @@ class OutputHub:
     def is_live(self, uuid: str) -> bool:
         return uuid in self._live
 
+    def snapshot(self, uuid: str) -> list[Chunk] | None:
+        """The chunks so far of ``uuid`` if it runs here, else None."""
+        live = self._live.get(uuid)
+        return None if live is None else list(live.chunks)
+
     async def ended(self, uuid: str) -> None:
         """Wait until execution ``uuid``, if it runs here, has ended."""
         live = self._live.get(uuid)
@@ -280,8 +285,3 @@ async def _follow_live(live: _Live, after: int) -> AsyncIterator[Chunk]:
         if live.ended:
             return
         await live.changed.wait()
-
-
-def stored_text(chunks: Sequence[Chunk], stream: StreamName) -> bytes:
-    """The bytes of ``stream`` in ``chunks``."""
-    return b"".join(c.data for c in chunks if c.stream is stream)

@@ -20,16 +20,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Executable, func, insert, select, update
+from sqlalchemy import Executable, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vmexec.db.models import Execution, utcnow
 from vmexec.db.models_runs import Run, RunTarget
 from vmexec.execution.models import ExecRequest
+from vmexec.services import run_records
 from vmexec.services.errors import InvalidValue, NotFound
 from vmexec.services.executions import (
     Caller,
@@ -40,7 +41,6 @@ from vmexec.services.executions import (
 )
 from vmexec.services.group_commit import GroupCommit
 from vmexec.services.inventory import Inventory
-from vmexec.services.inventory.records import to_wire
 from vmexec.services.jobs import DuplicateJob, ErrorReply, JobReply, JobService
 from vmexec.services.run_events import (
     RunEvent,
@@ -55,6 +55,7 @@ from vmexec.services.run_schedule import Schedule, Target
 from vmexec.services.run_targets import TargetSpec, resolve_targets
 from vmexec.zstack.exec import ExecutionState
 from vmexec.zstack.ids import new_uuid
+from vmexec.zstack.query import Query
 from vmexec.zstack.runs import (
     API,
     DEFAULT_MAX_CONCURRENCY,
@@ -384,38 +385,19 @@ class RunService:
         return await self._inventory_of(run)
 
     async def _inventory_of(self, run: Run) -> dict[str, Any]:
-        counts = await self.counts([run.uuid])
-        return {**to_wire(run_values(run)), "targetCounts": counts[run.uuid]}
-
-    async def counts(self, uuids: Iterable[str]) -> dict[str, dict[str, int]]:
-        """Targets per state of each run (every state, zeros included)."""
-        wanted = list(uuids)
-        result = {uuid: {str(state): 0 for state in TargetState} for uuid in wanted}
-        if not wanted:
-            return result
         async with self._db() as db:
-            rows = (await db.execute(
-                select(RunTarget.run_uuid, RunTarget.state, func.count())
-                .where(RunTarget.run_uuid.in_(wanted))
-                .group_by(RunTarget.run_uuid, RunTarget.state))).all()
-        for run_uuid, state, count in rows:
-            result[run_uuid][state] = count
-        return result
+            return await run_records.inventory(db, run)
+
+    async def query(self, caller: Caller, query: Query) -> dict[str, Any]:
+        """QueryGuestVmCommandRun's reply: the caller's runs (an admin's: all). Raises
+        QueryError."""
+        async with self._db() as db:
+            return await run_records.query(
+                db, query, account_uuid=None if caller.admin else caller.account_uuid)
 
     async def aclose(self) -> None:
         """Commit the target changes still queued."""
         await self._writes.aclose()
-
-
-def run_values(run: Run) -> dict[str, Any]:
-    """A run's queryable fields (:data:`vmexec.zstack.inventories.RUN_FIELDS`), typed."""
-    return {
-        "uuid": run.uuid, "accountUuid": run.account_uuid, "command": run.command,
-        "platform": run.platform, "state": run.state, "maxConcurrency": run.max_concurrency,
-        "maxErrors": run.max_errors, "targetCount": run.target_count,
-        "createDate": run.create_date, "startDate": run.start_date,
-        "finishDate": run.finish_date,
-    }
 
 
 def _target_wire(target: RunTarget, stdout_bytes: int | None,

@@ -22,7 +22,17 @@ from vmexec.api.deps import AuthDep, ServicesDep, is_admin
 from vmexec.api.errors import ApiFailure, bad_request, not_found
 from vmexec.api.routes.exec import job_location, job_uuid_of, webhook_of
 from vmexec.api.schemas.common import ERROR_RESPONSES, ErrorReply, WireModel
+from vmexec.api.schemas.inventory import (
+    Count,
+    Fields,
+    Limit,
+    Q,
+    ReplyWithCount,
+    Sort,
+    Start,
+)
 from vmexec.api.schemas.runs import (
+    QueryGuestVmCommandRunReply,
     RunActionRequest,
     RunReply,
     StartGuestVmCommandRunRequest,
@@ -32,6 +42,8 @@ from vmexec.services.executions import Caller
 from vmexec.services.run_events import RunEvent
 from vmexec.services.run_targets import TargetSpec
 from vmexec.services.runs import RunNotFound, RunRequest
+from vmexec.zstack.inventories import RUN_FIELDS, kinds
+from vmexec.zstack.query import parse_query
 from vmexec.zstack.runs import CANCEL_ACTION
 
 PATH = "/zstack/v1/vm-instances/commands/runs"
@@ -39,6 +51,7 @@ PATH = "/zstack/v1/vm-instances/commands/runs"
 KEEP_ALIVE_SECONDS = 15
 
 router = APIRouter(prefix=PATH, tags=["vm-instances"])
+_KINDS = kinds(RUN_FIELDS)
 
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorReply, "description": "no such run, or another account's (SYS.1003)"},
@@ -80,6 +93,19 @@ async def start_run(http: Request, body: StartGuestVmCommandRunRequest, services
     await services.runs.start(_caller(session), run, uuid=uuid, webhook=webhook_of(http.headers))
     return JSONResponse(RunAccepted(location=job_location(http, uuid), uuid=uuid).wire(),
                         status_code=202)
+
+
+@router.get("", operation_id="QueryGuestVmCommandRun", responses=ERROR_RESPONSES,
+            response_model=QueryGuestVmCommandRunReply, summary="Query runs")
+async def query_runs(request: Request, services: ServicesDep, session: AuthDep,
+                     q: Q = None, limit: Limit = None, start: Start = None,
+                     count: Count = None, reply_with_count: ReplyWithCount = None,
+                     sort: Sort = None, fields: Fields = None) -> JSONResponse:
+    """ZStack's query semantics over the caller's runs (newest last unless sorted); each
+    inventory has ``targetCounts`` (unless ``fields`` is given). Unknown fields and values of
+    the wrong kind: ``503 SYS.1007``; malformed conditions: ``400``."""
+    query = parse_query(request.query_params.multi_items(), _KINDS)
+    return JSONResponse(await services.runs.query(_caller(session), query))
 
 
 @router.get("/{uuid}", operation_id="GetGuestVmCommandRun",
