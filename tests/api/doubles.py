@@ -81,6 +81,8 @@ class ScriptedExecutor(Executor):
     def __init__(self, agents: AgentDirectory, guest: FakeGuest | None = None) -> None:
         super().__init__(agents)
         self.guest = guest or FakeGuest()
+        #: Runs under way here, set when cancelled.
+        self._cancels: dict[str, asyncio.Event] = {}
 
     async def _interpret(self, request: ExecRequest, run_id: str, *, sleep: bool,
                          emit: Callable[[OutputChunk], None] | None = None) -> ExecResult:
@@ -107,8 +109,9 @@ class ScriptedExecutor(Executor):
                         await asyncio.sleep(max(request.timeout - slept, 0))
                     return self._result(run_id, Outcome.TIMED_OUT, None, 9, out, err, started,
                                         request)
-                if sleep:
-                    await asyncio.sleep(seconds)
+                if sleep and await self._cancelled_during(run_id, seconds):
+                    return self._result(run_id, Outcome.CANCELLED, None, 9, out, err, started,
+                                        request)
                 slept += seconds
             elif word == "exit" and (rest or "0").isdigit():
                 exit_code = int(rest or 0)
@@ -153,6 +156,7 @@ class ScriptedExecutor(Executor):
         self.guest.runs.append(run_id)
         if self.guest.started is not None:
             self.guest.started.set()
+        self._cancels[run_id] = asyncio.Event()
         queue: asyncio.Queue[OutputChunk | ExecResult | BaseException] = asyncio.Queue()
 
         async def interpret() -> None:
@@ -173,6 +177,27 @@ class ScriptedExecutor(Executor):
                     return
         finally:
             task.cancel()
+            self._cancels.pop(run_id, None)
+
+    async def _cancelled_during(self, run_id: str, seconds: float) -> bool:
+        cancel = self._cancels.get(run_id)
+        if cancel is None:  # not streamed (run, recover): not cancellable here
+            await asyncio.sleep(seconds)
+            return False
+        try:
+            await asyncio.wait_for(cancel.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
+
+    async def cancel(self, target: AgentTarget, run_id: str, *,
+                     platform: Platform = Platform.LINUX) -> bool:
+        """Cancel a run that sleeps here (as the engine: False for one that ended)."""
+        cancel = self._cancels.get(run_id)
+        if cancel is None or cancel.is_set():
+            return False
+        cancel.set()
+        return True
 
     async def recover(self, target: AgentTarget, run_id: str, *,
                       platform: Platform = Platform.LINUX, max_output_bytes: int | None = None,

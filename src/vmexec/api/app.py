@@ -16,7 +16,7 @@ import vmexec
 from vmexec.api import errors, log_redaction
 from vmexec.api.deps import CHECKED_SESSION, check_session
 from vmexec.api.limits import DEFAULT_BODY_LIMIT, BodyLimit
-from vmexec.api.routes import accounts, health, hosts, jobs, runs, sessions, vms
+from vmexec.api.routes import accounts, executions, health, hosts, jobs, runs, sessions, vms
 from vmexec.api.routes import exec as exec_routes
 from vmexec.api.schemas.exec import MAX_BODY_BYTES as EXEC_MAX_BODY_BYTES
 from vmexec.api.schemas.runs import MAX_BODY_BYTES as RUN_MAX_BODY_BYTES
@@ -76,6 +76,9 @@ def assemble(lifespan: Lifespan) -> FastAPI:
                        needs_session=_needs_session, session_key=CHECKED_SESSION)
     log_redaction.install()
     # accounts after sessions: PUT /accounts/{uuid} must not shadow PUT /accounts/login.
-    for module in (health, sessions, accounts, jobs, exec_routes, runs, vms, hosts):
+    # executions and runs before vms: /vm-instances/commands/... must not be read as a VM's
+    # uuid.
+    for module in (health, sessions, accounts, jobs, exec_routes, executions, runs, vms,
+                   hosts):
         app.include_router(module.router)
     return app

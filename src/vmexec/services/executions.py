@@ -31,7 +31,7 @@ from typing import Any
 from sqlalchemy import Executable, and_, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from vmexec.db.models import Execution, ExecutionOutput, utcnow
+from vmexec.db.models import Execution, ExecutionOutput, Job, utcnow
 from vmexec.execution.engine import Executor
 from vmexec.execution.errors import ExecError, GuestUnavailable, UnavailableReason
 from vmexec.execution.models import (
@@ -63,8 +63,6 @@ GRACE_SECONDS = 45
 #: (else the engine's :class:`~vmexec.execution.models.Outcome`).
 OUTCOME_RUNNING = "running"
 OUTCOME_FAILED = "failed"
-#: The engine's ``Outcome.CANCELLED``.
-OUTCOME_CANCELLED = "cancelled"
 #: Keys of a reply that carry the output text: kept out of the execution record's copy of the
 #: reply (the output is stored once, in execution_output) and put back from it when read.
 _OUTPUT_KEYS = ("stream", "stdout", "stderr")
@@ -202,8 +200,7 @@ class ExecutionService:
         if record.state != ExecutionState.RUNNING:
             return
         vm = await self._inventory.resolve(record.vm_uuid)
-        await self._executor.cancel(  # type: ignore[attr-defined]
-            vm.target, record.uuid, platform=Platform(record.platform))
+        await self._executor.cancel(vm.target, record.uuid, platform=Platform(record.platform))
 
     async def get(self, caller: Caller, uuid: str) -> Execution:
         """Execution ``uuid`` if the caller may see it. Raises ExecutionNotFound."""
@@ -220,12 +217,15 @@ class ExecutionService:
             return await execution_records.query(
                 db, query, account_uuid=None if caller.admin else caller.account_uuid)
 
-    async def inventory(self, caller: Caller, uuid: str) -> dict[str, Any]:
-        """Execution ``uuid``'s inventory with its output so far (``stdout``/``stderr``,
-        left out when none was stored, as for records older than stored output). Raises
-        ExecutionNotFound."""
+    async def inventory(self, caller: Caller, uuid: str, *,
+                        output: bool = True) -> dict[str, Any]:
+        """Execution ``uuid``'s inventory, with ``output``: its output so far
+        (``stdout``/``stderr``, left out when none was stored, as for records older than
+        stored output). Raises ExecutionNotFound."""
         record = await self.get(caller, uuid)
         inventory = execution_records.inventory(record)
+        if not output:
+            return inventory
         chunks = self.output.snapshot(record.uuid)
         if chunks is None:
             chunks = await self.output.stored(record.uuid)
@@ -235,16 +235,24 @@ class ExecutionService:
         return inventory
 
     async def result(self, uuid: str) -> JobReply | None:
-        """The reply execution ``uuid`` ended with (its job's, for a single command: the
-        output from the stored output), or None while it runs."""
+        """The reply execution ``uuid`` ended with, or None while it runs: its job's reply
+        while the job is kept (a single command), else the reply kept with the record, its
+        output text from the stored output (within ``output_cap``)."""
         async with self._db() as db:
             record = await db.get(Execution, uuid)
-        if record is None or record.reply_status is None or record.reply is None:
+            job = await db.get(Job, uuid)
+        if record is None:
+            raise ExecutionNotFound(uuid)
+        if record.state == ExecutionState.RUNNING:
             return None
+        if job is not None and job.status is not None and job.result is not None:
+            return JobReply(job.status, job.result)
         chunks = await self.output.stored(uuid)
-        return JobReply(record.reply_status, with_output(
-            record.reply, output_text(chunks, StreamName.STDOUT),
-            output_text(chunks, StreamName.STDERR)))
+        stdout = output_text(chunks, StreamName.STDOUT)
+        stderr = output_text(chunks, StreamName.STDERR)
+        if record.reply_status is None or record.reply is None:
+            return _legacy_reply(record, stdout, stderr)
+        return JobReply(record.reply_status, with_output(record.reply, stdout, stderr))
 
     async def wait(self, uuid: str, timeout: float) -> None:
         """Wait at most ``timeout`` seconds for execution ``uuid`` to end (here or in the
@@ -390,6 +398,16 @@ def output_text(chunks: Sequence[Chunk], stream: StreamName) -> str:
     return b"".join(c.data for c in chunks if c.stream is stream).decode(errors="replace")
 
 
+def _legacy_reply(record: Execution, stdout: str, stderr: str) -> JobReply:
+    """The reply of a record from before replies were kept with it (and whose job is gone):
+    what the record says."""
+    if record.error_code is not None:
+        error = ErrorCode(record.error_code, "", record.error_details)
+        return JobReply(503, {"error": error.to_json()})
+    return JobReply(200, {"success": True, "stream": stream_text(stdout, stderr),
+                          "exitCode": record.exit_code, "stdout": stdout, "stderr": stderr})
+
+
 def _check_usable(vm: VmRef) -> None:
     if not vm.qga_enabled:
         raise QgaDisabled(f"the guest agent is disabled for VM[uuid:{vm.uuid}] "
@@ -405,7 +423,7 @@ def _check_usable(vm: VmRef) -> None:
 def _state_of(result: ExecResult) -> ExecutionState:
     if result.timed_out:
         return ExecutionState.TIMED_OUT
-    if str(result.outcome) == OUTCOME_CANCELLED:
+    if result.cancelled:
         return ExecutionState.CANCELLED
     if result.exit_code == 0 and result.signal is None:
         return ExecutionState.SUCCEEDED

@@ -256,6 +256,17 @@ class OutputHub:
             # Run by another process, or between its record and its start here: poll.
             await asyncio.sleep(POLL_SECONDS)
 
+    async def size(self, uuid: str) -> int:
+        """Bytes of output kept of ``uuid`` so far (both streams)."""
+        live = self._live.get(uuid)
+        if live is not None:
+            return live.size
+        async with self._db() as db:
+            end = await db.scalar(
+                select(func.max(ExecutionOutput.offset + func.length(ExecutionOutput.data)))
+                .where(ExecutionOutput.execution_uuid == uuid))
+        return int(end or 0)
+
     async def stored(self, uuid: str, after: int = 0) -> list[Chunk]:
         """The chunks of ``uuid`` in the database after byte ``after``."""
         chunks, _ = await self._stored(uuid, after)

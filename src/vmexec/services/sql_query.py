@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     ColumnElement,
+    Float,
     Select,
     SQLColumnExpression,
     String,
@@ -36,6 +37,7 @@ from sqlalchemy import (
     cast,
     false,
     func,
+    literal,
 )
 from sqlalchemy import not_ as sql_not
 from sqlalchemy.sql import operators
@@ -43,6 +45,10 @@ from sqlalchemy.sql import operators
 from vmexec.zstack.like import LikePattern
 from vmexec.zstack.query import Condition, FieldKind, Op, Query, QueryError
 
+_INT64_MIN, _INT64_MAX = -(2 ** 63), 2 ** 63 - 1
+#: ``limit`` and ``start`` beyond any table's size mean "all" / "none": bound them so that
+#: SQL's integers take them.
+MAX_ROWS = 2 ** 62
 #: Dialects whose LIKE is case-sensitive and honours ESCAPE (the others use GLOB: SQLite).
 _LIKE_DIALECTS = frozenset({"postgresql"})
 
@@ -87,12 +93,17 @@ class SqlQuery:
             key = self._comparable(query.sort_by)
             statement = statement.order_by(
                 key.desc().nulls_last() if query.descending else key.asc().nulls_first())
-        return statement.order_by(*self._default_order).offset(query.start).limit(query.limit)
+        return statement.order_by(*self._default_order).offset(
+            min(query.start, MAX_ROWS)).limit(min(query.limit, MAX_ROWS))
 
     def condition(self, condition: Condition) -> ColumnElement[bool]:
         column = self._columns[condition.field]
         value = self._comparable(condition.field)
         operand = condition.operand
+        if column.kind is FieldKind.NUMBER and operand is not None and condition.op not in (
+                Op.LIKE, Op.NOT_LIKE):
+            operand = ([_number(x) for x in operand] if isinstance(operand, list)
+                       else _number(operand))
         match condition.op:
             case Op.IS_NULL:
                 return column.expression.is_(None)
@@ -141,6 +152,14 @@ class SqlQuery:
         if self._collate:
             text = text.collate("C")
         return text.like(like_pattern(pattern.pattern), escape="\\")
+
+
+def _number(value: Any) -> Any:
+    """A numeric operand as SQL can bind it: an integer beyond 64 bits, which no column
+    holds, compares as the float it is near (SQL's integers overflow), as do fractions."""
+    if isinstance(value, int) and _INT64_MIN <= value <= _INT64_MAX:
+        return value
+    return literal(float(value), Float)
 
 
 def _compare(value: SQLColumnExpression[Any], op: operators.OperatorType,
