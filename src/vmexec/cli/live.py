@@ -20,8 +20,8 @@ from vmexec.client import ApiError, AsyncClient, ClientError, OutputEvent, Resul
 from vmexec.zstack.errors import Code
 from vmexec.zstack.ids import new_uuid
 
-#: ``VM.EXEC.1010``: the execution was cancelled (its reply's opaque has the output so far).
-CANCELLED = "VM.EXEC.1010"
+#: The execution was cancelled (its reply's opaque has the output so far).
+CANCELLED = Code.VM_EXEC_CANCELLED
 EXIT_TIMED_OUT = 124
 EXIT_INTERRUPTED = 130
 
