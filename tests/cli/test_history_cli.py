@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import signal
 
 import pytest
 import yaml
@@ -116,3 +117,27 @@ def test_runs_in_history_show_and_logs(logged_in: Cli, lab_vms: list[LabVm]) -> 
     assert sorted(followed.stdout.splitlines()) == [f"{n} | {tag} {n}" for n in names]
     table = logged_in("history", "--runs", "-q", f"command~=%{tag}%")
     assert "3 targets: 3 succeeded" in table.stdout, table
+
+
+def test_ctrl_c_on_logs_f_stops_following_and_the_command_goes_on(
+        logged_in: Cli, lab_vms: list[LabVm]) -> None:
+    tag = marker()
+    vm = lab_vms[1]
+    runner = logged_in.start("exec", vm.name, "--", f"echo {tag}; sleep 600")
+    assert runner.stdout is not None
+    assert runner.stdout.readline() == f"{tag}\n".encode()
+    (execution,) = executions(logged_in, "-q", f"command~=%{tag}%")
+    follower = logged_in.start("logs", str(execution["uuid"]), "-f")
+    assert follower.stdout is not None
+    assert follower.stdout.readline() == f"{tag}\n".encode()
+    follower.send_signal(signal.SIGINT)
+    out, err = follower.communicate(timeout=60)
+    assert follower.returncode == 130, (out, err)
+    assert f"stopped following {execution['uuid']}; it goes on".encode() in err
+    (still,) = executions(logged_in, "-q", f"uuid={execution['uuid']}")
+    assert still["state"] == "Running"
+    runner.send_signal(signal.SIGINT)  # the CLI that started it cancels it
+    runner.communicate(timeout=60)
+    assert runner.returncode == 130
+    (ended,) = executions(logged_in, "-q", f"uuid={execution['uuid']}")
+    assert ended["state"] == "Cancelled"

@@ -260,9 +260,9 @@ def logs(
         item = await _lookup(client, uuid)
         if not follow:
             return item
-        # Following is watching: Ctrl-C detaches at once and cancels nothing.
+        # Following is watching: Ctrl-C stops it at once and cancels nothing (this CtrlC
+        # never submits, so its first press stops the work).
         ctrl_c = CtrlC(_nothing, what="nothing")
-        ctrl_c.submitting = True
         if isinstance(item, Execution):
             result = await ctrl_c.guard(follow_output(client, item.uuid))
             return Ended(item.uuid, result, cancelled_by_user=False)
