@@ -132,7 +132,8 @@ async def running_services(settings: Settings, *, executor: ExecutorFactory = Ex
         executions = ExecutionService(
             runner, vms, jobs, error_reply, db=db, output_cap=settings.output_cap,
             retention=timedelta(seconds=settings.execution_retention))
-        runs = RunService(db, executions, vms, jobs, error_reply)
+        runs = RunService(db, executions, vms, jobs, error_reply,
+                          retention=timedelta(seconds=settings.execution_retention))
         services = Services(settings=settings, db=db, inventory=vms, jobs=jobs, auth=auth,
                             executions=executions, runs=runs)
         await auth.ensure_admin(settings.admin_password.get_secret_value())
@@ -174,9 +175,11 @@ async def _purge_expired(services: Services) -> None:
             jobs_purged = await services.jobs.purge_expired()
             sessions_purged = await services.auth.purge_expired()
             executions_purged = await services.executions.purge_expired()
-            if jobs_purged or sessions_purged or executions_purged:
-                log.info("purged %d expired jobs, %d expired sessions, %d expired executions",
-                         jobs_purged, sessions_purged, executions_purged)
+            runs_purged = await services.runs.purge_expired()
+            if jobs_purged or sessions_purged or executions_purged or runs_purged:
+                log.info("purged %d expired jobs, %d expired sessions, %d expired executions, "
+                         "%d expired runs", jobs_purged, sessions_purged, executions_purged,
+                         runs_purged)
         except Exception:
             log.exception("purging expired data failed; retrying later")
         await asyncio.sleep(services.settings.cleanup_interval)

@@ -78,7 +78,6 @@ def assemble(lifespan: Lifespan) -> FastAPI:
     # accounts after sessions: PUT /accounts/{uuid} must not shadow PUT /accounts/login.
     # executions and runs before vms: /vm-instances/commands/... must not be read as a VM's
     # uuid.
-    for module in (health, sessions, accounts, jobs, exec_routes, executions, runs, vms,
-                   hosts):
+    for module in (health, sessions, accounts, jobs, exec_routes, executions, runs, vms, hosts):
         app.include_router(module.router)
     return app

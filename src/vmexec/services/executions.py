@@ -23,12 +23,12 @@ import asyncio
 import base64
 import contextlib
 import logging
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Executable, and_, delete, insert, or_, select, update
+from sqlalchemy import Executable, Table, and_, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vmexec.db.models import Execution, ExecutionOutput, Job, utcnow
@@ -66,6 +66,12 @@ OUTCOME_FAILED = "failed"
 #: Keys of a reply that carry the output text: kept out of the execution record's copy of the
 #: reply (the output is stored once, in execution_output) and put back from it when read.
 _OUTPUT_KEYS = ("stream", "stdout", "stderr")
+
+
+#: Commits statements (together with others): a run's group commit.
+Commit = Callable[..., Awaitable[None]]
+#: The INSERT that :meth:`ExecutionService.record_values` gives the parameters of.
+RECORD = insert(cast(Table, Execution.__table__))
 
 
 class QgaDisabled(ExecError):
@@ -159,8 +165,15 @@ class ExecutionService:
     def record(self, caller: Caller, vm_uuid: str, request: ExecRequest, *, uuid: str,
                run_uuid: str | None = None) -> Executable:
         """The INSERT of execution ``uuid`` (state Running), for the caller's transaction."""
-        now = utcnow()
         return insert(Execution).values(
+            **self.record_values(caller, vm_uuid, request, uuid=uuid, run_uuid=run_uuid))
+
+    def record_values(self, caller: Caller, vm_uuid: str, request: ExecRequest, *, uuid: str,
+                      run_uuid: str | None = None) -> dict[str, Any]:
+        """:meth:`record`'s row as parameters of :data:`RECORD` (for an ``executemany`` of
+        many records: a run's targets)."""
+        now = utcnow()
+        return dict(
             uuid=uuid, account_uuid=caller.account_uuid, account_name=caller.account_name,
             vm_uuid=vm_uuid, run_uuid=run_uuid, platform=str(request.platform),
             command=request.command, shell=str(request.shell),
@@ -168,24 +181,29 @@ class ExecutionService:
             state=ExecutionState.RUNNING, stdout_stored=0, stderr_stored=0,
             requested_at=now, output_expires_at=now + self._retention)
 
-    async def execute(self, vm: VmRef, request: ExecRequest, *, uuid: str) -> Finished:
+    async def execute(self, vm: VmRef, request: ExecRequest, *, uuid: str,
+                      commit: Commit | None = None) -> Finished:
         """Run execution ``uuid``, whose record is committed already (:meth:`record`): stream
         its output to live readers and the database, commit its end, and say how it ended.
 
         Never raises for command or VM errors: they are a Failed :class:`Finished` with an
         ``error_code``. Raises what the database raises when the end cannot be committed.
+        ``commit`` commits the end's writes instead of a transaction of their own (a run's
+        group commit).
         """
         try:
             finished = await self._conduct(vm, request, uuid)
-            return await self._commit(finished)
+            return await self._commit(finished, commit)
         finally:
             self.output.close(uuid)
 
-    async def recover(self, vm_uuid: str, request: ExecRequest, *, uuid: str) -> Finished:
+    async def recover(self, vm_uuid: str, request: ExecRequest, *, uuid: str,
+                      commit: Commit | None = None) -> Finished:
         """Finish execution ``uuid`` found running after a restart: its result is collected
-        from the guest (never launched again), and its end committed."""
+        from the guest (never launched again), and its end committed (by ``commit``, as in
+        :meth:`execute`)."""
         try:
-            return await self._commit(await self._recovered(vm_uuid, request, uuid))
+            return await self._commit(await self._recovered(vm_uuid, request, uuid), commit)
         finally:
             self.output.close(uuid)
 
@@ -317,11 +335,14 @@ class ExecutionService:
 
         return await self._finish(uuid, vm_uuid, request, run(), recorder)
 
-    async def _commit(self, finished: Finished) -> Finished:
-        async with self._db() as db:
-            for statement in finished.reply.writes:
-                await db.execute(statement)
-            await db.commit()
+    async def _commit(self, finished: Finished, commit: Commit | None = None) -> Finished:
+        if commit is not None:
+            await commit(*finished.reply.writes)
+        else:
+            async with self._db() as db:
+                for statement in finished.reply.writes:
+                    await db.execute(statement)
+                await db.commit()
         return replace(finished, reply=JobReply(finished.reply.status, finished.reply.body))
 
     async def _finish(self, uuid: str, vm_uuid: str, request: ExecRequest,

@@ -6,6 +6,12 @@ gives it one connection). :class:`GroupCommit` keeps one writer task: whatever w
 since its last transaction is executed in the next one, in queue order, and every waiter is
 resumed once its writes are committed. A failing group is retried one submission at a time,
 so one bad statement fails only its own caller.
+
+A write is a statement, or :class:`Rows`: one row's parameters for a statement built once
+(with bind parameters). The rows of one statement in a group are sent as one ``executemany``
+(one round trip to the database thread, one compiled statement) before the next plain
+statement, so plain statements keep their order relative to everything before them; rows of
+different statements in one group must not depend on each other's order.
 """
 
 from __future__ import annotations
@@ -13,14 +19,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Executable
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 log = logging.getLogger(__name__)
 
-_Entry = tuple[Sequence[Executable], "asyncio.Future[None] | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class Rows:
+    """One row's ``params`` for ``statement`` (the same statement object for every row)."""
+
+    statement: Executable
+    params: Mapping[str, Any]
+
+
+Write = Executable | Rows
+_Entry = tuple[Sequence[Write], "asyncio.Future[None] | None"]
 
 
 class GroupCommit:
@@ -33,12 +52,12 @@ class GroupCommit:
         #: Transactions committed (for tests and benchmarks: groups, not statements).
         self.transactions = 0
 
-    def submit(self, *statements: Executable) -> None:
+    def submit(self, *statements: Write) -> None:
         """Queue ``statements`` without waiting (a failure is logged); they commit before
         anything queued after them, or with it."""
         self._enqueue(statements, None)
 
-    async def commit(self, *statements: Executable) -> None:
+    async def commit(self, *statements: Write) -> None:
         """Queue ``statements`` and wait until they are committed (with no statements: until
         everything queued before is). Queued before this coroutine first suspends, so the
         order of calls is the order of commits. Raises what the database raised for them."""
@@ -46,7 +65,7 @@ class GroupCommit:
         self._enqueue(statements, future)
         await asyncio.shield(future)
 
-    def _enqueue(self, statements: Sequence[Executable], future: asyncio.Future[None] | None
+    def _enqueue(self, statements: Sequence[Write], future: asyncio.Future[None] | None
                  ) -> None:
         self._queue.append((statements, future))
         if self._writer is None or self._writer.done():
@@ -77,12 +96,25 @@ class GroupCommit:
                 self.transactions += 1
                 _resolve(future)
 
-    async def _transaction(self, statements: Sequence[Executable]) -> None:
-        if not statements:
+    async def _transaction(self, writes: Sequence[Write]) -> None:
+        if not writes:
             return
         async with self._db() as db:
-            for statement in statements:
-                await db.execute(statement)
+            batches: dict[int, tuple[Executable, list[Mapping[str, Any]]]] = {}
+
+            async def flush() -> None:
+                for statement, rows in batches.values():
+                    await db.execute(statement, rows)
+                batches.clear()
+
+            for write in writes:
+                if isinstance(write, Rows):
+                    batch = batches.setdefault(id(write.statement), (write.statement, []))
+                    batch[1].append(write.params)
+                else:
+                    await flush()
+                    await db.execute(write)
+            await flush()
             await db.commit()
 
     async def aclose(self) -> None:

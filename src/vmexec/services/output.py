@@ -114,6 +114,8 @@ class OutputRecorder:
         self._pending_bytes = 0
         self._timer: asyncio.TimerHandle | None = None
         self._writing: asyncio.Task[None] | None = None
+        #: Set by end_writes/discard: no more batches.
+        self._ended = False
 
     @property
     def size(self) -> int:
@@ -136,7 +138,7 @@ class OutputRecorder:
                               "stream": str(kept.stream), "offset": kept.offset, "data": data})
         self._seq += 1
         self._pending_bytes += len(data)
-        if self._writing is None:
+        if self._writing is None and not self._ended:
             if self._pending_bytes >= FLUSH_BYTES:
                 self._flush()
             elif self._timer is None:
@@ -173,12 +175,13 @@ class OutputRecorder:
             return
         finally:
             self._writing = None
-        if self._pending and self._timer is None:
+        if self._pending and self._timer is None and not self._ended:
             self._timer = asyncio.get_running_loop().call_later(FLUSH_SECONDS, self._flush)
 
     async def end_writes(self) -> list[Executable]:
         """Stop the batching and return the writes of the rows not written yet, for the
         transaction that records the end."""
+        self._ended = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -192,6 +195,7 @@ class OutputRecorder:
     async def discard(self) -> None:
         """Stop the batching (shutdown): what is not written is not needed, the execution is
         collected again at the next start."""
+        self._ended = True
         if self._timer is not None:
             self._timer.cancel()
         if self._writing is not None:

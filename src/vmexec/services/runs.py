@@ -22,9 +22,10 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import timedelta
+from typing import Any, cast
 
-from sqlalchemy import Executable, insert, select, update
+from sqlalchemy import Executable, Table, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vmexec.db.models import Execution, utcnow
@@ -33,13 +34,14 @@ from vmexec.execution.models import ExecRequest
 from vmexec.services import run_records
 from vmexec.services.errors import InvalidValue, NotFound
 from vmexec.services.executions import (
+    RECORD,
     Caller,
     ExecutionService,
     Finished,
     request_from_json,
     request_to_json,
 )
-from vmexec.services.group_commit import GroupCommit
+from vmexec.services.group_commit import GroupCommit, Rows
 from vmexec.services.inventory import Inventory
 from vmexec.services.jobs import DuplicateJob, ErrorReply, JobReply, JobService
 from vmexec.services.run_events import (
@@ -110,8 +112,10 @@ class RunService:
     """Starts, drives, resumes, cancels and reports runs (see the module docstring)."""
 
     def __init__(self, db: async_sessionmaker[AsyncSession], executions: ExecutionService,
-                 inventory: Inventory, jobs: JobService, failure: ErrorReply) -> None:
+                 inventory: Inventory, jobs: JobService, failure: ErrorReply, *,
+                 retention: timedelta = timedelta(days=30)) -> None:
         self._db = db
+        self._retention = retention
         self._executions = executions
         self._inventory = inventory
         self._jobs = jobs
@@ -189,7 +193,9 @@ class RunService:
                 continue
             if target.state == TargetState.RUNNING and target.execution_uuid is not None:
                 events.append(target_started(ref.vm_uuid, ref.vm_name, target.execution_uuid))
-                if state == ExecutionState.RUNNING:
+                if state is None or state == ExecutionState.RUNNING:
+                    # (No record at all cannot happen: it is committed with the target's
+                    # start. Collected all the same, the guest decides.)
                     recovering.append((ref, target.execution_uuid))
                     continue
                 # The execution's end was committed, the target's was not yet: take it.
@@ -237,7 +243,7 @@ class RunService:
             target, execution = recovered
             live.running[execution] = target
             finished = await self._guarded(live, execution, self._executions.recover(
-                target.vm_uuid, live.request, uuid=execution))
+                target.vm_uuid, live.request, uuid=execution, commit=self._writes.commit))
             self._ended(live, target, execution, finished)
         while (pending := live.schedule.next()) is not None:
             await self._run_target(live, pending)
@@ -259,11 +265,11 @@ class RunService:
         # No await between the check above and queueing this: a stop's skip of the pending
         # rows is queued after it, so it never overwrites a target that starts.
         await self._writes.commit(
-            update(RunTarget).where(RunTarget.run_uuid == live.uuid,
-                                    RunTarget.seq == target.seq)
-            .values(state=TargetState.RUNNING, execution_uuid=execution),
-            self._executions.record(live.caller, target.vm_uuid, live.request,
-                                    uuid=execution, run_uuid=live.uuid))
+            Rows(_STARTED, {"b_run": live.uuid, "b_seq": target.seq, "b_state": "Running",
+                            "b_execution": execution}),
+            Rows(RECORD, self._executions.record_values(
+                live.caller, target.vm_uuid, live.request, uuid=execution,
+                run_uuid=live.uuid)))
         live.running[execution] = target
         live.feed.publish(target_started(target.vm_uuid, target.vm_name, execution))
         if live.schedule.cancelled:  # cancelled while this start was being committed
@@ -271,7 +277,7 @@ class RunService:
             self._tasks.add(cancelling)
             cancelling.add_done_callback(self._tasks.discard)
         finished = await self._guarded(live, execution, self._executions.execute(
-            vm, live.request, uuid=execution))
+            vm, live.request, uuid=execution, commit=self._writes.commit))
         self._ended(live, target, execution, finished)
 
     async def _guarded(self, live: _LiveRun, execution: str,
@@ -395,6 +401,20 @@ class RunService:
             return await run_records.query(
                 db, query, account_uuid=None if caller.admin else caller.account_uuid)
 
+    async def purge_expired(self) -> int:
+        """Delete runs (and their targets) that ended more than the retention ago, as their
+        executions are; returns how many."""
+        ended_before = utcnow() - self._retention
+        expired = select(Run.uuid).where(Run.state != RunState.RUNNING,
+                                         Run.finish_date <= ended_before)
+        async with self._db() as db:
+            # The targets explicitly, not by the cascade alone: a database without foreign key
+            # enforcement would keep them.
+            await db.execute(delete(RunTarget).where(RunTarget.run_uuid.in_(expired)))
+            result = await db.execute(delete(Run).where(Run.uuid.in_(expired)))
+            await db.commit()
+            return int(getattr(result, "rowcount", 0) or 0)
+
     async def aclose(self) -> None:
         """Commit the target changes still queued."""
         await self._writes.aclose()
@@ -411,10 +431,22 @@ def _target_wire(target: RunTarget, stdout_bytes: int | None,
     return {k: v for k, v in values.items() if v is not None}
 
 
+_TARGETS = cast(Table, RunTarget.__table__)
+#: A target's start and end, one row each in a group's executemany (built once: building an
+#: UPDATE per target costs more than running it).
+_STARTED = (update(_TARGETS)
+            .where(_TARGETS.c.run_uuid == bindparam("b_run"), _TARGETS.c.seq == bindparam("b_seq"))
+            .values(state=bindparam("b_state"), execution_uuid=bindparam("b_execution")))
+_ENDED = (update(_TARGETS)
+          .where(_TARGETS.c.run_uuid == bindparam("b_run"), _TARGETS.c.seq == bindparam("b_seq"))
+          .values(state=bindparam("b_state"), exit_code=bindparam("b_exit"),
+                  error_code=bindparam("b_error")))
+
+
 def _target_end(run_uuid: str, seq: int, state: TargetState, exit_code: int | None,
-                error_code: str | None) -> Executable:
-    return (update(RunTarget).where(RunTarget.run_uuid == run_uuid, RunTarget.seq == seq)
-            .values(state=state, exit_code=exit_code, error_code=error_code))
+                error_code: str | None) -> Rows:
+    return Rows(_ENDED, {"b_run": run_uuid, "b_seq": seq, "b_state": str(state),
+                         "b_exit": exit_code, "b_error": error_code})
 
 
 def _skip_pending(run_uuid: str) -> Executable:

@@ -11,7 +11,7 @@ from vmexec.api.schemas.exec import MAX_BODY_BYTES as EXEC_MAX_BODY_BYTES
 from vmexec.api.schemas.exec import CommandParams, Tags
 from vmexec.api.schemas.inventory import _inventory_model, _query_reply_model
 from vmexec.zstack.inventories import RUN_FIELDS
-from vmexec.zstack.query import MAX_CONDITIONS, MAX_PARAMETER_CHARS
+from vmexec.zstack.query import CONDITION_PATTERN, MAX_CONDITIONS, MAX_PARAMETER_CHARS
 from vmexec.zstack.runs import (
     CANCEL_ACTION,
     DEFAULT_MAX_CONCURRENCY,
@@ -27,6 +27,11 @@ MAX_BODY_BYTES = EXEC_MAX_BODY_BYTES + MAX_TARGETS * (32 * 12 + 3)
 Limit = StrictInt | Annotated[StrictStr, Field(max_length=16)]
 
 
+#: A QueryVmInstance condition, as ``q=`` takes it.
+Condition = Annotated[str, Field(min_length=1, max_length=MAX_PARAMETER_CHARS,
+                                 pattern=CONDITION_PATTERN)]
+
+
 class RunTargets(WireModel):
     """Exactly one of the two."""
 
@@ -34,12 +39,12 @@ class RunTargets(WireModel):
         default=None, max_length=MAX_TARGETS,
         description=f"The VMs, in the order they start (at most {MAX_TARGETS}; a VM listed "
                     "twice runs the command twice). Every one must exist, or nothing starts.")
-    conditions: list[Annotated[str, Field(min_length=1, max_length=MAX_PARAMETER_CHARS)]] | None \
-        = Field(default=None, min_length=1, max_length=MAX_CONDITIONS,
-                description="QueryVmInstance conditions (q= syntax, all must hold): every VM "
-                            "they select, by name, is a target (at most "
-                            f"{MAX_TARGETS}).",
-                examples=[["name~=web-%", "state=Running"]])
+    conditions: list[Condition] | None = Field(
+        default=None, min_length=1, max_length=MAX_CONDITIONS,
+        description="QueryVmInstance conditions (q= syntax, all must hold): every VM "
+                    "they select, by name, is a target (at most "
+                    f"{MAX_TARGETS}).",
+        examples=[["name~=web-%", "state=Running"]])
 
     @model_validator(mode="after")
     def _exactly_one(self) -> RunTargets:
