@@ -35,8 +35,6 @@ from sqlalchemy import (
     and_,
     case,
     cast,
-    false,
-    func,
     literal,
 )
 from sqlalchemy import not_ as sql_not
@@ -76,11 +74,6 @@ class SqlQuery:
         self._like = dialect in _LIKE_DIALECTS
         self._collate = dialect == "postgresql"
         self._default_order = default_order
-
-    @property
-    def kinds(self) -> dict[str, FieldKind]:
-        """The field kinds, for :func:`vmexec.zstack.query.parse_query`."""
-        return {name: column.kind for name, column in self._columns.items()}
 
     def where(self, query: Query) -> list[ColumnElement[bool]]:
         """The conditions of ``query`` as SQL. Raises QueryError (a like on a date)."""
@@ -179,13 +172,3 @@ def glob_pattern(pattern: str) -> str:
     ``?``, and GLOB's own special characters quoted in brackets."""
     special = {"*": "[*]", "?": "[?]", "[": "[[]", "%": "*", "_": "?"}
     return "".join(special.get(ch, ch) for ch in pattern)
-
-
-def never() -> ColumnElement[bool]:
-    """A condition no row meets."""
-    return false()
-
-
-def count_of(statement: Select[Any]) -> Select[Any]:
-    """``SELECT count(*)`` of what ``statement`` selects."""
-    return statement.with_only_columns(func.count()).order_by(None)
