@@ -26,7 +26,6 @@ from vmexec.cli.client_run import (
     run,
     run_interruptible,
     save_login,
-    write_raw,
 )
 from vmexec.cli.interrupts import note
 from vmexec.cli.live import (
@@ -40,7 +39,7 @@ from vmexec.cli.live import (
 from vmexec.cli.multi import RunEnded, exec_run
 from vmexec.cli.run_view import ViewOptions, all_succeeded, print_summary, show_progress
 from vmexec.cli.targets import TargetError, is_run
-from vmexec.client import AsyncClient, ExecResult, Host, VmInstance
+from vmexec.client import AsyncClient, Host, VmInstance
 from vmexec.zstack.errors import Code
 from vmexec.zstack.exec import Platform, Shell
 
@@ -207,11 +206,6 @@ def _stdin_data(value: str | None) -> str | None:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         fail("--stdin -: the data on stdin is not UTF-8 text", EXIT_USAGE)
-
-
-def _print_output(result: ExecResult) -> None:
-    write_raw(sys.stdout, result.stdout)
-    write_raw(sys.stderr, result.stderr)
 
 
 _PERCENT_OR_COUNT = re.compile(r"^\d+%?$")
