@@ -426,3 +426,10 @@ def test_cancel_stops_the_command_with_its_output_so_far(client: httpx.Client) -
     assert again.status_code == 200 and again.json()["inventory"] == inventory
     assert [i["uuid"] for i in client.get(EXECUTIONS, params={
         "q": ["state=Cancelled", f"uuid={job}"]}).json()["inventories"]] == [job]
+
+
+def test_a_command_without_output_streams_only_its_result(client: httpx.Client) -> None:
+    job = run(client, "exit 0")
+    [only] = list(events(client, job))
+    assert (only.event, only.id) == ("result", "0")
+    assert only.json()["body"]["stdout"] == "" and only.json()["status"] == 200

@@ -18,7 +18,7 @@ from api.conftest import LOCAL, with_sources
 from api.doubles import FakeGuest, ScriptedExecutor
 from api.run_helpers import RUNS, events, get_run, run_body, start_run, wait_run, wait_until
 from api.test_exec import error_of
-from api.test_exec_async import JOBS, poll
+from api.test_exec_async import JOBS, LOOPBACK_WEBHOOKS, WebhookReceiver, poll
 from vmexec.agent.directory import AgentDirectory
 
 WEB = [seen(f"web-{i}", f"{i:032x}") for i in (3, 1, 2)]
@@ -369,3 +369,19 @@ def test_a_reader_that_comes_mid_run_gets_the_story_so_far_then_the_rest(
     _check_event_order(received, WEB_UUIDS)
     started = [d["vmInstanceUuid"] for k, d, _ in received if k == "targetStarted"]
     assert started == WEB_UUIDS
+
+
+def test_a_webhook_gets_the_runs_inventory(start: Callable[..., RunningServer]) -> None:
+    receiver = WebhookReceiver()
+    try:
+        server = start(webhook_allow=LOOPBACK_WEBHOOKS)
+        with server.client() as client:
+            uuid = start_run(client, "echo hi", uuids=WEB_UUIDS,
+                             headers={"X-Web-Hook": receiver.url})
+            assert receiver.arrived.wait(20)
+            inventory = wait_run(client, uuid)
+        headers, delivered = receiver.received[0]
+        assert headers["X-Job-UUID"] == uuid and headers["X-Job-Success"] == "true"
+        assert delivered == {"inventory": inventory}
+    finally:
+        receiver.close()

@@ -6,15 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import pytest
 from fixtures.engine import new_executor, sh
 
-from vmexec.agent.targets import LibvirtTarget
+from vmexec.agent.directory import AgentDirectory
+from vmexec.agent.errors import AgentBusy
+from vmexec.agent.targets import AgentTarget, LibvirtTarget
+from vmexec.agent.transport.base import DEFAULT_TIMEOUT, AgentTransport
 from vmexec.execution.engine import Executor
 from vmexec.execution.models import ExecRequest, ExecResult, Outcome, OutputChunk, StreamName
 from vmexec.execution.results import new_run_id
+from vmexec.hypervisor.libvirt_host import LibvirtHosts
 
 pytestmark = pytest.mark.vm
 
@@ -30,11 +35,11 @@ wait
 
 
 async def leftovers(executor: Executor, vm: LibvirtTarget, run_id: str) -> str:
-    """Processes in the guest that belong to run ``run_id`` (its marker in their environment,
-    or one of TREE's sleeps), and the run's files that say it ended."""
+    """Processes of run ``run_id`` in the guest: its first one (the run's file prefix is on
+    its command line) and every one with its marker in the environment."""
     return await sh(executor, vm, f"""
 grep -l 'VMEXEC_RUN_ID={run_id}' /proc/[0-9]*/environ 2>/dev/null
-ps -o pid,args | grep 'sleep 601[1-4]' | grep -v grep
+ps -o pid,args | grep '/{run_id}' | grep -v grep
 true""")
 
 
@@ -63,7 +68,8 @@ async def test_cancel_kills_the_whole_process_tree(executor: Executor,
     items = executor.stream(vm, ExecRequest(TREE, timeout=120), run_id=run_id)
     await started(items)
     await asyncio.sleep(0.5)  # the tree is complete
-    assert "sleep 6014" in await leftovers(executor, vm, run_id)
+    assert "sleep 6014" in await leftovers(executor, vm, run_id)  # the first process
+    assert len((await leftovers(executor, vm, run_id)).splitlines()) >= 5  # and the tree
     assert await executor.cancel(vm, run_id)
     more, result = await rest(items)
     assert result.outcome is Outcome.CANCELLED and result.cancelled
@@ -82,7 +88,7 @@ async def test_concurrent_cancels_one_wins(executor: Executor, vm: LibvirtTarget
     assert sorted(won) == [False, False, False, True]
     result = await task
     assert result.cancelled
-    assert "sleep 6021" not in await sh(executor, vm, "ps -o args")
+    assert await leftovers(executor, vm, run_id) == ""
 
 
 async def test_cancel_before_the_start_means_it_never_runs(executor: Executor,
@@ -148,9 +154,87 @@ async def test_cancel_stops_a_run_being_recovered(vm: LibvirtTarget) -> None:
         assert await leftovers(second, vm, run_id) == ""
 
 
+class SlowStart(AgentTransport):
+    """The real libvirt transport, except that the guest-exec of a command (the run's, not
+    a helper's) takes ``HOLD`` seconds, once: sent at once and its reply held back, or
+    (``lost``) failed without being sent, as when another command holds the agent."""
+
+    HOLD = 1.5
+
+    def __init__(self, inner: AgentTransport, *, lost: bool) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.lost = lost
+        self.holding = asyncio.Event()
+        self.done = False
+
+    async def execute(self, command: str, arguments: Mapping[str, Any] | None = None, *,
+                      timeout: float = DEFAULT_TIMEOUT) -> Any:
+        if command != "guest-exec" or (arguments or {}).get("path") != "bash" or self.done:
+            return await self.inner.execute(command, arguments, timeout=timeout)
+        self.done = True
+        self.holding.set()
+        if self.lost:
+            await asyncio.sleep(self.HOLD)
+            raise AgentBusy("another command holds the agent", command=command)
+        reply = await self.inner.execute(command, arguments, timeout=timeout)
+        await asyncio.sleep(self.HOLD)
+        return reply
+
+
+@contextlib.asynccontextmanager
+async def slow_start(vm: LibvirtTarget, *, lost: bool
+                     ) -> AsyncIterator[tuple[Executor, SlowStart]]:
+    class Directory(AgentDirectory):
+        def _transport(self, target: AgentTarget) -> AgentTransport:
+            return SlowStart(super()._transport(target), lost=lost)
+
+    hosts = LibvirtHosts()
+    executor = Executor(Directory(hosts))
+    try:
+        transport = executor.agents.get(vm).transport
+        assert isinstance(transport, SlowStart)
+        yield executor, transport
+    finally:
+        await executor.aclose()
+        await executor.agents.aclose()
+        hosts.close()
+
+
+async def test_cancel_while_the_start_is_on_its_way(vm: LibvirtTarget) -> None:
+    # The guest-exec reached the agent, its reply has not come back: the cancel waits for
+    # it, then kills what it started.
+    run_id = new_run_id()
+    async with slow_start(vm, lost=False) as (executor, transport):
+        task = asyncio.create_task(executor.run(
+            vm, ExecRequest("echo started; sleep 6031; echo finished", timeout=60),
+            run_id=run_id))
+        await transport.holding.wait()
+        assert await executor.cancel(vm, run_id)
+        result = await task
+        assert result.cancelled and result.stdout.data == b"started\n"
+        assert await leftovers(executor, vm, run_id) == ""
+
+
+async def test_cancel_while_a_start_that_did_not_go_out_waits(vm: LibvirtTarget) -> None:
+    # The guest-exec failed without reaching the agent (it was busy): the start would send it
+    # again, but the cancel came first: the command never runs.
+    run_id = new_run_id()
+    async with slow_start(vm, lost=True) as (executor, transport):
+        task = asyncio.create_task(executor.run(
+            vm, ExecRequest(f"echo ran > /tmp/{run_id}", timeout=60), run_id=run_id))
+        await transport.holding.wait()
+        assert await executor.cancel(vm, run_id)
+        result = await task
+        assert result.cancelled and result.exit_code is None
+        await asyncio.sleep(1)
+        assert await sh(executor, vm, f"ls /tmp/{run_id} 2>/dev/null; true") == ""
+
+
 @pytest.fixture(autouse=True)
 async def no_stray_sleeps(executor: Executor, vm: LibvirtTarget) -> AsyncIterator[None]:
-    """Whatever a failing test left in the guest goes (the VM is shared)."""
+    """Whatever a failing test left in the guest goes (the VM is shared; it has no pkill)."""
     yield
     with contextlib.suppress(Exception):
-        await sh(executor, vm, "pkill -KILL -f 'sleep 60[12][0-9]'; true")
+        await sh(executor, vm, "ps -o pid,args | grep -E 'sleep 60[12][0-9]' | grep -v grep "
+                               "| awk '{print $1}' | xargs -r kill -9; true")

@@ -433,8 +433,10 @@ def test_errexit_and_a_full_disk(shell: HostShell, full_disk_run_dir: Path) -> N
 def test_cleanup_keeps_the_files_of_a_run_still_going(shell: HostShell, run_dir: Path) -> None:
     running, gone, reused = RUN_ID, "e" * 32, "f" * 32
     run_dir.mkdir()
-    # A run's first process names its run id on its command line, as the launch does.
-    with subprocess.Popen(["sh", "-c", "sleep 30", "sh", running]) as alive:
+    # A run's first process names its run id on its command line, as the launch does (not
+    # the script's last command alone: a shell may exec that, its command line then is
+    # `sleep 30`).
+    with subprocess.Popen(["sh", "-c", "sleep 30; :", "sh", running]) as alive:
         try:
             for run_id, pid in ((running, alive.pid), (gone, 999_999_999),
                                 (reused, os.getpid())):  # a live pid of another process

@@ -50,9 +50,9 @@ async def test_chunks_arrive_while_the_command_runs(executor: Executor,
 
 async def test_a_character_split_across_reads_arrives_whole(executor: Executor,
                                                             vm: LibvirtTarget) -> None:
-    # U+1F600 is F0 9F 98 80: its first half is in the file for 1.5 s, across several reads.
+    # U+1F600 is F0 9F 98 80: its first half is in the file for 2 s, across several reads.
     chunks, result, _ = await follow(
-        executor, vm, r"printf 'x\360\237'; sleep 1.5; printf '\230\200y'; sleep 1; echo",
+        executor, vm, r"printf 'x\360\237'; sleep 2; printf '\230\200y'; sleep 1; echo",
         )
     for _, chunk in chunks:
         chunk.data.decode("utf-8")  # every chunk decodes on its own

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from vmexec.db.migrate import upgrade
 from vmexec.db.models import Execution, utcnow
 from vmexec.db.session import create_engine, create_sessionmaker
+from vmexec.db.writes import execute_writes
 from vmexec.execution.models import OutputChunk, StreamName
 from vmexec.services.output import Chunk, OutputHub, _utf8_prefix
 
@@ -58,8 +59,7 @@ async def test_a_reader_elsewhere_follows_from_the_database(
     writes = await recorder.end_writes()  # the rest, for the end's transaction
     assert len(writes) == 1
     async with db() as session:
-        for statement in writes:
-            await session.execute(statement)
+        await execute_writes(session, writes)
         await session.execute(update(Execution).where(Execution.uuid == UUID)
                               .values(state="Succeeded"))
         await session.commit()

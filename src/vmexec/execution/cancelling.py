@@ -31,27 +31,35 @@ async def cancel_followed(run: Run) -> bool:
     Raises: ExecError — the guest did not answer (the run is not marked cancelled then, so
     the cancel may be tried again).
     """
-    if run.cancelled or run.ended:
+    # (No await before a decision is recorded: concurrent cancels see it at once.)
+    if run.cancelled or run.cancelling or run.ended:
         return False
-    run.cancelled = True  # (no await before this: concurrent cancels see it at once)
+    if not run.launched and not run.starting:
+        run.cancelled = True  # its start sees it before the guest-exec: it never runs
+        return True
+    run.cancelling = True
     try:
         if run.starting:
-            await run.start_settled.wait()  # a guest-exec is out: did it start the run?
-        if not run.launched:
-            return not run.ended  # it will not start (or it failed to, on its own)
+            # A guest-exec is on its way: wait for its reply (or for the start to give up
+            # before sending it again: it sees ``cancelling`` then, and never runs).
+            await run.start_settled.wait()
+            if not run.launched:
+                return run.cancelled  # False: its start failed on its own
         until = asyncio.get_running_loop().time() + CANCEL_WAIT
         files = run.files or RunFiles(run.agent, run.guest.platform, run.run_id,
                                       run.guest.run_dir)
         run_dir = files.run_dir or await retry(run, files.locate, until)
-        if run_dir is None:
-            run.cancelled = False
-            return False  # a recovered run that left no trace: its recover says so
+        if run_dir is None or await retry(run, files.status, until) is not None:
+            return False  # it ended on its own (its result says how), or left no trace
+        run.cancelled = True
         # A run adopted or recovered without the agent's pid: its pid file has it.
         pid: int | None = run.pid or await retry(run, files.pid, until)
         await retry(run, lambda: kill(run, pid, run_dir, why=KillReason.CANCELLED), until)
     except BaseException:
         run.cancelled = False
         raise
+    finally:
+        run.cancelling = False
     run.wake()  # its poll sees the end at once
     return True
 

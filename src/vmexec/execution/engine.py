@@ -6,11 +6,14 @@ about the agent's own round-trip time; the output is then read from the run's fi
 guest.  Those files also hold the status, so when the agent's one "exited" reply is lost, or
 vmexec restarted, :meth:`Executor.recover` still gets the result.  At the deadline vmexec kills
 the run's whole process tree in the guest; a run that lasts gets a watchdog in the guest too.
+:meth:`Executor.stream` yields the output while the command runs (adaptive polling of the
+run's files, see :mod:`.waiting`); :meth:`Executor.cancel` stops a run with the same kill.
 
 This module is the :class:`Executor` and a run's main flow (start, wait, collect); beside it:
 :mod:`.runs` (per-guest and per-run state, fault-tolerant calls), :mod:`.staging` (large
 input through guest files), :mod:`.guest_helpers` (kill, watchdog, adopting a run whose start
-reply was lost), :mod:`.cleanup` (deleting ended runs' files) and :mod:`.results` (pure).
+reply was lost), :mod:`.cleanup` (deleting ended runs' files), :mod:`.following` (the
+growing output files), :mod:`.cancelling` and :mod:`.results` (pure).
 """
 
 from __future__ import annotations
@@ -287,14 +290,12 @@ class Executor:
 
     async def _launch(self, run: Run, deadline: float) -> None:
         guest = run.guest
-        if run.cancelled:
-            raise NeverStarted
+        _check_not_cancelled(run)
         staged = await retry(run, lambda: stage_input(run), deadline)
         while True:
             launch = guest.platform.launch(run.request, run.run_id, run_dir=guest.run_dir,
                                            interpreter=guest.interpreter, staged=staged)
-            if run.cancelled:  # (no await from here to the guest-exec: cancel waits for it)
-                raise NeverStarted
+            _check_not_cancelled(run)  # (no await from here to the guest-exec going out)
             run.attempted = run.starting = True
             try:
                 run.pid = await run.agent.exec(
@@ -327,6 +328,7 @@ class Executor:
 
     async def _execute(self, run: Run, *, follow: bool) -> AsyncIterator[OutputChunk | ExecResult]:
         follower: OutputFollower | None = None
+        failed = False
         steps = self._run_until_end(run, follow)
         try:
             async for item in steps:
@@ -341,13 +343,19 @@ class Executor:
                 run.guest.cleanup.queue(run.guest.run_dir, run.run_id)
             yield exec_result(run.run_id, None, Outcome.CANCELLED, StreamOutput(),
                               StreamOutput(), run.started, now())
+        except Exception:
+            failed = True
+            raise
         finally:
             await steps.aclose()  # now, also when the caller dropped this iterator
             run.ended = True
             run.start_settled.set()
             self._unregister(run)
-            if follower is not None:
-                await follower.close()
+            if follower is not None and failed:
+                # In the background: an agent that does not answer must not delay the error.
+                self._background.spawn(follower.close())
+            elif follower is not None:
+                await follower.close()  # (a no-op at the end: closed before the result)
 
     async def _run_until_end(self, run: Run, follow: bool
                              ) -> AsyncGenerator[OutputChunk | ExecResult | OutputFollower]:
@@ -476,6 +484,14 @@ async def _collect(run: Run, files: RunFiles, status: Status | None, *,
     stdout, stderr = await files.read_outputs(limit, status, inline=inline, already=already)
     code = status.exit_code if status else None
     return exec_result(run.run_id, code, outcome, stdout, stderr, run.started, finished)
+
+
+def _check_not_cancelled(run: Run) -> None:
+    """Raises: NeverStarted — a cancel came before this guest-exec went out (one waiting
+    for an earlier guest-exec that certainly did not go out counts too)."""
+    if run.cancelled or run.cancelling:
+        run.cancelled = True
+        raise NeverStarted
 
 
 def _ended_in_error(run: Run) -> None:

@@ -55,6 +55,8 @@ class Run:
     ended: bool = False
     #: Whether :meth:`Executor.cancel` stopped it (or kept it from starting).
     cancelled: bool = False
+    #: Whether a cancel is deciding (waiting for the start, looking at the status).
+    cancelling: bool = False
     #: The run's files, once it has some to follow or recover.
     files: RunFiles | None = None
     _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)

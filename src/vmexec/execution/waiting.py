@@ -16,7 +16,9 @@ found nothing, up to :data:`OUTPUT_POLL_MAX` (0.5 s). So a chunk reaches the cal
 50 ms (+ a few agent round trips) after it was written while output flows, and at most 0.5 s
 after it after a quiet spell (and 0.2 s after the start for the first). A read of an idle
 stream costs one agent call (see :mod:`.following`): a quiet command costs 4 calls a second
-for its two streams on top of the status polls.
+for its two streams on top of the status polls. Measured on a TCG lab VM: a line every 0.1 s
+reaches the caller p50 53 ms / p90 86 ms after the guest wrote it; lines 0.5-3 s apart p50
+237 ms / p90 499 ms.
 """
 
 from __future__ import annotations

@@ -84,7 +84,12 @@ $id = '{run_id}'
 $d = Join-Path $env:ProgramData 'vmexec'
 try {{ [IO.File]::WriteAllText((Join-Path $d "$id.{why}"), '') }} catch {{ }}
 $f = Join-Path $d "$id.pid"
-if (Test-Path $f) {{ & taskkill.exe /T /F /PID ([int](Get-Content $f)) 2>&1 | Out-Null }}
+if (Test-Path $f) {{
+  $procId = [int](Get-Content $f)
+  $p = Get-Process -Id $procId -ErrorAction SilentlyContinue
+  # A pid used again (after a reboot) belongs to a process started after the pid file.
+  if ($p -and $p.StartTime -le (Get-Item $f).LastWriteTime) {{ & taskkill.exe /T /F /PID $procId 2>&1 | Out-Null }}
+}}
 """
 
 CLEANUP = r"""

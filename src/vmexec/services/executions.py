@@ -28,19 +28,22 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import Executable, Table, and_, delete, insert, or_, select, update
+from sqlalchemy import Executable, Table, and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vmexec.db.models import Execution, ExecutionOutput, Job, utcnow
+from vmexec.db.writes import Rows, execute_writes
 from vmexec.execution.engine import Executor
 from vmexec.execution.errors import ExecError, GuestUnavailable, UnavailableReason
 from vmexec.execution.models import (
     AGENT_OUTPUT_CAP,
     ExecRequest,
     ExecResult,
+    Outcome,
     Platform,
     Shell,
     StreamName,
+    StreamOutput,
 )
 from vmexec.services import execution_records
 from vmexec.services.errors import ExecutionNotFound
@@ -63,6 +66,8 @@ GRACE_SECONDS = 45
 #: (else the engine's :class:`~vmexec.execution.models.Outcome`).
 OUTCOME_RUNNING = "running"
 OUTCOME_FAILED = "failed"
+#: Cancels of executions not started here that are remembered (see ExecutionService.cancel).
+CANCELS_KEPT = 4096
 #: Keys of a reply that carry the output text: kept out of the execution record's copy of the
 #: reply (the output is stored once, in execution_output) and put back from it when read.
 _OUTPUT_KEYS = ("stream", "stdout", "stderr")
@@ -125,6 +130,8 @@ class ExecutionService:
         self._db = db
         self._retention = retention
         self.output = OutputHub(db, cap=output_cap)
+        #: Executions cancelled before they started here (an ordered set).
+        self._cancel_before_start: dict[str, None] = {}
 
     # --- single commands (jobs) ----------------------------------------------------------
     async def submit(self, caller: Caller, vm_uuid: str, request: ExecRequest, *,
@@ -217,6 +224,12 @@ class ExecutionService:
         record = await self.get(caller, uuid)
         if record.state != ExecutionState.RUNNING:
             return
+        if not self.output.is_live(record.uuid):
+            # Recorded but not started here (yet): a job's task or a run's target about to
+            # start must not start. Bounded: one that runs elsewhere never claims its entry.
+            self._cancel_before_start[record.uuid] = None
+            while len(self._cancel_before_start) > CANCELS_KEPT:
+                del self._cancel_before_start[next(iter(self._cancel_before_start))]
         vm = await self._inventory.resolve(record.vm_uuid)
         await self._executor.cancel(vm.target, record.uuid, platform=Platform(record.platform))
 
@@ -312,6 +325,9 @@ class ExecutionService:
         recorder = self.output.open(uuid)
 
         async def run() -> ExecResult:
+            if uuid in self._cancel_before_start:
+                del self._cancel_before_start[uuid]
+                return _never_started(uuid)
             _check_usable(vm)
             result: ExecResult | None = None
             async for item in self._executor.stream(vm.target, request, run_id=uuid):
@@ -340,8 +356,7 @@ class ExecutionService:
             await commit(*finished.reply.writes)
         else:
             async with self._db() as db:
-                for statement in finished.reply.writes:
-                    await db.execute(statement)
+                await execute_writes(db, finished.reply.writes)
                 await db.commit()
         return replace(finished, reply=JobReply(finished.reply.status, finished.reply.body))
 
@@ -417,6 +432,15 @@ class ExecutionService:
 def output_text(chunks: Sequence[Chunk], stream: StreamName) -> str:
     """The text of ``stream`` in ``chunks`` (UTF-8; undecodable bytes replaced)."""
     return b"".join(c.data for c in chunks if c.stream is stream).decode(errors="replace")
+
+
+def _never_started(uuid: str) -> ExecResult:
+    """The result of an execution cancelled before it started (as the engine reports one
+    cancelled before its guest-exec went out)."""
+    now = utcnow()
+    return ExecResult(run_id=uuid, outcome=Outcome.CANCELLED, exit_code=None, signal=None,
+                      stdout=StreamOutput(), stderr=StreamOutput(), started_at=now,
+                      finished_at=now)
 
 
 def _legacy_reply(record: Execution, stdout: str, stderr: str) -> JobReply:
@@ -507,5 +531,19 @@ def request_from_json(data: Mapping[str, Any]) -> ExecRequest:
     )
 
 
-def _update(uuid: str, **values: object) -> Executable:
-    return update(Execution).where(Execution.uuid == uuid).values(**values)
+_EXECUTIONS = cast(Table, Execution.__table__)
+#: UPDATE statements by the columns they set, each built once.
+_UPDATES: dict[tuple[str, ...], Executable] = {}
+
+
+def _update(uuid: str, **values: object) -> Rows:
+    """The UPDATE of execution ``uuid``, as a row of a statement built once per set of columns:
+    the ends of a run's many executions go as one ``executemany`` (building an ORM UPDATE per
+    execution cost more than the rest of its end)."""
+    columns = tuple(sorted(values))
+    statement = _UPDATES.get(columns)
+    if statement is None:
+        statement = _UPDATES[columns] = (
+            update(_EXECUTIONS).where(_EXECUTIONS.c.uuid == bindparam("b_uuid"))
+            .values({c: bindparam(f"b_{c}", type_=_EXECUTIONS.c[c].type) for c in columns}))
+    return Rows(statement, {"b_uuid": uuid, **{f"b_{c}": v for c, v in values.items()}})

@@ -7,11 +7,10 @@ since its last transaction is executed in the next one, in queue order, and ever
 resumed once its writes are committed. A failing group is retried one submission at a time,
 so one bad statement fails only its own caller.
 
-A write is a statement, or :class:`Rows`: one row's parameters for a statement built once
-(with bind parameters). The rows of one statement in a group are sent as one ``executemany``
-(one round trip to the database thread, one compiled statement) before the next plain
-statement, so plain statements keep their order relative to everything before them; rows of
-different statements in one group must not depend on each other's order.
+A write is a statement, or :class:`~vmexec.db.writes.Rows`: one row's parameters for a
+statement built once; the rows of one statement in a group go as one ``executemany``
+(:func:`~vmexec.db.writes.execute_writes`: rows of different statements in one group must not
+depend on each other's order).
 """
 
 from __future__ import annotations
@@ -19,26 +18,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
 
-from sqlalchemy import Executable
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from vmexec.db.writes import Rows, Write, execute_writes
 
 log = logging.getLogger(__name__)
 
+__all__ = ["GroupCommit", "Rows", "Write"]
 
-
-@dataclass(frozen=True, slots=True)
-class Rows:
-    """One row's ``params`` for ``statement`` (the same statement object for every row)."""
-
-    statement: Executable
-    params: Mapping[str, Any]
-
-
-Write = Executable | Rows
 _Entry = tuple[Sequence[Write], "asyncio.Future[None] | None"]
 
 
@@ -100,21 +89,7 @@ class GroupCommit:
         if not writes:
             return
         async with self._db() as db:
-            batches: dict[int, tuple[Executable, list[Mapping[str, Any]]]] = {}
-
-            async def flush() -> None:
-                for statement, rows in batches.values():
-                    await db.execute(statement, rows)
-                batches.clear()
-
-            for write in writes:
-                if isinstance(write, Rows):
-                    batch = batches.setdefault(id(write.statement), (write.statement, []))
-                    batch[1].append(write.params)
-                else:
-                    await flush()
-                    await db.execute(write)
-            await flush()
+            await execute_writes(db, writes)
             await db.commit()
 
     async def aclose(self) -> None:

@@ -33,6 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vmexec.db.models import Job, utcnow
+from vmexec.db.writes import Write, execute_writes
 from vmexec.services.webhooks import DestinationPolicy, WebhookRefused, check, redact
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ class JobReply:
     body: dict[str, Any]
     #: Writes that belong with this reply (e.g. the execution record's end), committed in the
     #: transaction that stores it.
-    writes: tuple[Executable, ...] = field(default=(), compare=False)
+    writes: tuple[Write, ...] = field(default=(), compare=False)
 
     @property
     def success(self) -> bool:
@@ -161,8 +162,7 @@ class JobService:
                 update(Job).where(Job.uuid == uuid).values(
                     state=JobState.DONE, status=reply.status, result=reply.body,
                     finished_at=utcnow()))
-            for statement in reply.writes:
-                await db.execute(statement)
+            await execute_writes(db, reply.writes)
             await db.commit()
             return bool(getattr(result, "rowcount", 1))
 

@@ -21,16 +21,21 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Executable, func, insert, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vmexec.db.models import Execution, ExecutionOutput
+from vmexec.db.writes import Rows, Write
 from vmexec.execution.models import OutputChunk, StreamName
 from vmexec.zstack.exec import ExecutionState
 
 log = logging.getLogger(__name__)
+
+#: One output row, as :class:`~vmexec.db.writes.Rows` of it (the last rows of many executions
+#: ending together go as one ``executemany``).
+OUTPUT_ROW = insert(cast(Table, ExecutionOutput.__table__))
 
 #: A running execution's chunks wait at most this long in memory before they are written.
 FLUSH_SECONDS = 0.5
@@ -178,7 +183,7 @@ class OutputRecorder:
         if self._pending and self._timer is None and not self._ended:
             self._timer = asyncio.get_running_loop().call_later(FLUSH_SECONDS, self._flush)
 
-    async def end_writes(self) -> list[Executable]:
+    async def end_writes(self) -> list[Write]:
         """Stop the batching and return the writes of the rows not written yet, for the
         transaction that records the end."""
         self._ended = True
@@ -190,7 +195,7 @@ class OutputRecorder:
         if not self._pending:
             return []
         rows, self._pending, self._pending_bytes = self._pending, [], 0
-        return [insert(ExecutionOutput).values(rows)]
+        return [Rows(OUTPUT_ROW, row) for row in rows]
 
     async def discard(self) -> None:
         """Stop the batching (shutdown): what is not written is not needed, the execution is
