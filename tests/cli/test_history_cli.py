@@ -141,3 +141,31 @@ def test_ctrl_c_on_logs_f_stops_following_and_the_command_goes_on(
     assert runner.returncode == 130
     (ended,) = executions(logged_in, "-q", f"uuid={execution['uuid']}")
     assert ended["state"] == "Cancelled"
+
+
+def test_logs_json_lines(logged_in: Cli, lab_vms: list[LabVm]) -> None:
+    tag = marker()
+    vm = lab_vms[0]
+    assert logged_in("exec", vm.name, "--", f"echo {tag}; echo e >&2; exit 5").status == 5
+    (execution,) = executions(logged_in, "-q", f"command~=%{tag}%")
+    followed = logged_in("logs", str(execution["uuid"]), "-f", "--json")
+    assert followed.status == 5, followed
+    events = [json.loads(line) for line in followed.stdout.splitlines()]
+    assert {(e["event"], e["text"]) for e in events[:-1]} == {("stdout", f"{tag}\n"),
+                                                             ("stderr", "e\n")}
+    assert events[-1]["event"] == "result" and events[-1]["body"]["exitCode"] == 5
+    assert events[-1]["offset"] == len(tag) + 3
+    stored = logged_in("logs", str(execution["uuid"]), "--json")
+    inventory = json.loads(stored.stdout)["inventory"]
+    assert (inventory["stdout"], inventory["stderr"]) == (f"{tag}\n", "e\n")
+    names = [v.name for v in lab_vms[:2]]
+    assert logged_in("exec", *names, "--", f"echo {tag}-run").status == 0
+    (run,) = json.loads(logged_in("history", "--runs", "--json", "-q",
+                                  f"command~=%{tag}-run%").stdout)["inventories"]
+    run_events = [json.loads(line) for line in logged_in(
+        "logs", str(run["uuid"]), "-f", "--json").stdout.splitlines()]
+    kinds = [e["event"] for e in run_events]
+    assert kinds.count("targetStarted") == kinds.count("targetFinished") == 2
+    assert kinds[-1] == "runFinished" and run_events[-1]["inventory"]["state"] == "Succeeded"
+    assert sorted(e["text"] for e in run_events if e["event"] == "output") == [
+        f"{tag}-run\n"] * 2

@@ -18,9 +18,13 @@ from vmexec.cli.client_config import DEFAULT_SERVER, SERVER_ENV, Login
 from vmexec.cli.client_run import (
     EXIT_ERROR,
     EXIT_USAGE,
+    Format,
+    FormatOpt,
     current_login,
     fail,
     fail_client,
+    output_format,
+    print_data,
     print_json,
     print_table,
     run,
@@ -163,19 +167,21 @@ def vm_list(
     query: Annotated[list[str] | None, typer.Option(
         "-q", "--query", metavar="COND",
         help="ZStack condition, repeatable (AND): name=vm1, state!=Stopped, name~=web%")] = None,
+    output: FormatOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """List VMs (QueryVmInstance): uuid, name, state, host, cpu, memory."""
     conditions = list(query or [])
+    fmt = output_format(output, json_)
 
     async def action(client: AsyncClient) -> tuple[dict[str, object], list[Host]]:
         reply = await client.query("vm-instances", conditions)
-        hosts = [] if json_ else await client.query_hosts()
+        hosts = [] if fmt is not Format.TABLE else await client.query_hosts()
         return reply, hosts
 
     reply, hosts = run(action)
-    if json_:
-        print_json(reply)
+    if fmt is not Format.TABLE:
+        print_data(reply, fmt)
         return
     host_names = {h.uuid: h.name or h.uuid for h in hosts}
     inventories = reply.get("inventories")
@@ -386,14 +392,16 @@ def host_add(
 
 
 @host_app.command("list")
-def host_list(json_: JsonOpt = False) -> None:
+def host_list(output: FormatOpt = None, json_: JsonOpt = False) -> None:
     """List hosts (QueryHost)."""
+    fmt = output_format(output, json_)
+
     async def action(client: AsyncClient) -> dict[str, object]:
         return await client.query("hosts")
 
     reply = run(action)
-    if json_:
-        print_json(reply)
+    if fmt is not Format.TABLE:
+        print_data(reply, fmt)
         return
     inventories = reply.get("inventories")
     hosts = [Host.from_wire(i) for i in inventories] if isinstance(inventories, list) else []

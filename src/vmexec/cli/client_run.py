@@ -8,12 +8,13 @@ password, expired session), ``1`` everything else (API errors, unreachable serve
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import NoReturn, TextIO, TypeVar
+from typing import Annotated, NoReturn, TextIO, TypeVar
 
 import typer
 import yaml
@@ -124,6 +125,30 @@ def write_raw(stream: TextIO, text: str) -> None:
 
 def print_json(data: object) -> None:
     print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+class Format(enum.StrEnum):
+    """How a listing is printed: ``-o table|json|yaml`` (``--json`` is ``-o json``)."""
+
+    TABLE = "table"
+    JSON = "json"
+    YAML = "yaml"
+
+
+FormatOpt = Annotated[Format | None, typer.Option(
+    "-o", "--output", help="Output format [table; --json is -o json]", show_default=False)]
+
+
+def output_format(output: Format | None, json_: bool) -> Format:
+    return Format.JSON if json_ else output or Format.TABLE
+
+
+def print_data(data: object, fmt: Format) -> None:
+    """``data`` as JSON or YAML (not for Format.TABLE: each command draws its own)."""
+    if fmt is Format.YAML:
+        print_yaml(data)
+    else:
+        print_json(data)
 
 
 def print_yaml(data: object) -> None:

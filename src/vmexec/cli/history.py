@@ -7,7 +7,7 @@ execution is looked up first, then the run.
 from __future__ import annotations
 
 import asyncio
-import enum
+import json
 import sys
 from collections.abc import Sequence
 from typing import Annotated, Any
@@ -16,9 +16,12 @@ import typer
 
 from vmexec.cli.client_run import (
     EXIT_ERROR,
+    Format,
+    FormatOpt,
+    output_format,
+    print_data,
     print_json,
     print_table,
-    print_yaml,
     run,
     run_interruptible,
     write_raw,
@@ -34,7 +37,19 @@ from vmexec.cli.run_view import (
     summary_counts,
     target_counts,
 )
-from vmexec.client import ApiError, AsyncClient, Execution, Run
+from vmexec.client import (
+    ApiError,
+    AsyncClient,
+    Execution,
+    ExecutionEvent,
+    OutputEvent,
+    Result,
+    Run,
+    RunEvent,
+    TargetFinished,
+    TargetOutput,
+    TargetStarted,
+)
 from vmexec.client.client import QueryApi
 from vmexec.zstack.errors import Code
 
@@ -43,27 +58,6 @@ Uuid = Annotated[str, typer.Argument(metavar="UUID", help="An execution's or a r
                                      show_default=False)]
 #: Executions whose output ``show`` fetches at once, for a run's targets.
 SHOW_CONCURRENCY = 8
-
-
-class Format(enum.StrEnum):
-    TABLE = "table"
-    JSON = "json"
-    YAML = "yaml"
-
-
-FormatOpt = Annotated[Format | None, typer.Option(
-    "-o", "--output", help="Output format [table; --json is -o json]", show_default=False)]
-
-
-def _format(output: Format | None, json_: bool) -> Format:
-    return Format.JSON if json_ else output or Format.TABLE
-
-
-def _print_data(data: object, fmt: Format) -> None:
-    if fmt is Format.YAML:
-        print_yaml(data)
-    else:
-        print_json(data)
 
 
 def _not_found(exc: ApiError) -> bool:
@@ -127,7 +121,7 @@ def history(
 ) -> None:
     """List past and running executions (or runs), newest first."""
     conditions = list(query or [])
-    fmt = _format(output, json_)
+    fmt = output_format(output, json_)
     api: QueryApi = ("vm-instances/commands/runs" if runs
                      else "vm-instances/commands/executions")
 
@@ -141,7 +135,7 @@ def history(
 
     reply, names = run(action)
     if fmt is not Format.TABLE:
-        _print_data(reply, fmt)
+        print_data(reply, fmt)
         return
     inventories = [inv for inv in reply.get("inventories") or [] if isinstance(inv, dict)]
     if runs:
@@ -224,7 +218,7 @@ async def _outputs(client: AsyncClient, r: Run) -> dict[str, Execution]:
 
 def show(uuid: Uuid, output: FormatOpt = None, json_: JsonOpt = False) -> None:
     """Show an execution (with its output) or a run (with its targets and their output)."""
-    fmt = _format(output, json_)
+    fmt = output_format(output, json_)
 
     async def action(client: AsyncClient
                      ) -> tuple[Execution | Run, dict[str, str], dict[str, Execution]]:
@@ -237,7 +231,7 @@ def show(uuid: Uuid, output: FormatOpt = None, json_: JsonOpt = False) -> None:
 
     item, names, outputs = run(action)
     if fmt is not Format.TABLE:
-        _print_data({"inventory": dict(item.raw)}, fmt)
+        print_data({"inventory": dict(item.raw)}, fmt)
     elif isinstance(item, Execution):
         _show_execution(item, names.get(item.vm_instance_uuid or ""))
     else:
@@ -245,6 +239,45 @@ def show(uuid: Uuid, output: FormatOpt = None, json_: JsonOpt = False) -> None:
 
 
 # --- logs ----------------------------------------------------------------------------------------
+def event_json(event: ExecutionEvent | RunEvent) -> dict[str, Any]:
+    """An event as the server sent it, with its type in ``event`` (``logs -f --json``)."""
+    if isinstance(event, OutputEvent):
+        return {"event": event.stream, "text": event.text, "offset": event.offset}
+    if isinstance(event, Result):
+        return {"event": "result", "status": event.status, "body": dict(event.body),
+                "offset": event.offset}
+    if isinstance(event, TargetStarted):
+        return {"event": "targetStarted", "vmInstanceUuid": event.vm_instance_uuid,
+                "vmInstanceName": event.vm_instance_name,
+                "executionUuid": event.execution_uuid}
+    if isinstance(event, TargetOutput):
+        return {"event": "output", "vmInstanceUuid": event.vm_instance_uuid,
+                "executionUuid": event.execution_uuid, "stream": event.stream,
+                "text": event.text}
+    if isinstance(event, TargetFinished):
+        return {"event": "targetFinished", "vmInstanceUuid": event.vm_instance_uuid,
+                "executionUuid": event.execution_uuid, "state": event.state,
+                "exitCode": event.exit_code, "errorCode": event.error_code}
+    return {"event": "runFinished", "inventory": dict(event.run.raw)}
+
+
+def _print_event(event: ExecutionEvent | RunEvent) -> None:
+    print(json.dumps(event_json(event), ensure_ascii=False), flush=True)
+
+
+async def _follow_json(client: AsyncClient, item: Execution | Run) -> Ended | Run:
+    """Print each event of ``item`` as a JSON line, to its end."""
+    if isinstance(item, Execution):
+        async for event in client.follow(item.uuid):
+            _print_event(event)
+            if isinstance(event, Result):
+                return Ended(item.uuid, event, cancelled_by_user=False)
+        raise AssertionError("follow ends with a Result")  # pragma: no cover
+    async for run_event in client.follow_run(item.uuid):
+        _print_event(run_event)
+    return await client.get_run(item.uuid)
+
+
 def logs(
     uuid: Uuid,
     follow: Annotated[bool, typer.Option(
@@ -252,6 +285,9 @@ def logs(
                                "status, as exec does).")] = False,
     no_prefix: Annotated[bool, typer.Option(
         "--no-prefix", help="A run: no 'name | ' before each line.")] = False,
+    json_: Annotated[bool, typer.Option(
+        "--json", help="The inventory with the output; with -f, each event as a JSON "
+                       "line.")] = False,
 ) -> None:
     """Print the output of an execution (as the guest wrote it) or of a run (each line after
     its VM's name). Ctrl-C while following stops following; the command goes on."""
@@ -263,6 +299,8 @@ def logs(
         # Following is watching: Ctrl-C stops it at once and cancels nothing (this CtrlC
         # never submits, so its first press stops the work).
         ctrl_c = CtrlC(_nothing, what="nothing")
+        if json_:
+            return await ctrl_c.guard(_follow_json(client, item))
         if isinstance(item, Execution):
             result = await ctrl_c.guard(follow_output(client, item.uuid))
             return Ended(item.uuid, result, cancelled_by_user=False)
@@ -276,12 +314,16 @@ def logs(
         raise typer.Exit(130) from None
     if isinstance(got, Ended):
         error = got.result.error
-        if error is not None:  # how it ended (timed out, cancelled, could not run)
+        if error is not None and not json_:  # how it ended (timed out, cancelled, ...)
             print(f"error: {' '.join(str(error).split())}", file=sys.stderr, flush=True)
         raise typer.Exit(exit_status(got))
+    if json_ and not follow:
+        print_json({"inventory": dict(got.raw)})
+        return
     if isinstance(got, Run):
         if follow:
-            print_summary(got)
+            if not json_:
+                print_summary(got)
             raise typer.Exit(0 if all_succeeded(got) else EXIT_ERROR)
         _print_run_logs(got)
         return
