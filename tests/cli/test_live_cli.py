@@ -106,3 +106,20 @@ def test_a_timeout_still_exits_124_with_the_output_streamed(logged_in: Cli,
     status, out, err = finish(proc)
     assert (status, out) == (124, b""), err
     assert err.decode().splitlines()[-1].startswith("error: VM.EXEC.1001: "), err
+
+
+def test_a_second_ctrl_c_detaches_and_says_how_to_follow(logged_in: Cli,
+                                                         lab_vms: list[LabVm]) -> None:
+    vm = lab_vms[2]
+    proc = logged_in.start("exec", vm.name, "--", "echo started; sleep 600")
+    read_until(proc, b"started\n")
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.05)  # two presses, not one signal: the first is handled before the second
+    proc.send_signal(signal.SIGINT)
+    status, out, err = finish(proc)
+    assert status == 130, (out, err)
+    text = err.decode()
+    assert "cancelling execution " in text and "detached from execution " in text, text
+    uuid = text.split("detached from execution ")[1].split()[0]
+    assert f"vmexec logs {uuid} -f" in text, text
+    logged_in("cancel", uuid)  # whatever the detached cancel did, leave nothing running

@@ -77,8 +77,8 @@ async def exec_live(client: AsyncClient, vm_ref: str, params: Mapping[str, Any],
         result = await ctrl_c.guard(work())
     except Interrupted as exc:
         if exc.detached:
-            note(f"detached; execution {uuid} goes on in the guest. Follow it with:\n"
-                 f"    vmexec logs {uuid} -f")
+            note(f"detached from execution {uuid} (its cancel may still be under way). "
+                 f"Follow it with:\n    vmexec logs {uuid} -f")
         raise
     return Ended(uuid, result, ctrl_c.cancelled)
 

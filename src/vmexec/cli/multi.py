@@ -78,6 +78,7 @@ async def exec_run(client: AsyncClient, refs: Sequence[str], conditions: Sequenc
         run = await ctrl_c.guard(work())
     except Interrupted as exc:
         if exc.detached:
-            note(f"detached; run {uuid} goes on. Follow it with:\n    vmexec logs {uuid} -f")
+            note(f"detached from run {uuid} (its cancel may still be under way). "
+                 f"Follow it with:\n    vmexec logs {uuid} -f")
         raise
     return RunEnded(run, ctrl_c.cancelled)
