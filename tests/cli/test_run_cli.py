@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from cli.runner import VMEXEC, Cli, processes_running
+from cli.runner import VMEXEC, Cli, one_error_line, processes_running
 from vmexec.lab import LabVm
 
 pytestmark = pytest.mark.vm
@@ -20,12 +20,14 @@ pytestmark = pytest.mark.vm
 HOSTNAME_SCRIPT = "echo hi from $(hostname)"
 
 
-def summary_rows(stderr: str) -> dict[str, list[str]]:
-    """The summary table's rows by VM name (columns VM, STATE, EXIT, ERROR, EXECUTION)."""
+def summary_rows(stderr: str, names: tuple[str, ...] = ()) -> dict[str, list[str]]:
+    """The summary table's rows by VM name (columns VM, STATE, EXIT, ERROR, EXECUTION),
+    of the lab VMs or of ``names``."""
     rows = {}
     for line in stderr.splitlines():
         words = line.split()
-        if len(words) == 5 and words[0].startswith("vmexec-lab-"):
+        if len(words) == 5 and (words[0] in names or (not names
+                                and words[0].startswith("vmexec-lab-"))):
             rows[words[0]] = words[1:]
     return rows
 
@@ -151,3 +153,23 @@ def test_ctrl_c_cancels_the_run_and_exits_130(logged_in: Cli, lab_vms: list[LabV
     assert rows[running][0] == "Cancelled", err
     assert sorted(rows[n][0] for n in names if n != running) == ["Skipped", "Skipped"], err
     assert processes_running(logged_in, running, f"sleep {seconds}") == 0
+
+
+def test_targets_that_cannot_be_resolved_are_one_error_line(logged_in: Cli,
+                                                            lab_vms: list[LabVm]) -> None:
+    unknown = logged_in("exec", lab_vms[0].name, "nope", "--", "true")
+    assert unknown.status == 1
+    assert one_error_line(unknown) == "error: no VM has the uuid or name 'nope'"
+    empty = logged_in("exec", "-q", "name=no-such-vm-here", "--", "true")
+    assert empty.status == 1
+    assert one_error_line(empty).startswith("error: SYS.1007: no VM matches the conditions")
+
+
+def test_a_target_vmexec_cannot_run_fails_with_its_code(
+        logged_in: Cli, lab_vms: list[LabVm], lab_variants: dict[str, LabVm]) -> None:
+    stopped = lab_variants["stopped"].name
+    run = logged_in("exec", lab_vms[0].name, stopped, "--", "true")
+    assert run.status == 1, run
+    rows = summary_rows(run.stderr, names=(lab_vms[0].name, stopped))
+    assert rows[lab_vms[0].name][:2] == ["Succeeded", "0"]
+    assert rows[stopped][:3] == ["Failed", "-", "VM.EXEC.1002"], run
