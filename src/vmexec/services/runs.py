@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, cast
@@ -122,7 +122,6 @@ class RunService:
         self._failure = failure
         self._writes = GroupCommit(db)
         self._live: dict[str, _LiveRun] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
 
     # --- start ------------------------------------------------------------------------------
     async def start(self, caller: Caller, run: RunRequest, *, uuid: str,
@@ -264,28 +263,33 @@ class RunService:
         execution = new_uuid()
         # No await between the check above and queueing this: a stop's skip of the pending
         # rows is queued after it, so it never overwrites a target that starts.
-        await self._writes.commit(
-            Rows(_STARTED, {"b_run": live.uuid, "b_seq": target.seq, "b_state": "Running",
-                            "b_execution": execution}),
-            Rows(RECORD, self._executions.record_values(
-                live.caller, target.vm_uuid, live.request, uuid=execution,
-                run_uuid=live.uuid)))
+        try:
+            await self._writes.commit(
+                Rows(_STARTED, {"b_run": live.uuid, "b_seq": target.seq, "b_state": "Running",
+                                "b_execution": execution}),
+                Rows(RECORD, self._executions.record_values(
+                    live.caller, target.vm_uuid, live.request, uuid=execution,
+                    run_uuid=live.uuid)))
+        except Exception as exc:  # the database failed: not started, the run goes on
+            log.exception("run %s: the start of target %d failed", live.uuid, target.seq)
+            self._ended(live, target, None, exc)
+            return
         live.running[execution] = target
         live.feed.publish(target_started(target.vm_uuid, target.vm_name, execution))
-        if live.schedule.cancelled:  # cancelled while this start was being committed
-            cancelling = asyncio.ensure_future(self._cancel_execution(live, execution))
-            self._tasks.add(cancelling)
-            cancelling.add_done_callback(self._tasks.discard)
+        if live.schedule.cancelled:
+            # Cancelled while this start was being committed: recorded, not started, so it
+            # never starts (it ends Cancelled).
+            await self._cancel_execution(live, execution)
         finished = await self._guarded(live, execution, self._executions.execute(
             vm, live.request, uuid=execution, commit=self._writes.commit))
         self._ended(live, target, execution, finished)
 
     async def _guarded(self, live: _LiveRun, execution: str,
-                       run: Any) -> Finished | BaseException:
+                       run: Awaitable[Finished]) -> Finished | BaseException:
         """The execution's end, or the exception that escaped it (a database failure): the
         target then ends Failed, and the run goes on."""
         try:
-            return await run  # type: ignore[no-any-return]
+            return await run
         except Exception as exc:
             log.exception("run %s: execution %s failed unexpectedly", live.uuid, execution)
             return exc
