@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from vmexec.cli.interrupts import CtrlC, Interrupted, note
-from vmexec.client import ApiError, AsyncClient, ClientError, OutputEvent, Result
+from vmexec.client import AsyncClient, ClientError, OutputEvent, Result
 from vmexec.zstack.errors import Code
 from vmexec.zstack.ids import new_uuid
 
@@ -96,8 +96,9 @@ def is_cancelled(result: Result) -> bool:
 
 
 def exit_status(ended: Ended) -> int:
-    """The status ``vmexec exec`` exits with (a vmexec error is the caller's to report:
-    see ``failure``)."""
+    """The status ``vmexec exec`` exits with: the command's, 124 timed out, 130 cancelled
+    (by this Ctrl-C, or by anyone), 1 when vmexec could not run it (the caller reports
+    ``result.error`` then)."""
     result = ended.result
     if ended.cancelled_by_user and (is_cancelled(result) or not result.ok):
         return EXIT_INTERRUPTED
@@ -108,7 +109,3 @@ def exit_status(ended: Ended) -> int:
         return EXIT_TIMED_OUT
     return EXIT_INTERRUPTED if is_cancelled(result) else 1
 
-
-def failure(result: Result) -> ApiError | None:
-    """The error to report on stderr for how the execution ended (None: the command ran)."""
-    return result.error
