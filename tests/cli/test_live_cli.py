@@ -123,3 +123,19 @@ def test_a_second_ctrl_c_detaches_and_says_how_to_follow(logged_in: Cli,
     uuid = text.split("detached from execution ")[1].split()[0]
     assert f"vmexec logs {uuid} -f" in text, text
     logged_in("cancel", uuid)  # whatever the detached cancel did, leave nothing running
+
+
+def test_a_reader_that_goes_away_stops_the_command(logged_in: Cli,
+                                                   lab_vms: list[LabVm]) -> None:
+    # As `vmexec exec vm -- yes | head -1`: the CLI's stdout closes; the command must not
+    # go on writing in the guest for nobody.
+    vm = lab_vms[0]
+    word = f"w{random.getrandbits(40):x}"
+    proc = logged_in.start("exec", vm.name, "--", f"yes {word}")
+    assert read_chunk(proc).startswith(f"{word}\n".encode())
+    assert proc.stdout is not None
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 141, err  # 128 + SIGPIPE, as a shell shows it
+    assert b"Traceback" not in err and b"Exception" not in err, err
+    assert processes_running(logged_in, vm.name, f"yes {word}") == 0
