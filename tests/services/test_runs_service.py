@@ -16,10 +16,10 @@ from vmexec.agent.directory import AgentDirectory
 from vmexec.api.services import Services
 from vmexec.config import Settings
 from vmexec.execution.models import ExecRequest
-from vmexec.server import running_services
+from vmexec.server import error_reply, running_services
 from vmexec.services.executions import Caller
 from vmexec.services.run_targets import TargetSpec
-from vmexec.services.runs import RunNotFound, RunRequest
+from vmexec.services.runs import RunNotFound, RunRequest, RunService
 from vmexec.zstack.query import Query
 
 LOCAL = "memory://local"
@@ -78,3 +78,26 @@ async def test_target_writes_are_group_committed(services: Services) -> None:
     inventory = (await task).body["inventory"]
     assert inventory["targetCounts"]["Succeeded"] == 300
     assert len(commits) < 150, len(commits)
+
+
+async def test_events_of_a_run_driven_elsewhere_are_read_from_the_database(
+        services: Services) -> None:
+    # Another RunService on the same database does not drive the run (as a process that has
+    # not resumed it yet): its reader polls, and still gets every event once, in order.
+    elsewhere = RunService(services.db, services.executions, services.inventory,
+                           services.jobs, error_reply)
+    uuid = "f" * 32
+    task = await services.runs.start(
+        OWNER, RunRequest(ExecRequest("echo a\nsleep 0.3\necho b"),
+                          TargetSpec(vm_uuids=tuple(vm.uuid for vm in VMS)),
+                          max_concurrency=1), uuid=uuid)
+    events = [e async for e in await elsewhere.events(OWNER, uuid)]
+    await task
+    kinds = [e.kind for e in events]
+    assert kinds.count("targetStarted") == kinds.count("targetFinished") == 3
+    assert kinds[-1] == "runFinished"
+    assert events[-1].data["inventory"]["state"] == "Succeeded"
+    for vm in VMS:
+        mine = [e for e in events if e.data.get("vmInstanceUuid") == vm.uuid]
+        assert mine[0].kind == "targetStarted" and mine[-1].kind == "targetFinished"
+        assert "".join(e.data["text"] for e in mine if e.kind == "output") == "a\nb\n"

@@ -75,6 +75,8 @@ log = logging.getLogger(__name__)
 #: Target rows per INSERT when a run is recorded (SQLite allows 32,766 parameters a
 #: statement, PostgreSQL 65,535; a target row has 5).
 INSERT_BATCH = 1000
+#: How often the events of a run driven elsewhere are read from the database.
+POLL_SECONDS = 0.5
 #: How long a cancel waits for the run to end before it answers.
 CANCEL_WAIT_SECONDS = 20.0
 
@@ -353,16 +355,51 @@ class RunService:
         return inventory
 
     async def events(self, caller: Caller, uuid: str) -> AsyncIterator[RunEvent]:
-        """The run's events with its targets' output, live while it runs here, replayed
-        from the database otherwise; ends with ``runFinished`` (for a run that has ended or
-        ends). Raises RunNotFound (before the first event)."""
+        """The run's events with its targets' output, live while it runs here, from the
+        database otherwise (polled while the run is not driven here yet or by another
+        process); ends with ``runFinished``. Raises RunNotFound (before the first event)."""
         run = await self._get(caller, uuid)
         live = self._live.get(run.uuid)
         if live is not None:
             source = live.feed.follow()
-        else:
+        elif run.state != RunState.RUNNING:
             source = replayed(await self._stored_events(run))
+        else:
+            source = self._polled(run)
         return with_output(source, lambda execution: self._executions.output.follow(execution))
+
+    async def _polled(self, run: Run) -> AsyncIterator[RunEvent]:
+        """The events of a running run that this process does not drive (yet: it may be
+        resumed here in a moment), from the database every :data:`POLL_SECONDS`, switching
+        to the live feed once there is one; each event once."""
+        seen: set[tuple[str, str | None]] = set()
+
+        def new(event: RunEvent) -> bool:
+            key = (event.kind, event.data.get("executionUuid") or
+                   event.data.get("vmInstanceUuid"))
+            if key in seen:
+                return False
+            seen.add(key)
+            return True
+
+        while True:
+            live = self._live.get(run.uuid)
+            if live is not None:
+                async for event in live.feed.follow():
+                    if new(event):
+                        yield event
+                return
+            for event in await self._stored_events(run):
+                if new(event):
+                    yield event
+            if run.state != RunState.RUNNING:
+                return
+            await asyncio.sleep(POLL_SECONDS)
+            async with self._db() as db:
+                fresh = await db.get(Run, run.uuid, populate_existing=True)
+            if fresh is None:  # purged meanwhile
+                return
+            run = fresh
 
     async def _stored_events(self, run: Run) -> list[RunEvent]:
         async with self._db() as db:
