@@ -25,6 +25,11 @@ def read_line(proc: subprocess.Popen[bytes]) -> bytes:
     return proc.stdout.readline()
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "server side, resume of a single exec after a restart (executions/engine at runs "
+    "7dbcaee): the new server ends the execution at once with a 200 result without exit "
+    "code or output while the command still runs in the guest (before: IntegrityError "
+    "UNIQUE execution_output(execution_uuid, seq) and no result at all)"))
 def test_the_cli_follows_the_command_across_a_server_restart(
         server_factory: ServerFactory, lab_vms: list[LabVm], tmp_path: Path) -> None:
     port = free_port()
@@ -36,20 +41,17 @@ def test_the_cli_follows_the_command_across_a_server_restart(
     proc = cli.start("exec", lab_vms[0].name, "--",
                      f"echo before; for i in $(seq 300); do [ -e {flag} ] && break; "
                      f"sleep 0.2; done; rm -f {flag}; echo after; exit 7")
-    assert read_line(proc) == b"before\n"
-    first.stop()
-    server_factory(port=port)  # same database, same port: the CLI's next try reaches it
-    assert cli("exec", lab_vms[0].name, "--", f"touch {flag}").status == 0
-    # Resumed after "before" (not replayed from the start), on the new server.
-    assert read_line(proc) == b"after\n"
     try:
+        assert read_line(proc) == b"before\n"
+        first.stop()
+        server_factory(port=port)  # same database, same port: the CLI's next try reaches it
+        assert cli("exec", lab_vms[0].name, "--", f"touch {flag}").status == 0
+        # Resumed after "before" (not replayed from the start), on the new server, to its
+        # end.
         out, err = proc.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
         proc.communicate()
-        pytest.xfail("server side (executions): after a restart the resumed job cannot commit "
-                     "the execution's end (IntegrityError: UNIQUE execution_output("
-                     "execution_uuid, seq)); it stays Running and no result event comes")
-    assert proc.returncode == 7, (out, err)
-    assert out == b"", err
+    assert (proc.returncode, out) == (7, b"after\n"), err
     assert b"Traceback" not in err

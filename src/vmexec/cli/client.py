@@ -319,6 +319,11 @@ def _exec_one(vm: str, params: dict[str, Any], json_: bool) -> NoReturn:
     if json_ and (error is None or error.code in _JSON_ERRORS):
         print_json(dict(ended.result.body))
     status = exit_status(ended)
+    result = ended.result.exec_result
+    if result is not None and (result.exit_code, result.signal, result.timed_out) == (
+            None, None, False):
+        # Never a silent 1: say that the status is not known rather than make one up.
+        fail(f"execution {ended.uuid} ended without an exit status", status)
     if error is None:
         raise typer.Exit(status)
     if status == EXIT_INTERRUPTED:
