@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from fixtures.server import ServerFactory
 
 from cli.runner import Cli, one_error_line
@@ -37,6 +38,18 @@ def test_vm_list_json_with_conditions(logged_in: Cli, lab_vms: list[LabVm]) -> N
     reply = json.loads(run.stdout)
     assert [inv["uuid"] for inv in reply["inventories"]] == [vm.uuid]
     assert reply["schema"] == {"inventories[0]": "org.zstack.header.vm.VmInstanceInventory"}
+
+
+def test_vm_and_host_lists_in_yaml(logged_in: Cli, lab_vms: list[LabVm]) -> None:
+    vm = lab_vms[0]
+    run = logged_in("vm", "list", "-o", "yaml", "-q", f"name={vm.name}")
+    assert run.status == 0, run
+    assert [(i["uuid"], i["name"]) for i in yaml.safe_load(run.stdout)["inventories"]] == [
+        (vm.uuid, vm.name)]
+    hosts = logged_in("host", "list", "-o", "yaml")
+    assert hosts.status == 0, hosts
+    assert "localhost" in [h["name"] for h in yaml.safe_load(hosts.stdout)["inventories"]]
+    assert logged_in("host", "list", "-o", "xml").status == 2
 
 
 def test_a_bad_condition_is_one_line_with_the_code(logged_in: Cli) -> None:

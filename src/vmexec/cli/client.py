@@ -7,24 +7,44 @@ They talk to a vmexec server over HTTP through :class:`vmexec.client.AsyncClient
 
 from __future__ import annotations
 
+import re
 import sys
-from typing import Annotated
+from typing import Annotated, Any, NoReturn
 
 import typer
 
-from vmexec.cli import zstack_cli
+from vmexec.cli import history, zstack_cli
 from vmexec.cli.client_config import DEFAULT_SERVER, SERVER_ENV, Login
 from vmexec.cli.client_run import (
+    EXIT_ERROR,
     EXIT_USAGE,
+    Format,
+    FormatOpt,
     current_login,
     fail,
+    fail_client,
+    output_format,
+    print_data,
     print_json,
     print_table,
     run,
+    run_interruptible,
     save_login,
-    write_raw,
 )
-from vmexec.client import AsyncClient, CommandTimedOut, ExecResult, Host, VmInstance
+from vmexec.cli.interrupts import note
+from vmexec.cli.live import (
+    CANCELLED,
+    EXIT_INTERRUPTED,
+    EXIT_TIMED_OUT,
+    Ended,
+    exec_live,
+    exit_status,
+)
+from vmexec.cli.multi import RunEnded, exec_run
+from vmexec.cli.run_view import ViewOptions, all_succeeded, print_summary, show_progress
+from vmexec.cli.targets import TargetError, is_run
+from vmexec.client import AsyncClient, Host, VmInstance
+from vmexec.zstack.errors import Code
 from vmexec.zstack.exec import Platform, Shell
 
 vm_app = typer.Typer(help="VM instances the server knows.", no_args_is_help=True)
@@ -147,19 +167,21 @@ def vm_list(
     query: Annotated[list[str] | None, typer.Option(
         "-q", "--query", metavar="COND",
         help="ZStack condition, repeatable (AND): name=vm1, state!=Stopped, name~=web%")] = None,
+    output: FormatOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """List VMs (QueryVmInstance): uuid, name, state, host, cpu, memory."""
     conditions = list(query or [])
+    fmt = output_format(output, json_)
 
     async def action(client: AsyncClient) -> tuple[dict[str, object], list[Host]]:
         reply = await client.query("vm-instances", conditions)
-        hosts = [] if json_ else await client.query_hosts()
+        hosts = [] if fmt is not Format.TABLE else await client.query_hosts()
         return reply, hosts
 
     reply, hosts = run(action)
-    if json_:
-        print_json(reply)
+    if fmt is not Format.TABLE:
+        print_data(reply, fmt)
         return
     host_names = {h.uuid: h.name or h.uuid for h in hosts}
     inventories = reply.get("inventories")
@@ -192,18 +214,41 @@ def _stdin_data(value: str | None) -> str | None:
         fail("--stdin -: the data on stdin is not UTF-8 text", EXIT_USAGE)
 
 
-def _print_output(result: ExecResult) -> None:
-    write_raw(sys.stdout, result.stdout)
-    write_raw(sys.stderr, result.stderr)
+_PERCENT_OR_COUNT = re.compile(r"^\d+%?$")
+
+
+def _count_or_percent(option: str, value: str | None) -> int | str | None:
+    if value is None:
+        return None
+    if not _PERCENT_OR_COUNT.match(value.strip()):
+        fail(f"{option} takes a number or a percentage (10 or 10%), got {value!r}", EXIT_USAGE)
+    value = value.strip()
+    return value if value.endswith("%") else int(value)
+
+
+def split_targets(args: list[str], argv: list[str]) -> tuple[list[str], list[str]]:
+    """``args`` (every positional word) cut into targets and the command's words: the words
+    after ``--`` on the command line are the command; without ``--``, the first word is the
+    one target (as ever)."""
+    if "--" in argv:
+        words = len(argv) - argv.index("--") - 1
+        if 0 < words <= len(args) and args[len(args) - words:] == argv[len(argv) - words:]:
+            return args[:len(args) - words], args[len(args) - words:]
+        if words == 0:
+            return args, []
+    return args[:1], args[1:]
 
 
 def exec_(
-    vm: Annotated[str, typer.Argument(metavar="VM", help="VM uuid or name.",
-                                      show_default=False)],
-    command: Annotated[list[str], typer.Argument(
-        metavar="COMMAND", show_default=False,
-        help="The command; its words are joined with spaces into a script for the guest's "
-             "shell (as ssh does).")],
+    args: Annotated[list[str], typer.Argument(
+        metavar="VM... -- COMMAND", show_default=False,
+        help="VMs (uuid, name, or a glob on names: 'web-*'), then -- and the command; its "
+             "words are joined with spaces into a script for the guest's shell (as ssh "
+             "does).")],
+    query: Annotated[list[str] | None, typer.Option(
+        "-q", "--query", metavar="COND",
+        help="Run on the VMs matching this ZStack condition (repeatable, AND): "
+             "state=Running, name~=web-%. With VM arguments, a filter of them.")] = None,
     timeout: Annotated[int | None, typer.Option(
         min=1, help="Seconds before the command is killed (exit 124) [server default: 60]",
         show_default=False)] = None,
@@ -216,38 +261,100 @@ def exec_(
     user: Annotated[str | None, typer.Option(help="Guest user to run as.")] = None,
     stdin: Annotated[str | None, typer.Option(
         metavar="TEXT|-", help="Text for the command's stdin; '-' reads ours.")] = None,
+    parallel: Annotated[str | None, typer.Option(
+        metavar="N|N%", help="Several VMs: how many run at once [server default]",
+        show_default=False)] = None,
+    max_errors: Annotated[str | None, typer.Option(
+        metavar="N|N%", help="Several VMs: failed targets tolerated before the rest are "
+                             "skipped [server default]", show_default=False)] = None,
+    no_prefix: Annotated[bool, typer.Option(
+        "--no-prefix", help="Several VMs: no 'name | ' before each line.")] = False,
+    group: Annotated[bool, typer.Option(
+        "--group", help="Several VMs: each VM's output in one block when it ends.")] = False,
     json_: JsonOpt = False,
 ) -> None:
-    """Run COMMAND in a VM and exit with its exit status.
+    """Run COMMAND in one VM, or in several (a run), and exit with its exit status.
 
-    The guest's stdout and stderr come out here as they are.
-    Exit status: the command's, 128+N if killed by signal N, 124 on timeout.
+    One VM: the guest's stdout and stderr come out here as it writes them. Exit status: the
+    command's, 128+N if killed by signal N, 124 on timeout, 130 when Ctrl-C cancelled it (a
+    second Ctrl-C detaches: the command goes on; `vmexec logs UUID -f` follows it).
+
+    Several VMs (or a glob, or -q): each line comes out after its VM's name; a summary at
+    the end. Exit status 0 only when the command succeeded on every VM, else 1.
     """
-    script = " ".join(command)
+    targets, words = split_targets(list(args), sys.argv[1:])
+    conditions = list(query or [])
+    if not words:
+        fail("no command: give it after --, e.g. vmexec exec VM -- uptime", EXIT_USAGE)
+    if not targets and not conditions:
+        fail("no VM: name one or more, or select them with -q", EXIT_USAGE)
+    script = " ".join(words)
     variables = _env(env)
     data = _stdin_data(stdin)
+    if not is_run(targets, conditions):
+        if parallel is not None or max_errors is not None:
+            fail("--parallel and --max-errors are for several VMs", EXIT_USAGE)
+        _exec_one(targets[0], {
+            "platform": platform, "command": script,
+            **{k: v for k, v in {"commandTimeout": timeout, "stdin": data,
+                                 "env": variables or None, "workingDirectory": cwd,
+                                 "runAs": user, "shell": shell}.items() if v is not None}},
+            json_)
+    options: dict[str, Any] = {
+        "platform": platform, "timeout": timeout, "stdin": data, "env": variables or None,
+        "working_directory": cwd, "run_as": user, "shell": shell,
+        "max_concurrency": _count_or_percent("--parallel", parallel),
+        "max_errors": _count_or_percent("--max-errors", max_errors)}
+    view = None if json_ else ViewOptions(prefix=not no_prefix, group=group,
+                                          progress=show_progress())
+    _exec_many(targets, conditions, script, options, view)
 
-    async def action(client: AsyncClient) -> ExecResult | CommandTimedOut:
-        target = await client.find_vm(vm)
-        try:
-            return await client.exec(target.uuid, script, platform=platform, timeout=timeout,
-                                     stdin=data, env=variables, working_directory=cwd,
-                                     run_as=user, shell=shell)
-        except CommandTimedOut as exc:
-            return exc  # not a failure of vmexec: the command's status is 124
 
-    outcome = run(action)
-    if isinstance(outcome, CommandTimedOut):
-        if json_:
-            print_json({"error": dict(outcome.raw)})
-        else:
-            _print_output(outcome.partial)
-        fail(str(outcome), outcome.partial.shell_status)
-    if json_:
-        print_json(outcome.raw)
+def _exec_one(vm: str, params: dict[str, Any], json_: bool) -> NoReturn:
+    async def action(client: AsyncClient) -> Ended:
+        return await exec_live(client, vm, params, echo=not json_)
+
+    ended = run_interruptible(action)
+    error = ended.result.error
+    if json_ and (error is None or error.code in _JSON_ERRORS):
+        print_json(dict(ended.result.body))
+    status = exit_status(ended)
+    result = ended.result.exec_result
+    if result is not None and (result.exit_code, result.signal, result.timed_out) == (
+            None, None, False):
+        # Never a silent 1: say that the status is not known rather than make one up.
+        fail(f"execution {ended.uuid} ended without an exit status", status)
+    if error is None:
+        raise typer.Exit(status)
+    if status == EXIT_INTERRUPTED:
+        note(f"cancelled execution {ended.uuid}")
+        raise typer.Exit(status)
+    if status == EXIT_TIMED_OUT:
+        fail(str(error), status)
+    fail_client(error)
+
+
+#: Errors whose reply --json prints (the others are vmexec's own failures: one error line).
+_JSON_ERRORS = frozenset({Code.VM_EXEC_TIMED_OUT, CANCELLED})
+
+
+def _exec_many(targets: list[str], conditions: list[str], script: str,
+               options: dict[str, Any], view: ViewOptions | None) -> NoReturn:
+    async def action(client: AsyncClient) -> RunEnded:
+        return await exec_run(client, targets, conditions, script, options, view)
+
+    try:
+        ended = run_interruptible(action)
+    except TargetError as exc:
+        fail(str(exc))
+    run_ = ended.run
+    if view is None:
+        print_json({"inventory": dict(run_.raw)})
     else:
-        _print_output(outcome)
-    raise typer.Exit(outcome.shell_status)
+        print_summary(run_)
+    if ended.cancelled_by_user:
+        raise typer.Exit(EXIT_INTERRUPTED)
+    raise typer.Exit(0 if all_succeeded(run_) else EXIT_ERROR)
 
 
 # --- hosts ---------------------------------------------------------------------------------------
@@ -290,14 +397,16 @@ def host_add(
 
 
 @host_app.command("list")
-def host_list(json_: JsonOpt = False) -> None:
+def host_list(output: FormatOpt = None, json_: JsonOpt = False) -> None:
     """List hosts (QueryHost)."""
+    fmt = output_format(output, json_)
+
     async def action(client: AsyncClient) -> dict[str, object]:
         return await client.query("hosts")
 
     reply = run(action)
-    if json_:
-        print_json(reply)
+    if fmt is not Format.TABLE:
+        print_data(reply, fmt)
         return
     inventories = reply.get("inventories")
     hosts = [Host.from_wire(i) for i in inventories] if isinstance(inventories, list) else []
@@ -321,6 +430,7 @@ def register(app: typer.Typer) -> None:
     app.command(rich_help_panel=panel)(logout)
     app.command(rich_help_panel=panel)(passwd)
     app.command("exec", rich_help_panel=panel)(exec_)
+    history.register(app, panel)
     app.add_typer(vm_app, name="vm", rich_help_panel=panel)
     app.add_typer(host_app, name="host", rich_help_panel=panel)
     zstack_cli.register(app)

@@ -8,18 +8,22 @@ password, expired session), ``1`` everything else (API errors, unreachable serve
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import NoReturn, TextIO, TypeVar
+from typing import Annotated, NoReturn, TextIO, TypeVar
 
 import typer
+import yaml
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from vmexec.cli.client_config import ConfigError, Login
+from vmexec.cli.interrupts import Interrupted
 from vmexec.client import ApiError, AsyncClient, ClientError, NotLoggedIn
 
 T = TypeVar("T")
@@ -27,6 +31,8 @@ T = TypeVar("T")
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+#: 128 + SIGPIPE, as a shell reports a process whose reader closed the pipe.
+EXIT_BROKEN_PIPE = 141
 #: ZStack's identity errors: wrong name/password, invalid or expired session, ...
 _AUTH_CODE_PREFIX = "ID."
 ID_INVALID_SESSION = "ID.1001"
@@ -86,6 +92,24 @@ def run(action: Callable[[AsyncClient], Awaitable[T]], *, login: Login | None = 
         fail("interrupted", EXIT_INTERRUPTED)
 
 
+def run_interruptible(action: Callable[[AsyncClient], Awaitable[T]], *,
+                      login: Login | None = None) -> T:
+    """As ``run``, for an action that handles Ctrl-C itself (raising Interrupted): exits
+    130, saying "interrupted" unless the action detached (it said what goes on)."""
+    try:
+        return run(action, login=login)
+    except Interrupted as exc:
+        if exc.detached:
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        fail("interrupted", EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        # Our reader left (`| head`): exit as a process killed by SIGPIPE, without the
+        # interpreter's complaint when it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise typer.Exit(EXIT_BROKEN_PIPE) from None
+
+
 def write_raw(stream: TextIO, text: str) -> None:
     """Write ``text`` as it is (no newline added, no re-encoding by the terminal's locale)."""
     if not text:
@@ -101,6 +125,36 @@ def write_raw(stream: TextIO, text: str) -> None:
 
 def print_json(data: object) -> None:
     print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+class Format(enum.StrEnum):
+    """How a listing is printed: ``-o table|json|yaml`` (``--json`` is ``-o json``)."""
+
+    TABLE = "table"
+    JSON = "json"
+    YAML = "yaml"
+
+
+FormatOpt = Annotated[Format | None, typer.Option(
+    "-o", "--output", help="Output format [table; --json is -o json]", show_default=False)]
+
+
+def output_format(output: Format | None, json_: bool) -> Format:
+    return Format.JSON if json_ else output or Format.TABLE
+
+
+def print_data(data: object, fmt: Format) -> None:
+    """``data`` as JSON or YAML (not for Format.TABLE: each command draws its own)."""
+    if fmt is Format.YAML:
+        print_yaml(data)
+    else:
+        print_json(data)
+
+
+def print_yaml(data: object) -> None:
+    """``data`` as YAML (block style, keys in the server's order, text as it is)."""
+    print(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False),
+          end="")
 
 
 def print_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:

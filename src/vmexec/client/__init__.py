@@ -2,6 +2,9 @@
 
 - :class:`AsyncClient` / :class:`Client`: login, logout, sessions, password changes, VM and
   host queries, ExecuteGuestVmCommand (``202`` + polling handled inside), hosts.
+- Executions and runs: ``submit`` + ``follow`` (live output, an async iterator of
+  :mod:`vmexec.client.events`), ``cancel``, ``query_executions``, ``get_execution``;
+  ``start_run`` + ``follow_run``, ``get_run``, ``cancel_run``, ``query_runs``.
 - :mod:`vmexec.client.models`: typed replies (``raw`` keeps the JSON as sent).
 - :mod:`vmexec.client.errors`: ``ClientError`` and its subclasses, the only exceptions raised.
 """
@@ -15,7 +18,27 @@ from vmexec.client.errors import (
     NotLoggedIn,
     VmNotFound,
 )
-from vmexec.client.models import Account, ExecResult, Host, Session, VmInstance
+from vmexec.client.events import (
+    BadEvent,
+    ExecutionEvent,
+    OutputEvent,
+    Result,
+    RunEvent,
+    RunFinished,
+    TargetFinished,
+    TargetOutput,
+    TargetStarted,
+)
+from vmexec.client.models import (
+    Account,
+    ExecResult,
+    Execution,
+    Host,
+    Run,
+    RunTarget,
+    Session,
+    VmInstance,
+)
 from vmexec.client.sync import Client
 from vmexec.zstack.passwords import sha512_hex
 
@@ -23,14 +46,26 @@ __all__ = [
     "Account",
     "ApiError",
     "AsyncClient",
+    "BadEvent",
     "Client",
     "ClientError",
     "CommandTimedOut",
     "ConnectionFailed",
     "ExecResult",
+    "Execution",
+    "ExecutionEvent",
     "Host",
     "NotLoggedIn",
+    "OutputEvent",
+    "Result",
+    "Run",
+    "RunEvent",
+    "RunFinished",
+    "RunTarget",
     "Session",
+    "TargetFinished",
+    "TargetOutput",
+    "TargetStarted",
     "VmInstance",
     "VmNotFound",
     "sha512_hex",

@@ -14,7 +14,7 @@ time), ``NotLoggedIn`` and ``VmNotFound``. httpx's exceptions are translated onc
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, Self
 
@@ -22,13 +22,33 @@ import httpx
 
 import vmexec
 from vmexec.client.errors import ApiError, ClientError, ConnectionFailed, NotLoggedIn, VmNotFound
-from vmexec.client.models import Account, ExecResult, Host, Session, VmInstance
+from vmexec.client.events import (
+    ExecutionEvent,
+    Result,
+    RunEvent,
+    RunFinished,
+    RunReplay,
+    decode_execution_event,
+    decode_run_event,
+)
+from vmexec.client.models import (
+    Account,
+    ExecResult,
+    Execution,
+    Host,
+    Run,
+    Session,
+    VmInstance,
+)
+from vmexec.client.sse import follow_events
 from vmexec.zstack.exec import Platform, Shell
 from vmexec.zstack.ids import is_uuid, new_uuid
 from vmexec.zstack.passwords import sha512_hex
 
 API = "/zstack/v1"
 EXEC_PATH = f"{API}/vm-instances/commands/exec"
+EXECUTIONS_PATH = f"{API}/vm-instances/commands/executions"
+RUNS_PATH = f"{API}/vm-instances/commands/runs"
 #: Seconds the server may hold an exec request before answering ``202`` (``Prefer: wait=N``):
 #: long commands are then polled, so no single HTTP request outlives proxies' idle timeouts.
 EXEC_WAIT = 20
@@ -37,7 +57,23 @@ POLL_INTERVAL = 1.0
 #: Seconds a job may run past the ``apiTimeout`` its ``202`` announced before the client stops.
 POLL_SLACK = 30.0
 
-QueryApi = Literal["vm-instances", "hosts"]
+#: Seconds a cancel may take: the server waits up to 20 s for the command to end.
+CANCEL_WAIT = 20
+
+QueryApi = Literal["vm-instances", "hosts", "vm-instances/commands/executions",
+                   "vm-instances/commands/runs"]
+
+
+def _is_result(event: ExecutionEvent) -> bool:
+    return isinstance(event, Result)
+
+
+def _decode_run_event(event: str, data: str, _id: str) -> RunEvent | None:
+    return decode_run_event(event, data)
+
+
+def _is_run_finished(event: RunEvent) -> bool:
+    return isinstance(event, RunFinished)
 
 
 class AsyncClient:
@@ -76,9 +112,7 @@ class AsyncClient:
         """One request. Raises NotLoggedIn (``auth`` without a session), ConnectionFailed."""
         all_headers = dict(headers or {})
         if auth:
-            if not self.session:
-                raise NotLoggedIn("not logged in")
-            all_headers["Authorization"] = f"OAuth {self.session}"
+            all_headers.update(self._auth())
         try:
             return await self._http.request(method, url, headers=all_headers,
                                             timeout=timeout or self._timeout, **kwargs)
@@ -87,6 +121,12 @@ class AsyncClient:
                                    f"no reply within {timeout or self._timeout:g}s") from None
         except httpx.TransportError as exc:
             raise ConnectionFailed(self.server, str(exc) or type(exc).__name__) from None
+
+    def _auth(self) -> dict[str, str]:
+        """The session's Authorization header. Raises NotLoggedIn."""
+        if not self.session:
+            raise NotLoggedIn("not logged in")
+        return {"Authorization": f"OAuth {self.session}"}
 
     @staticmethod
     def _body(response: httpx.Response) -> dict[str, Any]:
@@ -285,6 +325,151 @@ class AsyncClient:
         params = {"vmInstanceUuid": vm_uuid, "platform": platform, "command": command,
                   **{k: v for k, v in optional.items() if v is not None}}
         return ExecResult.from_wire(await self.execute(params))
+
+    # --- executions: live output, cancel, history ---------------------------------------------
+    async def submit(self, params: Mapping[str, Any], *, uuid: str | None = None,
+                     system_tags: Sequence[str] | None = None,
+                     user_tags: Sequence[str] | None = None) -> str:
+        """Start ExecuteGuestVmCommand with ``params`` (as ``execute``) and return the
+        execution's uuid without waiting for the command: follow it with ``follow``.
+
+        ``uuid`` names the execution (its job); give a fresh one (``new_uuid()``) to know it
+        before this call returns, e.g. to cancel it when the call is interrupted.
+
+        Raises ApiError (``SYS.1007`` for bad arguments), NotLoggedIn, ConnectionFailed.
+        """
+        job_uuid = uuid or new_uuid()
+        body: dict[str, Any] = {"params": dict(params)}
+        if system_tags is not None:
+            body["systemTags"] = list(system_tags)
+        if user_tags is not None:
+            body["userTags"] = list(user_tags)
+        headers = {"X-Job-UUID": job_uuid, "Prefer": "respond-async"}
+        # The reply is 202 (or the result when the job ended at once): either way the
+        # execution exists, and its end is the last event of ``follow``.
+        self._body(await self._send("POST", EXEC_PATH, json=body, headers=headers))
+        return job_uuid
+
+    async def follow(self, uuid: str, *, last_event_id: str | int | None = None
+                     ) -> AsyncIterator[ExecutionEvent]:
+        """The live output of execution ``uuid``: OutputEvents in the order the guest wrote
+        them, then its Result, then the iterator ends. ``last_event_id`` (an OutputEvent's
+        ``offset``) starts right after that byte; an ended execution gives everything and
+        its Result. A dropped connection is resumed where it broke.
+
+        Raises ApiError (``SYS.1003``: no such execution of this account), NotLoggedIn,
+        ConnectionFailed, BadEvent.
+        """
+        events: AsyncIterator[ExecutionEvent] = follow_events(
+            self._http, f"{EXECUTIONS_PATH}/{uuid}/output", headers=self._auth(),
+            decode=decode_execution_event, is_last=_is_result,
+            last_event_id=None if last_event_id is None else str(last_event_id),
+            connect_timeout=self._timeout)
+        async for event in events:
+            yield event
+
+    async def cancel(self, uuid: str) -> Execution:
+        """CancelGuestVmCommand: stop execution ``uuid`` and its whole process tree in the
+        guest; returns the execution once it ended (``Cancelled``, or how it ended before).
+        Idempotent. Raises ApiError (``SYS.1003``: unknown), NotLoggedIn, ConnectionFailed."""
+        reply = await self._call("PUT", f"{EXECUTIONS_PATH}/{uuid}/actions",
+                                 json={"cancelGuestVmCommand": {}},
+                                 timeout=self._timeout + CANCEL_WAIT)
+        return Execution.from_wire(reply["inventory"])
+
+    async def query_executions(self, *conditions: str, limit: int | None = None,
+                               start: int | None = None,
+                               sort: str | None = "-createDate") -> list[Execution]:
+        """QueryGuestVmCommandExecution: the account's executions matching all ``q=``
+        ``conditions`` (``state=Failed``, ``vmInstanceUuid=...``, ``command~=%apt%``), newest
+        first unless ``sort`` says otherwise. Raises as ``query``."""
+        reply = await self.query("vm-instances/commands/executions", conditions, limit=limit,
+                                 start=start, sort=sort)
+        return [Execution.from_wire(inv) for inv in reply.get("inventories") or []]
+
+    async def get_execution(self, uuid: str) -> Execution:
+        """Execution ``uuid`` with its stored ``stdout`` and ``stderr``. Raises ApiError
+        (``SYS.1003``: unknown), NotLoggedIn, ConnectionFailed."""
+        reply = await self._call("GET", f"{EXECUTIONS_PATH}/{uuid}")
+        inventories = reply.get("inventories") or []
+        if not inventories:
+            raise ApiError(404, "SYS.1003", "not found", f"no execution has the uuid {uuid}")
+        return Execution.from_wire(inventories[0])
+
+    # --- runs: one command, many VMs ------------------------------------------------------------
+    async def start_run(self, command: str, *, vm_uuids: Sequence[str] | None = None,
+                        conditions: Sequence[str] | None = None,
+                        platform: Platform = Platform.LINUX, timeout: int | None = None,
+                        max_concurrency: int | str | None = None,
+                        max_errors: int | str | None = None, stdin: str | None = None,
+                        env: Mapping[str, str] | None = None,
+                        working_directory: str | None = None, run_as: str | None = None,
+                        shell: Shell | None = None, uuid: str | None = None) -> str:
+        """Start a run of ``command`` on the VMs ``vm_uuids`` or those matching all
+        ``conditions`` (QueryVmInstance's ``q=``), and return its uuid at once (``uuid`` if
+        given). ``max_concurrency`` / ``max_errors``: a number or a percentage (``"10%"``) of
+        the targets. Follow it with ``follow_run``.
+
+        Raises ApiError (``SYS.1007`` for bad arguments, an unknown VM or no target),
+        NotLoggedIn, ConnectionFailed.
+        """
+        if (vm_uuids is None) == (conditions is None):
+            raise ValueError("give either vm_uuids or conditions")
+        targets = ({"vmInstanceUuids": list(vm_uuids)} if vm_uuids is not None
+                   else {"conditions": list(conditions or ())})
+        optional = {"commandTimeout": timeout, "stdin": stdin,
+                    "env": dict(env) if env else None, "workingDirectory": working_directory,
+                    "runAs": run_as, "shell": shell, "maxConcurrency": max_concurrency,
+                    "maxErrors": max_errors}
+        params = {"command": command, "platform": platform, "targets": targets,
+                  **{k: v for k, v in optional.items() if v is not None}}
+        run_uuid = uuid or new_uuid()
+        self._body(await self._send("POST", RUNS_PATH, json={"params": params},
+                                    headers={"X-Job-UUID": run_uuid}))
+        return run_uuid
+
+    async def follow_run(self, uuid: str) -> AsyncIterator[RunEvent]:
+        """The events of run ``uuid``: TargetStarted, TargetOutput and TargetFinished as they
+        happen, then RunFinished, then the iterator ends. Raises ApiError (``SYS.1003``:
+        unknown), NotLoggedIn, ConnectionFailed, BadEvent."""
+        # The stream has no event ids: a reconnect gets every event again, and the replay
+        # filter passes only what had not come yet.
+        replay = RunReplay()
+        events: AsyncIterator[RunEvent] = follow_events(
+            self._http, f"{RUNS_PATH}/{uuid}/events", headers=self._auth(),
+            decode=_decode_run_event, is_last=_is_run_finished, connect_timeout=self._timeout,
+            on_connect=replay.connected)
+        async for event in events:
+            fresh = replay.admit(event)
+            if fresh is not None:
+                yield fresh
+
+    async def get_run(self, uuid: str) -> Run:
+        """Run ``uuid`` with its targets. Raises ApiError (``SYS.1003``: unknown),
+        NotLoggedIn, ConnectionFailed."""
+        reply = await self._call("GET", f"{RUNS_PATH}/{uuid}")
+        inventories = reply.get("inventories") or []
+        if not inventories:
+            raise ApiError(404, "SYS.1003", "not found", f"no run has the uuid {uuid}")
+        return Run.from_wire(inventories[0])
+
+    async def cancel_run(self, uuid: str) -> Run:
+        """CancelGuestVmCommandRun: cancel the run's running targets and skip the rest;
+        returns the run as it is then. Idempotent. Raises ApiError (``SYS.1003``: unknown),
+        NotLoggedIn, ConnectionFailed."""
+        reply = await self._call("PUT", f"{RUNS_PATH}/{uuid}/actions",
+                                 json={"cancelGuestVmCommandRun": {}},
+                                 timeout=self._timeout + CANCEL_WAIT)
+        return Run.from_wire(reply["inventory"])
+
+    async def query_runs(self, *conditions: str, limit: int | None = None,
+                         start: int | None = None,
+                         sort: str | None = "-createDate") -> list[Run]:
+        """The account's runs matching all ``q=`` ``conditions``, newest first unless
+        ``sort`` says otherwise. Raises as ``query``."""
+        reply = await self.query("vm-instances/commands/runs", conditions, limit=limit,
+                                 start=start, sort=sort)
+        return [Run.from_wire(inv) for inv in reply.get("inventories") or []]
 
     # --- hosts ---------------------------------------------------------------------------------
     async def add_host(self, name: str, *, management_ip: str | None = None,

@@ -140,3 +140,134 @@ class ExecResult:
         if self.signal is not None:
             return 128 + self.signal
         return self.exit_code if self.exit_code is not None else 1
+
+
+def _bool(value: Any) -> bool:
+    return bool(value) if isinstance(value, bool) else False
+
+
+@dataclass(frozen=True)
+class Execution:
+    """QueryGuestVmCommandExecution's inventory: one command in one VM (a single exec, or one
+    target of a run). ``stdout``/``stderr`` are set by ``get_execution`` only (None in
+    queries). ``state`` is ``Running``, ``Succeeded``, ``Failed``, ``TimedOut`` or
+    ``Cancelled``."""
+
+    uuid: str
+    vm_instance_uuid: str | None = None
+    run_uuid: str | None = None
+    account_uuid: str | None = None
+    command: str | None = None
+    platform: str | None = None
+    shell: str | None = None
+    state: str | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    error_code: str | None = None
+    error_details: str | None = None
+    create_date: str | None = None
+    start_date: str | None = None
+    finish_date: str | None = None
+    duration_ms: int | None = None
+    stdout_bytes: int | None = None
+    stderr_bytes: int | None = None
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    stdout: str | None = None
+    stderr: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_wire(cls, inv: Mapping[str, Any]) -> Execution:
+        return cls(
+            uuid=str(inv.get("uuid", "")), vm_instance_uuid=_str(inv.get("vmInstanceUuid")),
+            run_uuid=_str(inv.get("runUuid")), account_uuid=_str(inv.get("accountUuid")),
+            command=_str(inv.get("command")), platform=_str(inv.get("platform")),
+            shell=_str(inv.get("shell")), state=_str(inv.get("state")),
+            exit_code=_int(inv.get("exitCode")), signal=_int(inv.get("signal")),
+            error_code=_str(inv.get("errorCode")), error_details=_str(inv.get("errorDetails")),
+            create_date=_str(inv.get("createDate")), start_date=_str(inv.get("startDate")),
+            finish_date=_str(inv.get("finishDate")), duration_ms=_int(inv.get("durationMs")),
+            stdout_bytes=_int(inv.get("stdoutBytes")), stderr_bytes=_int(inv.get("stderrBytes")),
+            stdout_truncated=_bool(inv.get("stdoutTruncated")),
+            stderr_truncated=_bool(inv.get("stderrTruncated")),
+            stdout=_str(inv.get("stdout")), stderr=_str(inv.get("stderr")), raw=dict(inv))
+
+    @property
+    def running(self) -> bool:
+        return self.state == "Running"
+
+
+@dataclass(frozen=True)
+class RunTarget:
+    """One VM of a run: ``state`` is ``Pending``, ``Running``, ``Succeeded``, ``Failed``,
+    ``TimedOut``, ``Cancelled`` or ``Skipped``; ``execution_uuid`` is None until it starts."""
+
+    vm_instance_uuid: str
+    vm_instance_name: str | None = None
+    state: str | None = None
+    execution_uuid: str | None = None
+    exit_code: int | None = None
+    error_code: str | None = None
+    stdout_bytes: int | None = None
+    stderr_bytes: int | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_wire(cls, inv: Mapping[str, Any]) -> RunTarget:
+        return cls(vm_instance_uuid=str(inv.get("vmInstanceUuid", "")),
+                   vm_instance_name=_str(inv.get("vmInstanceName")),
+                   state=_str(inv.get("state")), execution_uuid=_str(inv.get("executionUuid")),
+                   exit_code=_int(inv.get("exitCode")), error_code=_str(inv.get("errorCode")),
+                   stdout_bytes=_int(inv.get("stdoutBytes")),
+                   stderr_bytes=_int(inv.get("stderrBytes")), raw=dict(inv))
+
+    @property
+    def name(self) -> str:
+        """The VM's name, else its uuid."""
+        return self.vm_instance_name or self.vm_instance_uuid
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run (one command over many VMs): ``state`` is ``Running``, ``Succeeded``, ``Failed``
+    or ``Cancelled``; ``counts`` maps a target state to how many targets are in it;
+    ``targets`` is set by ``get_run`` only (empty in queries)."""
+
+    uuid: str
+    account_uuid: str | None = None
+    command: str | None = None
+    state: str | None = None
+    max_concurrency: int | None = None
+    max_errors: int | None = None
+    create_date: str | None = None
+    start_date: str | None = None
+    finish_date: str | None = None
+    counts: Mapping[str, int] = field(default_factory=dict)
+    targets: tuple[RunTarget, ...] = ()
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_wire(cls, inv: Mapping[str, Any]) -> Run:
+        counts = inv.get("targetCounts")
+        targets = inv.get("targets")
+        return cls(
+            uuid=str(inv.get("uuid", "")), account_uuid=_str(inv.get("accountUuid")),
+            command=_str(inv.get("command")), state=_str(inv.get("state")),
+            max_concurrency=_int(inv.get("maxConcurrency")),
+            max_errors=_int(inv.get("maxErrors")), create_date=_str(inv.get("createDate")),
+            start_date=_str(inv.get("startDate")), finish_date=_str(inv.get("finishDate")),
+            counts={str(k): n for k, v in counts.items() if (n := _int(v)) is not None}
+            if isinstance(counts, Mapping) else {},
+            targets=tuple(RunTarget.from_wire(t) for t in targets if isinstance(t, Mapping))
+            if isinstance(targets, list) else (),
+            raw=dict(inv))
+
+    @property
+    def total(self) -> int:
+        """How many targets the run has."""
+        return sum(self.counts.values()) if self.counts else len(self.targets)
+
+    @property
+    def running(self) -> bool:
+        return self.state == "Running"

@@ -11,15 +11,18 @@ inside a running loop (use ``AsyncClient`` there). Methods raise what the async 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import httpx
 
 from vmexec.client.client import EXEC_WAIT, AsyncClient, QueryApi
-from vmexec.client.models import Account, ExecResult, Host, Session, VmInstance
+from vmexec.client.events import ExecutionEvent, RunEvent
+from vmexec.client.models import Account, ExecResult, Execution, Host, Run, Session, VmInstance
 from vmexec.zstack.exec import Platform, Shell
+
+T = TypeVar("T")
 
 
 class Client:
@@ -113,3 +116,57 @@ class Client:
 
     def delete_host(self, uuid: str) -> None:
         self._runner.run(self._client.delete_host(uuid))
+
+    # --- executions and runs ---------------------------------------------------------------------
+    def _iterate(self, events: AsyncIterator[T]) -> Iterator[T]:
+        """An async iterator's items, each fetched on the facade's loop."""
+        try:
+            while True:
+                try:
+                    yield self._runner.run(anext(events))  # type: ignore[arg-type]
+                except StopAsyncIteration:
+                    return
+        finally:
+            close = getattr(events, "aclose", None)
+            if close is not None:
+                self._runner.run(close())
+
+    def submit(self, params: Mapping[str, Any], *, uuid: str | None = None,
+               system_tags: Sequence[str] | None = None,
+               user_tags: Sequence[str] | None = None) -> str:
+        return self._runner.run(self._client.submit(params, uuid=uuid,
+                                                    system_tags=system_tags,
+                                                    user_tags=user_tags))
+
+    def follow(self, uuid: str, *, last_event_id: str | int | None = None
+               ) -> Iterator[ExecutionEvent]:
+        return self._iterate(self._client.follow(uuid, last_event_id=last_event_id))
+
+    def cancel(self, uuid: str) -> Execution:
+        return self._runner.run(self._client.cancel(uuid))
+
+    def query_executions(self, *conditions: str, limit: int | None = None,
+                         start: int | None = None,
+                         sort: str | None = "-createDate") -> list[Execution]:
+        return self._runner.run(self._client.query_executions(*conditions, limit=limit,
+                                                              start=start, sort=sort))
+
+    def get_execution(self, uuid: str) -> Execution:
+        return self._runner.run(self._client.get_execution(uuid))
+
+    def start_run(self, command: str, **options: Any) -> str:
+        return self._runner.run(self._client.start_run(command, **options))
+
+    def follow_run(self, uuid: str) -> Iterator[RunEvent]:
+        return self._iterate(self._client.follow_run(uuid))
+
+    def get_run(self, uuid: str) -> Run:
+        return self._runner.run(self._client.get_run(uuid))
+
+    def cancel_run(self, uuid: str) -> Run:
+        return self._runner.run(self._client.cancel_run(uuid))
+
+    def query_runs(self, *conditions: str, limit: int | None = None, start: int | None = None,
+                   sort: str | None = "-createDate") -> list[Run]:
+        return self._runner.run(self._client.query_runs(*conditions, limit=limit, start=start,
+                                                        sort=sort))
