@@ -10,13 +10,14 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
 from fastapi import FastAPI
+from starlette.datastructures import Headers
 from starlette.types import Scope
 
 import vmexec
 from vmexec.api import errors, log_redaction
-from vmexec.api.deps import CHECKED_SESSION, check_session
+from vmexec.api.deps import CHECKED_SESSION, check_credentials
 from vmexec.api.limits import DEFAULT_BODY_LIMIT, BodyLimit
-from vmexec.api.routes import accounts, health, hosts, jobs, sessions, vms
+from vmexec.api.routes import access_keys, accounts, health, hosts, jobs, sessions, vms
 from vmexec.api.routes import exec as exec_routes
 from vmexec.api.schemas.exec import MAX_BODY_BYTES as EXEC_MAX_BODY_BYTES
 from vmexec.services.auth import AuthSession
@@ -45,9 +46,11 @@ BODY_LIMITS = {
 }
 
 
-async def _check_session(scope: Scope, authorization: str | None) -> AuthSession:
-    # The body limit's session check, before a body is read: the same check as AuthDep.
-    return await check_session(scope["app"].state.services, authorization)
+async def _check_session(scope: Scope, _authorization: str | None) -> AuthSession:
+    # The body limit's session check, before a body is read: the same check as AuthDep
+    # (a signed request needs its method, path and Date as well).
+    return await check_credentials(scope["app"].state.services, scope["method"],
+                                   scope["path"], Headers(scope=scope))
 
 
 #: The APIs that take a body without a session (LogInByAccount). Every other body is read
@@ -74,6 +77,7 @@ def assemble(lifespan: Lifespan) -> FastAPI:
                        needs_session=_needs_session, session_key=CHECKED_SESSION)
     log_redaction.install()
     # accounts after sessions: PUT /accounts/{uuid} must not shadow PUT /accounts/login.
-    for module in (health, sessions, accounts, jobs, exec_routes, vms, hosts):
+    for module in (health, sessions, accounts, jobs, exec_routes, vms, hosts, access_keys):
         app.include_router(module.router)
+    app.include_router(accounts.resources_router)
     return app

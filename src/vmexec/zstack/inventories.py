@@ -84,3 +84,31 @@ HOST_FIELDS: Mapping[str, Field] = {
 def kinds(fields: Mapping[str, Field]) -> dict[str, FieldKind]:
     """The field kinds of a table, as the query language reads them."""
     return {name: field.kind for name, field in fields.items()}
+
+
+class AccountType(enum.StrEnum):
+    """ZStack's account types: an admin may do anything, a normal account uses its VMs."""
+
+    SYSTEM_ADMIN = "SystemAdmin"
+    NORMAL = "Normal"
+
+
+class AccessKeyState(enum.StrEnum):
+    ENABLED = "Enabled"
+    DISABLED = "Disabled"
+
+
+#: ZStack's AccountInventory.
+ACCOUNT_FIELDS: Mapping[str, Field] = {
+    "uuid": Field(_S), "name": Field(_S, None, "alice"), "description": Field(_S),
+    "type": Field(_S, ", ".join(AccountType), AccountType.NORMAL.value),
+    "createDate": Field(_D, None, _DATE_EXAMPLE), "lastOpDate": Field(_D, None, _DATE_EXAMPLE),
+}
+
+#: ZStack's AccessKeyInventory; ``AccessKeySecret`` only in CreateAccessKey's reply.
+ACCESS_KEY_FIELDS: Mapping[str, Field] = {
+    "uuid": Field(_S), "description": Field(_S), "accountUuid": Field(_S),
+    "userUuid": Field(_S), "AccessKeyID": Field(_S, None, "x6J2w3bq0kJ3cXw0xM6k"),
+    "state": Field(_S, ", ".join(AccessKeyState), AccessKeyState.ENABLED.value),
+    "createDate": Field(_D, None, _DATE_EXAMPLE), "lastOpDate": Field(_D, None, _DATE_EXAMPLE),
+}
