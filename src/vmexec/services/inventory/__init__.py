@@ -26,8 +26,8 @@ The parts, each a module:
 from vmexec.services.inventory.service import Inventory
 from vmexec.services.inventory.source import HostSource, SeenVm, SourceFactory
 from vmexec.services.inventory.sources import HostSources
-from vmexec.services.inventory.visibility import Viewer
+from vmexec.services.inventory.visibility import Viewer, vm_visible
 from vmexec.services.inventory.vms import VmRef
 
 __all__ = ["HostSource", "HostSources", "Inventory", "SeenVm", "SourceFactory", "Viewer",
-           "VmRef"]
+           "VmRef", "vm_visible"]

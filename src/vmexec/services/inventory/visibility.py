@@ -9,6 +9,11 @@ leave them out.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, select, true
+
+from vmexec.db.models_inventory import VmRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,3 +27,14 @@ class Viewer:
     def sees(self, owner_account_uuid: str | None) -> bool:
         """Whether a VM owned by ``owner_account_uuid`` (``None``: admin's) is visible."""
         return self.admin or owner_account_uuid == self.account_uuid
+
+
+def vm_visible(viewer: Viewer, vm_uuid: Any) -> ColumnElement[bool]:
+    """The SQL condition "the VM named by column ``vm_uuid`` is visible to ``viewer``", for
+    records that name VMs (executions, run targets): ``.where(vm_visible(viewer,
+    Execution.vm_uuid))``. Reads the owners the inventory writes through to ``vms``."""
+    if viewer.admin:
+        return true()
+    owned = select(VmRow.uuid).where(VmRow.owner_account_uuid == viewer.account_uuid)
+    condition: ColumnElement[bool] = vm_uuid.in_(owned.scalar_subquery())
+    return condition
