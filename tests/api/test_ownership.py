@@ -119,6 +119,9 @@ def test_change_resource_owner(start) -> None:
         assert (inventory["accountUuid"], inventory["resourceUuid"],
                 inventory["resourceType"]) == (alice.uuid, MINE.uuid, "VmInstanceVO")
         assert _names(client.get(VM, headers=alice.auth)) == ["mine"]
+        refs = client.get("/zstack/v1/accounts/resources/refs", headers=server.auth,
+                          params={"q": f"resourceUuid={MINE.uuid}"})
+        assert [r["accountUuid"] for r in ok(refs)["inventories"]] == [alice.uuid]  # type: ignore[union-attr]
         # Given to bob: alice no longer sees it.
         give(server, bob.uuid, MINE.uuid)
         assert _names(client.get(VM, headers=alice.auth)) == []
@@ -134,5 +137,11 @@ def test_change_resource_owner(start) -> None:
         ok(client.delete(f"/zstack/v1/accounts/{bob.uuid}", headers=server.auth))
         carol = create_account(server, "carol")
         assert _names(client.get(VM, headers=carol.auth)) == []
+        refs = ok(client.get("/zstack/v1/accounts/resources/refs", headers=server.auth))
+        admin_uuid = ok(client.get("/zstack/v1/accounts", headers=server.auth, params={
+            "q": "name=admin"}))["inventories"][0]["uuid"]  # type: ignore[index]
+        assert {r["accountUuid"] for r in refs["inventories"]} == {admin_uuid}  # type: ignore[union-attr]
+        assert ok(client.get("/zstack/v1/accounts/resources/refs",
+                             headers=carol.auth))["inventories"] == []
         assert len(_names(client.get(VM, headers=server.auth))) == 3
     assert len(VMS) == 3

@@ -260,6 +260,9 @@ RULES: Mapping[str, Rule] = {
     "UpdateAccount": admin_only(lambda w: ({"account_uuid": w.owner.uuid}, {
         "updateAccount": {"description": "matrix"}}, {})),
     "DeleteAccount": admin_only(lambda w: ({"uuid": _fresh_account(w)}, None, {})),
+    "QueryAccountResourceRef": Rule(
+        _plain, admin=_listed(OWNED.uuid, ADMINS.uuid, key="resourceUuid"),
+        owner=_listed(OWNED.uuid, key="resourceUuid"), other=_listed()),
     "ChangeResourceOwner": admin_only(lambda w: ({"account_uuid": w.owner.uuid}, {
         "params": {"resourceUuid": OWNED.uuid}}, {})),
     # Hosts and the agent switch: admins.

@@ -111,6 +111,14 @@ class AccountService:
             raise AccountNotFound(uuid)
         return AccountInfo.of(row)
 
+    async def admin_uuid(self) -> str:
+        """The UUID of the ``admin`` account (created at start, never deleted)."""
+        async with self._db() as db:
+            uuid = await db.scalar(select(Account.uuid).where(Account.name == ADMIN_ACCOUNT))
+        if uuid is None:
+            raise AccountNotFound(ADMIN_ACCOUNT)
+        return uuid
+
     async def query(self, query: Query, uuid: str | None = None) -> dict[str, Any]:
         """QueryAccount's reply: ``inventories``, ``total`` when asked, and ``schema``."""
         if uuid is not None:

@@ -112,3 +112,14 @@ ACCESS_KEY_FIELDS: Mapping[str, Field] = {
     "state": Field(_S, ", ".join(AccessKeyState), AccessKeyState.ENABLED.value),
     "createDate": Field(_D, None, _DATE_EXAMPLE), "lastOpDate": Field(_D, None, _DATE_EXAMPLE),
 }
+
+#: ZStack's AccountResourceRefInventory (which account owns which VM); vmexec keeps no dates
+#: of ownership, so the dates are left out.
+ACCOUNT_RESOURCE_REF_FIELDS: Mapping[str, Field] = {
+    "accountUuid": Field(_S), "resourceUuid": Field(_S),
+    "resourceType": Field(_S, None, "VmInstanceVO"),
+    "concreteResourceType": Field(_S, None, "org.zstack.header.vm.VmInstanceVO"),
+}
+#: The one kind of resource accounts own in vmexec.
+VM_RESOURCE_TYPE = "VmInstanceVO"
+VM_CONCRETE_RESOURCE_TYPE = "org.zstack.header.vm.VmInstanceVO"

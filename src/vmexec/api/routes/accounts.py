@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from vmexec.api.deps import AdminDep, AuthDep, ServicesDep
+from vmexec.api.deps import AdminDep, AuthDep, ServicesDep, ViewerDep
 from vmexec.api.errors import api_error, invalid_argument
 from vmexec.api.schemas.accounts import (
     AccountReply,
@@ -17,6 +17,7 @@ from vmexec.api.schemas.accounts import (
     ChangeResourceOwnerRequest,
     CreateAccountRequest,
     QueryAccountReply,
+    QueryAccountResourceRefReply,
     UpdateAccountRequest,
 )
 from vmexec.api.schemas.common import ERROR_RESPONSES, EmptyReply
@@ -25,16 +26,20 @@ from vmexec.services.accounts import account_inventory
 from vmexec.services.auth import AccountInfo
 from vmexec.zstack.dates import format_date
 from vmexec.zstack.errors import Code
-from vmexec.zstack.inventories import ACCOUNT_FIELDS, kinds
+from vmexec.zstack.inventories import (
+    ACCOUNT_FIELDS,
+    ACCOUNT_RESOURCE_REF_FIELDS,
+    VM_CONCRETE_RESOURCE_TYPE,
+    VM_RESOURCE_TYPE,
+    kinds,
+)
 from vmexec.zstack.query import parse_query
 
 router = APIRouter(prefix="/zstack/v1/accounts", tags=["accounts"])
 #: ChangeResourceOwner's path is ZStack's: ``/account`` (singular).
 resources_router = APIRouter(prefix="/zstack/v1/account", tags=["accounts"])
 _KINDS = kinds(ACCOUNT_FIELDS)
-#: The one kind of resource accounts own in vmexec.
-VM_RESOURCE_TYPE = "VmInstanceVO"
-VM_CONCRETE_RESOURCE_TYPE = "org.zstack.header.vm.VmInstanceVO"
+_REF_KINDS = kinds(ACCOUNT_RESOURCE_REF_FIELDS)
 
 
 def _reply(account: AccountInfo) -> dict[str, Any]:
@@ -68,6 +73,21 @@ async def query_accounts(request: Request, services: ServicesDep, _admin: AdminD
                          sort: Sort = None, fields: Fields = None) -> JSONResponse:
     """As QueryVmInstance, over AccountInventory's fields."""
     return await _query(request, services, None)
+
+
+@router.get("/resources/refs", operation_id="QueryAccountResourceRef",
+            response_model=QueryAccountResourceRefReply, responses=ERROR_RESPONSES,
+            summary="Which account owns which VM")
+async def query_account_resource_refs(
+        request: Request, services: ServicesDep, viewer: ViewerDep, q: Q = None,
+        limit: Limit = None, start: Start = None, count: Count = None,
+        reply_with_count: ReplyWithCount = None, sort: Sort = None,
+        fields: Fields = None) -> JSONResponse:
+    """The owners of the VMs the caller sees: an admin every VM's (``admin``'s until given
+    away), a Normal account its own. As QueryVmInstance does queries."""
+    query = parse_query(request.query_params.multi_items(), _REF_KINDS)
+    return JSONResponse(await services.inventory.query_owners(
+        query, visible_to=viewer, admin_account_uuid=await services.accounts.admin_uuid()))
 
 
 @router.get("/{uuid}", operation_id="QueryAccountByUuid", response_model=QueryAccountReply,

@@ -7,7 +7,7 @@ from pydantic import Field
 
 from vmexec.api.schemas.common import WireModel
 from vmexec.api.schemas.inventory import Tags, inventory_model, query_reply_model
-from vmexec.zstack.inventories import ACCOUNT_FIELDS, AccountType
+from vmexec.zstack.inventories import ACCOUNT_FIELDS, ACCOUNT_RESOURCE_REF_FIELDS, AccountType
 
 _SHA512_EXAMPLE = ("b109f3bbbc244eb82441917ed06d618b9008dd09b3befd1b5e07394c706a8bb980b1d7785e5976"
                    "ec049b46df5f1326af5a2ea6d103fd07c95385ffab0cacbc86")
@@ -67,6 +67,13 @@ QueryAccountInventory = inventory_model(
     "QueryAccountInventory", "ZStack's AccountInventory; null fields are left out.",
     ACCOUNT_FIELDS)
 QueryAccountReply = query_reply_model("QueryAccountReply", QueryAccountInventory)
+
+
+QueryAccountResourceRefInventory = inventory_model(
+    "QueryAccountResourceRefInventory", "ZStack's AccountResourceRefInventory: who owns a VM.",
+    ACCOUNT_RESOURCE_REF_FIELDS)
+QueryAccountResourceRefReply = query_reply_model("QueryAccountResourceRefReply",
+                                                 QueryAccountResourceRefInventory)
 
 
 class ChangeResourceOwnerParams(WireModel):

@@ -86,6 +86,12 @@ class Inventory:
         """
         await self._vms.change_owner(vm_uuid, account_uuid)
 
+    async def query_owners(self, query: Query, *, visible_to: Viewer,
+                           admin_account_uuid: str) -> dict[str, Any]:
+        """QueryAccountResourceRef's reply: which account owns each VM ``visible_to`` sees
+        (VMs without an owner are ``admin_account_uuid``'s)."""
+        return await self._vms.query_owners(query, visible_to, admin_account_uuid)
+
     async def disown(self, account_uuid: str) -> None:
         """Give the VMs of ``account_uuid`` (being deleted) back to the ``admin`` account."""
         await self._store.disown(account_uuid)

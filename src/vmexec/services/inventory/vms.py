@@ -22,9 +22,16 @@ from vmexec.services.inventory.visibility import Viewer
 from vmexec.services.queries import QueryRunner
 from vmexec.zstack.classes import VM_INSTANCE_INVENTORY
 from vmexec.zstack.ids import normalize_uuid
-from vmexec.zstack.inventories import GuestToolsStatus, VmState
+from vmexec.zstack.inventories import (
+    ACCOUNT_RESOURCE_REF_FIELDS,
+    VM_CONCRETE_RESOURCE_TYPE,
+    VM_RESOURCE_TYPE,
+    GuestToolsStatus,
+    VmState,
+)
 from vmexec.zstack.query import Query
 
+ACCOUNT_RESOURCE_REF_INVENTORY = "org.zstack.header.identity.AccountResourceRefInventory"
 #: Seconds GetVmGuestToolsInfo waits for the agent.
 GUEST_TOOLS_TIMEOUT = 3.0
 
@@ -113,6 +120,19 @@ class VmLookups:
             await self._sync.sync_after(moment)
             result = await self._queries.evaluate(query, self._values(visible_to))
         return query_reply(query, result, VM_INSTANCE_INVENTORY)
+
+    async def query_owners(self, query: Query, viewer: Viewer,
+                           admin_account_uuid: str) -> dict[str, Any]:
+        """QueryAccountResourceRef's reply: who owns each VM ``viewer`` sees (``None`` owners
+        are ``admin_account_uuid``)."""
+        refs = [{"accountUuid": vm.owner_account_uuid or admin_account_uuid,
+                 "resourceUuid": vm.uuid, "resourceType": VM_RESOURCE_TYPE,
+                 "concreteResourceType": VM_CONCRETE_RESOURCE_TYPE}
+                for vm in sorted(self._store.vms.values(), key=lambda v: (v.create_date, v.name))
+                if viewer.sees(vm.owner_account_uuid)]
+        assert all(ref.keys() == ACCOUNT_RESOURCE_REF_FIELDS.keys() for ref in refs)
+        result = await self._queries.evaluate(query, refs)
+        return query_reply(query, result, ACCOUNT_RESOURCE_REF_INVENTORY)
 
     async def get_qga(self, vm_uuid: str, visible_to: Viewer | None = None) -> bool:
         """Raises: VmNotFound."""
