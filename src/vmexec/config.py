@@ -34,6 +34,11 @@ def default_db_url() -> str:
     return f"sqlite+aiosqlite:///{data / 'vmexec.db'}"
 
 
+def default_secret_key_file() -> Path:
+    """Where a generated ``secret_key`` is kept: ``secret.key`` in the user's data directory."""
+    return Path(platformdirs.user_data_dir("vmexec", appauthor=False)) / "secret.key"
+
+
 def async_db_url(url: str) -> str:
     """Give a plain ``postgresql://`` / ``sqlite://`` URL its asyncio driver."""
     for plain, driver in (("postgresql://", "postgresql+asyncpg://"),
@@ -118,6 +123,15 @@ class Settings(BaseSettings):
     admin_password: SecretStr = Field(
         default=SecretStr("password"),
         description="password of the 'admin' account created at first start (change it!)")
+    secret_key: SecretStr | None = Field(
+        default=None, min_length=32,
+        description="encrypts the access key secrets stored in the database (at least 32 "
+                    "characters); unset: one is generated at the first start into "
+                    "secret_key_file (mode 0600). Changing it makes existing access keys "
+                    "unusable")
+    secret_key_file: Path = Field(
+        default_factory=default_secret_key_file,
+        description="where the generated secret_key is kept when secret_key is unset")
     allow_default_password: bool = Field(
         default=False,
         description="listen on a non-loopback address although 'admin' still has the "

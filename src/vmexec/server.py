@@ -27,6 +27,8 @@ from vmexec.db.session import create_engine, create_sessionmaker
 from vmexec.execution.engine import Executor
 from vmexec.hypervisor.libvirt_host import LibvirtHosts
 from vmexec.hypervisor.uris import HostUriPolicy
+from vmexec.services.access_keys import AccessKeyService
+from vmexec.services.accounts import AccountService
 from vmexec.services.auth import ADMIN_ACCOUNT, DEFAULT_PASSWORD_WARNING, AuthService
 from vmexec.services.executions import ExecutionService
 from vmexec.services.inventory import HostSources, Inventory
@@ -34,6 +36,7 @@ from vmexec.services.jobs import JobReply, JobService, WebhookPolicy
 from vmexec.services.login_throttle import LoginThrottle, ThrottleLimits
 from vmexec.services.passwords import PasswordChecker
 from vmexec.services.runs import RunService
+from vmexec.services.secrets import SecretBox, load_or_create_key
 from vmexec.services.webhooks import DestinationPolicy
 from vmexec.zstack.exec import API as EXEC_API
 from vmexec.zstack.runs import API as RUN_API
@@ -92,6 +95,14 @@ async def preflight(settings: Settings) -> None:
     check_default_password(settings, auth.default_password_in_use)
 
 
+def secret_box(settings: Settings) -> SecretBox:
+    """What encrypts secrets at rest: ``secret_key``, else the key of ``secret_key_file``
+    (generated there, mode 0600, at the first start). Raises OSError, ValueError."""
+    if settings.secret_key is not None:
+        return SecretBox(settings.secret_key.get_secret_value())
+    return SecretBox(load_or_create_key(settings.secret_key_file))
+
+
 def error_reply(exc: BaseException) -> JobReply:
     """A job's reply for an exception: the API's one error mapping."""
     failure = errors.to_failure(exc)
@@ -135,7 +146,9 @@ async def running_services(settings: Settings, *, executor: ExecutorFactory = Ex
         runs = RunService(db, executions, vms, jobs, error_reply,
                           retention=timedelta(seconds=settings.execution_retention))
         services = Services(settings=settings, db=db, inventory=vms, jobs=jobs, auth=auth,
-                            executions=executions, runs=runs)
+                            executions=executions, runs=runs,
+                            accounts=AccountService(db, auth.passwords),
+                            access_keys=AccessKeyService(db, secret_box(settings)))
         await auth.ensure_admin(settings.admin_password.get_secret_value())
         check_default_password(settings, auth.default_password_in_use)
         await vms.start()

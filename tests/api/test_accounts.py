@@ -79,9 +79,9 @@ def test_update_account_refuses_what_it_cannot_do(start_scripted) -> None:
     uuid = _account_uuid(server)
     old = sha512_hex("password")
     with server.client(authenticated=False) as client:
-        # Another account: permission denied, whatever the passwords.
+        # An unknown account (an admin may update others: tests/api/test_account_admin.py).
         assert _error_code(_update(client, "f" * 32, server.session,
-                                   password=sha512_hex("x"), oldPassword=old)) == "ID.1002"
+                                   password=sha512_hex("x"), oldPassword=old)) == "SYS.1007"
         # A clear-text password would lock the account out: ZStack clients send SHA-512 hex.
         plain = _update(client, uuid, server.session, password="hunter2", oldPassword=old)
         assert _error_code(plain) == "SYS.1007"

@@ -68,3 +68,25 @@ async def test_executions_get_a_state_from_their_outcome(tmp_path: Path) -> None
                       "4" * 32: "Failed", "5" * 32: "Running"}
     assert total == 0 and "execution_output" in tables
 
+async def test_accounts_get_types_and_vms_owners_sessions_stay(tmp_path: Path) -> None:
+    # 0006: admin becomes SystemAdmin, any other account Normal; VMs are admin's (null);
+    # existing sessions are kept (no table copy that would cascade to them).
+    db = tmp_path / "old.db"
+    await _upgrade(f"sqlite:///{db}", "0003_session_token_hash")
+    with sqlite3.connect(db) as conn:
+        for uuid, name in (("a" * 32, "admin"), ("b" * 32, "bob")):
+            conn.execute("INSERT INTO accounts VALUES (?, ?, 'hash', '2026-01-01', "
+                         "'2026-01-01')", (uuid, name))
+        conn.execute("INSERT INTO sessions VALUES (?, ?, ?, '2026-01-01', '2099-01-01')",
+                     ("c" * 64, "b" * 32, "b" * 32))
+    conn.close()
+    await _upgrade(f"sqlite:///{db}")
+    with sqlite3.connect(db) as conn:
+        types = dict(conn.execute("SELECT name, type FROM accounts").fetchall())
+        sessions = conn.execute("SELECT count(*) FROM sessions").fetchone()[0]
+        vm_columns = [row[1] for row in conn.execute("PRAGMA table_info(vms)")]
+        keys = conn.execute("SELECT count(*) FROM access_keys").fetchone()[0]
+    conn.close()
+    assert types == {"admin": "SystemAdmin", "bob": "Normal"}
+    assert sessions == 1 and keys == 0
+    assert "owner_account_uuid" in vm_columns

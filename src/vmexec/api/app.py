@@ -10,13 +10,24 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
 from fastapi import FastAPI
+from starlette.datastructures import Headers
 from starlette.types import Scope
 
 import vmexec
 from vmexec.api import errors, log_redaction
-from vmexec.api.deps import CHECKED_SESSION, check_session
+from vmexec.api.deps import CHECKED_SESSION, check_credentials
 from vmexec.api.limits import DEFAULT_BODY_LIMIT, BodyLimit
-from vmexec.api.routes import accounts, executions, health, hosts, jobs, runs, sessions, vms
+from vmexec.api.routes import (
+    access_keys,
+    accounts,
+    executions,
+    health,
+    hosts,
+    jobs,
+    runs,
+    sessions,
+    vms,
+)
 from vmexec.api.routes import exec as exec_routes
 from vmexec.api.schemas.exec import MAX_BODY_BYTES as EXEC_MAX_BODY_BYTES
 from vmexec.api.schemas.runs import MAX_BODY_BYTES as RUN_MAX_BODY_BYTES
@@ -47,9 +58,11 @@ BODY_LIMITS = {
 }
 
 
-async def _check_session(scope: Scope, authorization: str | None) -> AuthSession:
-    # The body limit's session check, before a body is read: the same check as AuthDep.
-    return await check_session(scope["app"].state.services, authorization)
+async def _check_session(scope: Scope, _authorization: str | None) -> AuthSession:
+    # The body limit's session check, before a body is read: the same check as AuthDep
+    # (a signed request needs its method, path and Date as well).
+    return await check_credentials(scope["app"].state.services, scope["method"],
+                                   scope["path"], Headers(scope=scope))
 
 
 #: The APIs that take a body without a session (LogInByAccount). Every other body is read
@@ -78,6 +91,8 @@ def assemble(lifespan: Lifespan) -> FastAPI:
     # accounts after sessions: PUT /accounts/{uuid} must not shadow PUT /accounts/login.
     # executions and runs before vms: /vm-instances/commands/... must not be read as a VM's
     # uuid.
-    for module in (health, sessions, accounts, jobs, exec_routes, executions, runs, vms, hosts):
+    for module in (health, sessions, accounts, jobs, exec_routes, executions, runs, vms, hosts,
+                   access_keys):
         app.include_router(module.router)
+    app.include_router(accounts.resources_router)
     return app

@@ -1,16 +1,22 @@
 """FastAPI dependencies, as ``Annotated`` aliases so route signatures stay short.
 
 - ``ServicesDep``: the app's :class:`~vmexec.api.services.Services`.
-- ``AuthDep``: the caller's session from ``Authorization: OAuth <uuid>``. Raises
-  :class:`~vmexec.api.errors.ApiFailure`: ``400`` when the header is missing or not ``OAuth``,
-  ``503 ID.1001`` when the session is unknown or expired.
-- ``AdminDep``: as ``AuthDep``, for APIs only an admin may call (adding and deleting hosts:
-  a host URI decides what the server connects to). Raises ``ApiFailure`` ``503 ID.1002`` for
+- ``AuthDep``: whom the request acts as: the session of ``Authorization: OAuth <uuid>``, or
+  the account of the access key of ``Authorization: ZStack <AccessKeyID>:<signature>`` (with
+  a ``Date`` header; see :mod:`vmexec.services.access_keys`). Raises
+  :class:`~vmexec.api.errors.ApiFailure`: ``400`` when the header is missing or of another
+  scheme, ``503 ID.1001`` when the session is unknown or expired, or the signature, key or
+  date is refused.
+- ``AdminDep``: as ``AuthDep``, for APIs only an admin (a ``SystemAdmin`` account) may call:
+  hosts, accounts, SetVmQga, ChangeResourceOwner. Raises ``ApiFailure`` ``503 ID.1002`` for
   any other account.
+- ``ViewerDep``: the :class:`~vmexec.services.inventory.Viewer` of ``AuthDep``'s account:
+  which VMs it sees.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
@@ -18,7 +24,10 @@ from fastapi.security import APIKeyHeader
 
 from vmexec.api.errors import api_error, bad_request
 from vmexec.api.services import Services
-from vmexec.services.auth import ADMIN_ACCOUNT, AuthSession
+from vmexec.services.access_keys import SCHEME as ACCESS_KEY_SCHEME
+from vmexec.services.auth import AuthSession
+from vmexec.services.executions import Caller
+from vmexec.services.inventory import Viewer
 from vmexec.zstack.errors import Code
 
 
@@ -33,7 +42,9 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 # auto_error=False: a missing header must answer ZStack's 400, not FastAPI's 403.
 _authorization = APIKeyHeader(
     name="Authorization", auto_error=False, scheme_name="OAuth",
-    description="`OAuth <session uuid>`, the session from LogInByAccount.")
+    description="`OAuth <session uuid>`, the session from LogInByAccount; or `ZStack "
+                "<AccessKeyID>:<signature>` with a `Date` header, signed with an access key "
+                "as ZStack's SDKs sign.")
 
 
 #: The scope key under which the body limit (:mod:`vmexec.api.limits`) leaves the session it
@@ -44,34 +55,48 @@ CHECKED_SESSION = "vmexec.session"
 async def authenticate(request: Request, services: ServicesDep,
                        authorization: Annotated[str | None, Security(_authorization)]
                        ) -> AuthSession:
-    """The session named by the ``Authorization`` header, renewed on use (see module doc)."""
+    """Whom the request acts as, a session renewed on use (see module doc)."""
     checked = request.scope.get(CHECKED_SESSION)
     if isinstance(checked, AuthSession):
         return checked
-    return await check_session(services, authorization)
+    return await check_credentials(services, request.method, request.scope["path"],
+                                   request.headers)
 
 
-async def check_session(services: Services, authorization: str | None) -> AuthSession:
-    """What ``AuthDep`` checks, for callers outside a route (see module doc)."""
+async def check_credentials(services: Services, method: str, path: str,
+                            headers: Mapping[str, str]) -> AuthSession:
+    """What ``AuthDep`` checks, for callers outside a route (see module doc); ``headers``
+    must look names up case-insensitively."""
+    authorization = headers.get("authorization")
     if not authorization:
         raise bad_request("the header 'Authorization' requires a session UUID: "
                           "'Authorization: OAuth <session uuid>'")
-    scheme, _, token = authorization.strip().partition(" ")
-    if scheme.lower() != "oauth" or not token.strip():
-        raise bad_request("the header 'Authorization' must be 'OAuth <session uuid>'")
-    return await services.auth.authenticate(token.strip())
+    scheme, _, credentials = authorization.strip().partition(" ")
+    if scheme.lower() == ACCESS_KEY_SCHEME.lower() and credentials.strip():
+        return await services.access_keys.authenticate(
+            credentials, method=method, path=path, date=headers.get("date"))
+    if scheme.lower() != "oauth" or not credentials.strip():
+        raise bad_request("the header 'Authorization' must be 'OAuth <session uuid>' (or "
+                          "'ZStack <AccessKeyID>:<signature>')")
+    return await services.auth.authenticate(credentials.strip())
 
 
 AuthDep = Annotated[AuthSession, Depends(authenticate)]
 
 
 def is_admin(session: AuthSession) -> bool:
-    """Whether the session's account is an administrator.
+    """Whether the request's account is an administrator (its type is ``SystemAdmin``)."""
+    return session.admin
 
-    Today the one admin is the account named ``admin``; when accounts get a type, this
-    predicate alone changes.
-    """
-    return session.account_name == ADMIN_ACCOUNT
+
+def caller_of(session: AuthSession) -> Caller:
+    """Who a request acts as, for the services that run and record commands."""
+    return Caller(session.account_uuid, session.account_name, admin=is_admin(session))
+
+
+def viewer_of(session: AuthSession) -> Viewer:
+    """The VM visibility of the request's account (see :mod:`vmexec.services.inventory`)."""
+    return Viewer(account_uuid=session.account_uuid, admin=is_admin(session))
 
 
 async def require_admin(session: AuthDep) -> AuthSession:
@@ -79,8 +104,13 @@ async def require_admin(session: AuthDep) -> AuthSession:
     if not is_admin(session):
         raise api_error(Code.ID_PERMISSION_DENIED,
                         f"account[name:{session.account_name}] is not an admin: only an admin "
-                        "may add or delete hosts")
+                        "may call this API")
     return session
 
 
+async def _viewer(session: AuthDep) -> Viewer:
+    return viewer_of(session)
+
+
 AdminDep = Annotated[AuthSession, Depends(require_admin)]
+ViewerDep = Annotated[Viewer, Depends(_viewer)]

@@ -9,6 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 if TYPE_CHECKING:
     from vmexec.config import Settings
+    from vmexec.services.access_keys import AccessKeyService
+    from vmexec.services.accounts import AccountService
     from vmexec.services.auth import AuthService
     from vmexec.services.executions import ExecutionService
     from vmexec.services.inventory import Inventory
@@ -28,3 +30,5 @@ class Services:
     auth: AuthService
     executions: ExecutionService
     runs: RunService
+    accounts: AccountService
+    access_keys: AccessKeyService

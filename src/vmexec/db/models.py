@@ -61,6 +61,9 @@ class Account(Base):
     name: Mapped[str] = mapped_column(String(255), unique=True)
     #: argon2 hash of the SHA-512 hex digest clients send as the password.
     password_hash: Mapped[str] = mapped_column(String(255))
+    #: ZStack's account type: ``SystemAdmin`` (may do anything) or ``Normal``.
+    type: Mapped[str] = mapped_column(String(32), default="Normal", server_default="Normal")
+    description: Mapped[str | None] = mapped_column(Text)
     create_date: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     last_op_date: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
@@ -79,6 +82,27 @@ class Session(Base):
     user_uuid: Mapped[str] = mapped_column(String(UUID_LEN))
     create_date: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     expired_date: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+
+class AccessKey(Base):
+    """A ZStack access key: requests signed with its secret act as its account. The secret is
+    needed to check signatures, so it is kept encrypted (:mod:`vmexec.services.secrets`)."""
+
+    __tablename__ = "access_keys"
+
+    uuid: Mapped[str] = mapped_column(String(UUID_LEN), primary_key=True)
+    account_uuid: Mapped[str] = mapped_column(
+        String(UUID_LEN), ForeignKey("accounts.uuid", ondelete="CASCADE"), index=True)
+    user_uuid: Mapped[str] = mapped_column(String(UUID_LEN))
+    #: ZStack's ``AccessKeyID``, what a signed request names.
+    access_key_id: Mapped[str] = mapped_column(String(128), unique=True)
+    #: The encrypted ``AccessKeySecret`` (a Fernet token).
+    secret: Mapped[str] = mapped_column(Text)
+    #: Enabled | Disabled
+    state: Mapped[str] = mapped_column(String(16))
+    description: Mapped[str | None] = mapped_column(Text)
+    create_date: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    last_op_date: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class Job(Base):

@@ -63,5 +63,7 @@ class VmRow(Base):
     socket_path: Mapped[str | None] = mapped_column(String(1024))
     #: SetVmQga: false makes vmexec refuse to use the agent of this VM.
     qga_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: ChangeResourceOwner: the account that owns the VM; null is the ``admin`` account.
+    owner_account_uuid: Mapped[str | None] = mapped_column(String(UUID_LEN), index=True)
     create_date: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     last_op_date: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -31,6 +31,7 @@ from vmexec.db.models import Account, Session, utcnow
 from vmexec.services.login_throttle import LoginThrottle, LoginThrottled
 from vmexec.services.passwords import PasswordCheckBusy, PasswordChecker
 from vmexec.zstack.ids import new_uuid
+from vmexec.zstack.inventories import AccountType
 from vmexec.zstack.passwords import sha512_hex
 
 log = logging.getLogger(__name__)
@@ -43,8 +44,8 @@ DEFAULT_PASSWORD_WARNING = (
     f"the account {ADMIN_ACCOUNT!r} still has the default password: anyone who can reach this "
     "server can run commands in its VMs; change it with `vmexec passwd`")
 #: ZStack's account types.
-SYSTEM_ADMIN = "SystemAdmin"
-NORMAL = "Normal"
+SYSTEM_ADMIN = AccountType.SYSTEM_ADMIN.value
+NORMAL = AccountType.NORMAL.value
 
 #: Renew a session's expiry at most this often: a DB write per request is not worth it.
 #: (Short session timeouts renew at a tenth of the timeout instead.)
@@ -84,7 +85,8 @@ class InvalidAccountUpdate(AuthError):
 
 @dataclass(frozen=True, slots=True)
 class AuthSession:
-    """A valid session and whom it belongs to (``uuid`` is the client's token)."""
+    """Whom a request acts as: a valid session (``uuid`` is the client's token), or a request
+    signed with an access key (``access_key_uuid`` set, ``uuid`` empty: there is no token)."""
 
     uuid: str
     account_uuid: str
@@ -92,6 +94,14 @@ class AuthSession:
     user_uuid: str
     create_date: datetime
     expired_date: datetime
+    #: ZStack's account type (:class:`~vmexec.zstack.inventories.AccountType`).
+    account_type: str = NORMAL
+    access_key_uuid: str | None = None
+
+    @property
+    def admin(self) -> bool:
+        """Whether the account is an administrator (``SystemAdmin``): it may do anything."""
+        return self.account_type == SYSTEM_ADMIN
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +113,12 @@ class AccountInfo:
     type: str
     create_date: datetime
     last_op_date: datetime
+    description: str | None = None
+
+    @classmethod
+    def of(cls, row: Account) -> AccountInfo:
+        return cls(uuid=row.uuid, name=row.name, type=row.type, create_date=row.create_date,
+                   last_op_date=row.last_op_date, description=row.description)
 
 
 def token_hash(token: str) -> str:
@@ -138,7 +154,8 @@ class AuthService:
         if stored is None:
             stored = await self.passwords.hash(sha512_hex(password))
             async with self._db() as db:
-                db.add(Account(uuid=new_uuid(), name=ADMIN_ACCOUNT, password_hash=stored))
+                db.add(Account(uuid=new_uuid(), name=ADMIN_ACCOUNT, password_hash=stored,
+                               type=SYSTEM_ADMIN))
                 await db.commit()
             log.info("created the %r account", ADMIN_ACCOUNT)
         self.default_password_in_use = await self.passwords.verify(
@@ -193,15 +210,16 @@ class AuthService:
         async with self._db() as db:
             db.add(row)
             await db.commit()
-        return _auth_session(token, row, account.name)
+        return _auth_session(token, row, account.name, account.type)
 
-    async def _load(self, db: AsyncSession, token: str) -> tuple[Session, str] | None:
+    async def _load(self, db: AsyncSession, token: str) -> tuple[Session, str, str] | None:
         found = (await db.execute(
-            select(Session, Account.name).join(Account, Account.uuid == Session.account_uuid)
+            select(Session, Account.name, Account.type)
+            .join(Account, Account.uuid == Session.account_uuid)
             .where(Session.token_hash == token_hash(token)))).first()
         if found is None or found[0].expired_date <= utcnow():
             return None
-        return found[0], found[1]
+        return found[0], found[1], found[2]
 
     async def authenticate(self, token: str) -> AuthSession:
         """The live session of ``token``, its expiry pushed back. Raises
@@ -211,12 +229,12 @@ class AuthService:
             if found is None:
                 # The token is not repeated: error details end up in logs and job records.
                 raise InvalidSession("the session is invalid or expired")
-            row, account_name = found
+            row, account_name, account_type = found
             renewed = utcnow() + self._timeout
             if renewed - row.expired_date >= self._renew_after:
                 row.expired_date = renewed
                 await db.commit()
-            return _auth_session(token, row, account_name)
+            return _auth_session(token, row, account_name, account_type)
 
     async def is_valid(self, token: str) -> bool:
         """Whether the session exists and has not expired (does not renew it)."""
@@ -272,9 +290,9 @@ class AuthService:
         log.info("password of account %r changed; its other sessions ended", account.name)
         if account.name == ADMIN_ACCOUNT:
             self.default_password_in_use = new == sha512_hex(DEFAULT_PASSWORD)
-        return AccountInfo(uuid=account.uuid, name=account.name,
-                           type=SYSTEM_ADMIN if account.name == ADMIN_ACCOUNT else NORMAL,
-                           create_date=account.create_date, last_op_date=now)
+        return AccountInfo(uuid=account.uuid, name=account.name, type=account.type,
+                           create_date=account.create_date, last_op_date=now,
+                           description=account.description)
 
     async def purge_expired(self) -> int:
         """Delete expired sessions; returns how many."""
@@ -288,7 +306,9 @@ class AuthService:
         self.passwords.close()
 
 
-def _auth_session(token: str, row: Session, account_name: str) -> AuthSession:
+def _auth_session(token: str, row: Session, account_name: str,
+                  account_type: str) -> AuthSession:
     return AuthSession(uuid=token.strip().lower(), account_uuid=row.account_uuid,
                        account_name=account_name, user_uuid=row.user_uuid,
-                       create_date=row.create_date, expired_date=row.expired_date)
+                       create_date=row.create_date, expired_date=row.expired_date,
+                       account_type=account_type)

@@ -47,7 +47,7 @@ from vmexec.execution.models import (
 )
 from vmexec.services import execution_records
 from vmexec.services.errors import ExecutionNotFound
-from vmexec.services.inventory import Inventory, VmRef
+from vmexec.services.inventory import Inventory, Viewer, VmRef
 from vmexec.services.jobs import ErrorReply, JobReply, JobService
 from vmexec.services.output import Chunk, OutputHub, OutputRecorder
 from vmexec.zstack.errors import Code, ErrorCode
@@ -89,6 +89,11 @@ class Caller:
     account_name: str
     #: Sees and cancels every account's executions.
     admin: bool = False
+
+    @property
+    def viewer(self) -> Viewer:
+        """Which VMs the caller sees (names one of the others: as unknown as no VM)."""
+        return Viewer(self.account_uuid, self.admin)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,10 +144,10 @@ class ExecutionService:
         """Start ``request`` on the VM as job and execution ``job_uuid``; the task yields the
         job's reply once it is stored.
 
-        Raises: ``VmNotFound``, ``DuplicateJob`` (the job UUID is taken); nothing has started
-        then.
+        Raises: ``VmNotFound`` (also for a VM the caller does not see), ``DuplicateJob`` (the
+        job UUID is taken); nothing has started then.
         """
-        vm = await self._inventory.resolve(vm_uuid)
+        vm = await self._inventory.resolve(vm_uuid, visible_to=caller.viewer)
 
         async def work() -> JobReply:
             return (await self._conduct(vm, request, job_uuid)).reply

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vmexec.services.errors import InvalidValue
-from vmexec.services.inventory import Inventory
+from vmexec.services.inventory import Inventory, Viewer
 from vmexec.services.run_schedule import Target
 from vmexec.zstack.inventories import VM_INSTANCE_FIELDS, kinds
 from vmexec.zstack.query import Query, parse_condition
@@ -36,8 +36,10 @@ class TargetSpec:
         return {"conditions": list(self.conditions or ())}
 
 
-async def resolve_targets(inventory: Inventory, spec: TargetSpec) -> list[Target]:
-    """The targets of ``spec``, in the order they start (see the module docstring)."""
+async def resolve_targets(inventory: Inventory, spec: TargetSpec,
+                          viewer: Viewer) -> list[Target]:
+    """The targets of ``spec`` among the VMs ``viewer`` sees, in the order they start (see
+    the module docstring): another account's VM is as unknown as a UUID no VM has."""
     if (spec.vm_uuids is None) == (spec.conditions is None):
         raise InvalidValue("targets must have exactly one of 'vmInstanceUuids' and "
                            "'conditions'")
@@ -45,35 +47,37 @@ async def resolve_targets(inventory: Inventory, spec: TargetSpec) -> list[Target
         if not spec.vm_uuids:
             raise InvalidValue("targets.vmInstanceUuids is empty: a run needs at least one "
                                "target")
-        return await _listed(inventory, spec.vm_uuids)
+        return await _listed(inventory, spec.vm_uuids, viewer)
     conditions = spec.conditions or ()
     if not conditions:
         # Not "every VM": a run on the whole fleet is asked for explicitly (e.g. "uuid not
         # null"), never by leaving the conditions out.
         raise InvalidValue("targets.conditions is empty: give at least one condition")
-    targets = await _selected(inventory, conditions)
+    targets = await _selected(inventory, conditions, viewer)
     if not targets:
         raise InvalidValue(f"no VM matches the conditions {list(conditions)}: a run needs at "
                            "least one target")
     return targets
 
 
-async def _listed(inventory: Inventory, uuids: Sequence[str]) -> list[Target]:
+async def _listed(inventory: Inventory, uuids: Sequence[str],
+                  viewer: Viewer) -> list[Target]:
     if len(uuids) > MAX_TARGETS:
         raise InvalidValue(f"vmInstanceUuids lists {len(uuids)} VMs; a run may have at most "
                            f"{MAX_TARGETS} targets")
     targets = []
     for seq, uuid in enumerate(uuids):
-        vm = await inventory.resolve(uuid)  # VmNotFound for the first unknown one
+        vm = await inventory.resolve(uuid, visible_to=viewer)  # VmNotFound: the first unknown
         targets.append(Target(seq, vm.uuid, vm.name))
     return targets
 
 
-async def _selected(inventory: Inventory, conditions: Sequence[str]) -> list[Target]:
+async def _selected(inventory: Inventory, conditions: Sequence[str],
+                    viewer: Viewer) -> list[Target]:
     # One more than allowed, to tell "exactly the limit" from "over it".
     query = Query(conditions=tuple(parse_condition(c, _VM_KINDS) for c in conditions),
                   limit=MAX_TARGETS + 1, sort_by="name", fields=("uuid", "name"))
-    found = (await inventory.query_vms(query))["inventories"]
+    found = (await inventory.query_vms(query, visible_to=viewer))["inventories"]
     if len(found) > MAX_TARGETS:
         raise InvalidValue(f"the conditions {list(conditions)} select more than {MAX_TARGETS} "
                            f"VMs; a run may have at most {MAX_TARGETS} targets")

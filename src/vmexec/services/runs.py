@@ -138,7 +138,7 @@ class RunService:
             check_limits(run.max_concurrency, run.max_errors)
         except LimitError as exc:
             raise InvalidValue(str(exc)) from None
-        targets = await resolve_targets(self._inventory, run.targets)
+        targets = await resolve_targets(self._inventory, run.targets, caller.viewer)
         count = len(targets)
         concurrency = resolve_concurrency(run.max_concurrency, count)
         max_errors = resolve_max_errors(run.max_errors, count)

@@ -119,3 +119,42 @@ RUN_FIELDS: Mapping[str, Field] = {
     "targetCount": Field(_N), "createDate": Field(_D, None, _DATE_EXAMPLE),
     "startDate": Field(_D, None, _DATE_EXAMPLE), "finishDate": Field(_D, None, _DATE_EXAMPLE),
 }
+
+
+class AccountType(enum.StrEnum):
+    """ZStack's account types: an admin may do anything, a normal account uses its VMs."""
+
+    SYSTEM_ADMIN = "SystemAdmin"
+    NORMAL = "Normal"
+
+
+class AccessKeyState(enum.StrEnum):
+    ENABLED = "Enabled"
+    DISABLED = "Disabled"
+
+
+#: ZStack's AccountInventory.
+ACCOUNT_FIELDS: Mapping[str, Field] = {
+    "uuid": Field(_S), "name": Field(_S, None, "alice"), "description": Field(_S),
+    "type": Field(_S, ", ".join(AccountType), AccountType.NORMAL.value),
+    "createDate": Field(_D, None, _DATE_EXAMPLE), "lastOpDate": Field(_D, None, _DATE_EXAMPLE),
+}
+
+#: ZStack's AccessKeyInventory; ``AccessKeySecret`` only in CreateAccessKey's reply.
+ACCESS_KEY_FIELDS: Mapping[str, Field] = {
+    "uuid": Field(_S), "description": Field(_S), "accountUuid": Field(_S),
+    "userUuid": Field(_S), "AccessKeyID": Field(_S, None, "x6J2w3bq0kJ3cXw0xM6k"),
+    "state": Field(_S, ", ".join(AccessKeyState), AccessKeyState.ENABLED.value),
+    "createDate": Field(_D, None, _DATE_EXAMPLE), "lastOpDate": Field(_D, None, _DATE_EXAMPLE),
+}
+
+#: ZStack's AccountResourceRefInventory (which account owns which VM); vmexec keeps no dates
+#: of ownership, so the dates are left out.
+ACCOUNT_RESOURCE_REF_FIELDS: Mapping[str, Field] = {
+    "accountUuid": Field(_S), "resourceUuid": Field(_S),
+    "resourceType": Field(_S, None, "VmInstanceVO"),
+    "concreteResourceType": Field(_S, None, "org.zstack.header.vm.VmInstanceVO"),
+}
+#: The one kind of resource accounts own in vmexec.
+VM_RESOURCE_TYPE = "VmInstanceVO"
+VM_CONCRETE_RESOURCE_TYPE = "org.zstack.header.vm.VmInstanceVO"

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 
 from vmexec.api.convert import exec_request
-from vmexec.api.deps import AuthDep, ServicesDep
+from vmexec.api.deps import AuthDep, ServicesDep, caller_of
 from vmexec.api.errors import invalid_argument
 from vmexec.api.replies import job_response
 from vmexec.api.schemas.common import ERROR_RESPONSES
@@ -30,7 +30,8 @@ from vmexec.api.schemas.exec import (
     ExecuteGuestVmCommandRequest,
 )
 from vmexec.api.services import Services
-from vmexec.services.executions import Caller, api_timeout
+from vmexec.services.auth import AuthSession
+from vmexec.services.executions import api_timeout
 from vmexec.zstack.ids import is_uuid, new_uuid
 
 PATH = "/zstack/v1/vm-instances/commands/exec"
@@ -88,8 +89,9 @@ def job_location(request: Request, job_uuid: str) -> str:
 
 
 async def _execute(http: Request, body: ExecuteGuestVmCommandRequest, services: Services,
-                   caller: Caller, default_window: float | None) -> JSONResponse:
+                   session: AuthSession, default_window: float | None) -> JSONResponse:
     request = exec_request(body.params)
+    caller = caller_of(session)
     job_uuid = job_uuid_of(http.headers)
     webhook = webhook_of(http.headers)
     window, applied = wait_window(http.headers, default_window, webhook)
@@ -118,8 +120,7 @@ an unreachable or disabled agent are `503` with an ErrorCode (`VM.EXEC.*`). Head
             summary="Run a command in a VM (waits for the result)")
 async def execute_put(http: Request, body: ExecuteGuestVmCommandRequest,
                       services: ServicesDep, session: AuthDep) -> JSONResponse:
-    return await _execute(http, body, services,
-                          Caller(session.account_uuid, session.account_name), None)
+    return await _execute(http, body, services, session, None)
 
 
 @router.post(PATH, operation_id="ExecuteGuestVmCommandAsync", description=_DOC,
@@ -127,6 +128,4 @@ async def execute_put(http: Request, body: ExecuteGuestVmCommandRequest,
              summary="Run a command in a VM (202 + polling after the POST window)")
 async def execute_post(http: Request, body: ExecuteGuestVmCommandRequest,
                        services: ServicesDep, session: AuthDep) -> JSONResponse:
-    return await _execute(http, body, services,
-                          Caller(session.account_uuid, session.account_name),
-                          services.settings.post_wait)
+    return await _execute(http, body, services, session, services.settings.post_wait)

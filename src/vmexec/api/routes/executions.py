@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from vmexec.api.deps import AuthDep, ServicesDep, is_admin
+from vmexec.api.deps import AuthDep, ServicesDep, caller_of
 from vmexec.api.errors import bad_request, invalid_argument
 from vmexec.api.schemas.common import ERROR_RESPONSES, ErrorReply
 from vmexec.api.schemas.executions import (
@@ -32,10 +32,8 @@ from vmexec.api.schemas.executions import (
 )
 from vmexec.api.schemas.inventory import Count, Fields, Limit, Q, ReplyWithCount, Sort, Start
 from vmexec.api.services import Services
-from vmexec.services.auth import AuthSession
 from vmexec.services.errors import ExecutionNotFound
 from vmexec.services.execution_records import COLUMNS
-from vmexec.services.executions import Caller
 from vmexec.zstack.ids import is_uuid
 from vmexec.zstack.query import parse_query
 
@@ -56,10 +54,6 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _caller(session: AuthSession) -> Caller:
-    return Caller(session.account_uuid, session.account_name, admin=is_admin(session))
-
-
 def _checked(uuid: str) -> str:
     if not is_uuid(uuid):
         raise invalid_argument(f"execution uuid[{uuid}] is not a UUID of 32 hex characters")
@@ -77,7 +71,7 @@ async def query_executions(request: Request, services: ServicesDep, session: Aut
     ``fields``, values of the wrong kind and a like (``~=``) on a date: ``503 SYS.1007``;
     malformed conditions and non-integer ``limit``/``start``: ``400``."""
     query = parse_query(request.query_params.multi_items(), _KINDS)
-    return JSONResponse(await services.executions.query(_caller(session), query))
+    return JSONResponse(await services.executions.query(caller_of(session), query))
 
 
 @router.get("/{uuid}", operation_id="GetGuestVmCommandExecution", responses=_NOT_FOUND,
@@ -86,7 +80,7 @@ async def query_executions(request: Request, services: ServicesDep, session: Aut
 async def get_execution(uuid: ExecutionUuid, services: ServicesDep,
                         session: AuthDep) -> JSONResponse:
     """``{"inventories": [execution + stdout + stderr]}``; unknown: ``404 SYS.1003``."""
-    inventory = await services.executions.inventory(_caller(session), _checked(uuid))
+    inventory = await services.executions.inventory(caller_of(session), _checked(uuid))
     return JSONResponse({"inventories": [inventory]})
 
 
@@ -125,7 +119,7 @@ async def _events(services: Services, uuid: str, after: int) -> AsyncIterator[Se
 async def follow_output(uuid: ExecutionUuid, services: ServicesDep, session: AuthDep,
                         last_event_id: LastEventId = None) -> EventSourceResponse:
     after = _offset(last_event_id)
-    record = await services.executions.get(_caller(session), _checked(uuid))
+    record = await services.executions.get(caller_of(session), _checked(uuid))
     return EventSourceResponse(_events(services, record.uuid, after), ping=PING_SECONDS)
 
 
@@ -147,7 +141,7 @@ async def execution_action(uuid: ExecutionUuid, body: ExecutionActionRequest,
     if unknown:
         raise bad_request(f"one action per request: cancelGuestVmCommand together with "
                           f"{unknown}")
-    caller = _caller(session)
+    caller = caller_of(session)
     uuid = _checked(uuid)
     await services.executions.cancel(caller, uuid)
     await services.executions.wait(uuid, CANCEL_WAIT_SECONDS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from vmexec.api.deps import AdminDep, AuthDep, ServicesDep
+from vmexec.api.deps import AdminDep, ServicesDep
 from vmexec.api.errors import invalid_argument
 from vmexec.api.schemas.common import ERROR_RESPONSES, EmptyReply
 from vmexec.api.schemas.inventory import (
@@ -81,17 +81,17 @@ async def _query(request: Request, services: ServicesDep, uuid: str | None) -> J
 
 @router.get("", operation_id="QueryHost", response_model=QueryHostReply,
             responses=ERROR_RESPONSES, summary="Query hosts")
-async def query_hosts(request: Request, services: ServicesDep, _auth: AuthDep,
+async def query_hosts(request: Request, services: ServicesDep, _admin: AdminDep,
                       q: Q = None, limit: Limit = None, start: Start = None,
                       count: Count = None, reply_with_count: ReplyWithCount = None,
                       sort: Sort = None, fields: Fields = None) -> JSONResponse:
-    """As QueryVmInstance, over HostInventory's fields."""
+    """As QueryVmInstance, over HostInventory's fields. Admins only (else ``503 ID.1002``)."""
     return await _query(request, services, None)
 
 
 @router.get("/{uuid}", operation_id="QueryHostByUuid", response_model=QueryHostReply,
             responses=ERROR_RESPONSES, summary="Query one host")
-async def query_host(uuid: str, request: Request, services: ServicesDep, _auth: AuthDep,
+async def query_host(uuid: str, request: Request, services: ServicesDep, _admin: AdminDep,
                      fields: Fields = None) -> JSONResponse:
     return await _query(request, services, uuid)
 

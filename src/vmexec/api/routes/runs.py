@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from vmexec.api.convert import exec_request
-from vmexec.api.deps import AuthDep, ServicesDep, is_admin
+from vmexec.api.deps import AuthDep, ServicesDep, caller_of
 from vmexec.api.errors import ApiFailure, bad_request, not_found
 from vmexec.api.routes.exec import job_location, job_uuid_of, webhook_of
 from vmexec.api.schemas.common import ERROR_RESPONSES, ErrorReply, WireModel
@@ -37,8 +37,6 @@ from vmexec.api.schemas.runs import (
     RunReply,
     StartGuestVmCommandRunRequest,
 )
-from vmexec.services.auth import AuthSession
-from vmexec.services.executions import Caller
 from vmexec.services.run_events import RunEvent
 from vmexec.services.run_targets import TargetSpec
 from vmexec.services.runs import RunNotFound, RunRequest
@@ -65,10 +63,6 @@ class RunAccepted(WireModel):
     uuid: str
 
 
-def _caller(session: AuthSession) -> Caller:
-    return Caller(session.account_uuid, session.account_name, admin=is_admin(session))
-
-
 def _not_found(exc: RunNotFound) -> ApiFailure:
     return not_found(exc.message)
 
@@ -90,7 +84,7 @@ async def start_run(http: Request, body: StartGuestVmCommandRunRequest, services
                         if params.targets.conditions is not None else None)),
         max_concurrency=params.max_concurrency, max_errors=params.max_errors)
     uuid = job_uuid_of(http.headers)
-    await services.runs.start(_caller(session), run, uuid=uuid, webhook=webhook_of(http.headers))
+    await services.runs.start(caller_of(session), run, uuid=uuid, webhook=webhook_of(http.headers))
     return JSONResponse(RunAccepted(location=job_location(http, uuid), uuid=uuid).wire(),
                         status_code=202)
 
@@ -105,7 +99,7 @@ async def query_runs(request: Request, services: ServicesDep, session: AuthDep,
     inventory has ``targetCounts`` (unless ``fields`` is given). Unknown fields and values of
     the wrong kind: ``503 SYS.1007``; malformed conditions: ``400``."""
     query = parse_query(request.query_params.multi_items(), _KINDS)
-    return JSONResponse(await services.runs.query(_caller(session), query))
+    return JSONResponse(await services.runs.query(caller_of(session), query))
 
 
 @router.get("/{uuid}", operation_id="GetGuestVmCommandRun",
@@ -115,7 +109,7 @@ async def get_run(uuid: str, services: ServicesDep, session: AuthDep) -> JSONRes
     """``{"inventories": [run]}``: the run's fields, ``targetCounts`` and ``targets`` (each
     with its execution's uuid, state, exit code and output sizes)."""
     try:
-        inventory = await services.runs.get(_caller(session), uuid)
+        inventory = await services.runs.get(caller_of(session), uuid)
     except RunNotFound as exc:
         raise _not_found(exc) from None
     return JSONResponse({"inventories": [inventory]})
@@ -136,7 +130,7 @@ async def run_action(uuid: str, body: RunActionRequest, services: ServicesDep,
     if unknown:
         raise bad_request(f"one action per request: {CANCEL_ACTION} together with {unknown}")
     try:
-        inventory = await services.runs.cancel(_caller(session), uuid)
+        inventory = await services.runs.cancel(caller_of(session), uuid)
     except RunNotFound as exc:
         raise _not_found(exc) from None
     return JSONResponse({"inventory": inventory})
@@ -154,7 +148,7 @@ async def run_events(uuid: str, services: ServicesDep, session: AuthDep) -> Even
     exitCode, errorCode}; then ``runFinished`` {inventory} and the stream ends. A client
     that connects later gets the events so far first (output from the stored output)."""
     try:
-        events = await services.runs.events(_caller(session), uuid)
+        events = await services.runs.events(caller_of(session), uuid)
     except RunNotFound as exc:
         raise _not_found(exc) from None
     return EventSourceResponse(_sse(events), ping=KEEP_ALIVE_SECONDS)

@@ -40,25 +40,26 @@ _TYPES: Mapping[FieldKind, Any] = {
 }
 
 
-def _inventory_model(name: str, doc: str, table: Mapping[str, InventoryField]) -> type[WireModel]:
+def inventory_model(name: str, doc: str,
+                    table: Mapping[str, InventoryField]) -> type[WireModel]:
     # The fields come from the one table of the inventory (vmexec.zstack.inventories).
     fields: dict[str, Any] = {
         to_snake(wire): (_TYPES[f.kind] | None, Field(
-            default=None, description=f.description,
+            default=None, alias=wire, description=f.description,
             examples=[f.example] if f.example is not None else None))
         for wire, f in table.items()}
     return create_model(name, __base__=_DocModel, __doc__=doc, **fields)
 
 
-VmInstanceInventory = _inventory_model(
+VmInstanceInventory = inventory_model(
     "VmInstanceInventory", "ZStack's VmInstanceInventory; null fields are left out.",
     VM_INSTANCE_FIELDS)
-HostInventory = _inventory_model(
+HostInventory = inventory_model(
     "HostInventory", "ZStack's (KVM)HostInventory, plus ``libvirtUri``; null fields are left out.",
     HOST_FIELDS)
 
 
-def _query_reply_model(name: str, inventory: type[WireModel]) -> type[WireModel]:
+def query_reply_model(name: str, inventory: type[WireModel]) -> type[WireModel]:
     return create_model(
         name, __base__=_DocModel,
         __doc__="A query's reply, plus ZStack's ``schema`` map (JSON path → ZStack class).",
@@ -67,8 +68,8 @@ def _query_reply_model(name: str, inventory: type[WireModel]) -> type[WireModel]
                                  description="with count=true or replyWithCount=true")))
 
 
-QueryVmInstanceReply = _query_reply_model("QueryVmInstanceReply", VmInstanceInventory)
-QueryHostReply = _query_reply_model("QueryHostReply", HostInventory)
+QueryVmInstanceReply = query_reply_model("QueryVmInstanceReply", VmInstanceInventory)
+QueryHostReply = query_reply_model("QueryHostReply", HostInventory)
 
 
 class AddKVMHostParams(WireModel):

@@ -9,7 +9,7 @@ from pydantic import ConfigDict, Field, StrictInt, StrictStr, model_validator
 from vmexec.api.schemas.common import WireModel
 from vmexec.api.schemas.exec import MAX_BODY_BYTES as EXEC_MAX_BODY_BYTES
 from vmexec.api.schemas.exec import CommandParams, Tags
-from vmexec.api.schemas.inventory import _inventory_model, _query_reply_model
+from vmexec.api.schemas.inventory import inventory_model, query_reply_model
 from vmexec.zstack.inventories import RUN_FIELDS
 from vmexec.zstack.query import CONDITION_PATTERN, MAX_CONDITIONS, MAX_PARAMETER_CHARS
 from vmexec.zstack.runs import (
@@ -73,11 +73,11 @@ class StartGuestVmCommandRunRequest(WireModel):
     user_tags: Tags | None = None
 
 
-RunInventory = _inventory_model(
+RunInventory = inventory_model(
     "GuestVmCommandRunInventory",
     "A run: one command on many VMs. Replies add ``targetCounts`` (targets per state) and, "
     "for one run, ``targets``.", RUN_FIELDS)
-QueryGuestVmCommandRunReply = _query_reply_model("QueryGuestVmCommandRunReply", RunInventory)
+QueryGuestVmCommandRunReply = query_reply_model("QueryGuestVmCommandRunReply", RunInventory)
 
 
 class RunTarget(WireModel):

@@ -13,6 +13,7 @@ both tables serves lookups and queries, so resolving a VM for an exec costs no I
 The parts, each a module:
 
 - :mod:`.service`: :class:`Inventory`, the façade routes call;
+- :mod:`.visibility`: :class:`Viewer`, which VMs an account sees;
 - :mod:`.vms`: VM lookups, the agent switch, the live agent probe;
 - :mod:`.hosts`: AddKVMHost, QueryHost, DeleteHost;
 - :mod:`.sync`: resyncs, lifecycle events, per-host locks;
@@ -25,6 +26,8 @@ The parts, each a module:
 from vmexec.services.inventory.service import Inventory
 from vmexec.services.inventory.source import HostSource, SeenVm, SourceFactory
 from vmexec.services.inventory.sources import HostSources
+from vmexec.services.inventory.visibility import Viewer, vm_visible
 from vmexec.services.inventory.vms import VmRef
 
-__all__ = ["HostSource", "HostSources", "Inventory", "SeenVm", "SourceFactory", "VmRef"]
+__all__ = ["HostSource", "HostSources", "Inventory", "SeenVm", "SourceFactory", "Viewer",
+           "VmRef", "vm_visible"]

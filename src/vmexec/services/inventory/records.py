@@ -82,6 +82,8 @@ class VmRecord:
     description: str | None = None
     architecture: str | None = None
     socket_path: str | None = None
+    #: ChangeResourceOwner's account; ``None`` is the ``admin`` account.
+    owner_account_uuid: str | None = None
 
     @classmethod
     def of(cls, row: VmRow) -> VmRecord:
@@ -90,7 +92,8 @@ class VmRecord:
                    has_agent_channel=row.has_agent_channel, qga_enabled=row.qga_enabled,
                    create_date=row.create_date, last_op_date=row.last_op_date,
                    last_host_uuid=row.last_host_uuid, description=row.description,
-                   architecture=row.architecture, socket_path=row.socket_path)
+                   architecture=row.architecture, socket_path=row.socket_path,
+                   owner_account_uuid=row.owner_account_uuid)
 
     def columns(self) -> dict[str, Any]:
         """The row's column values, for inserts and updates."""
@@ -101,7 +104,7 @@ class VmRecord:
             "qga_enabled": self.qga_enabled, "create_date": self.create_date,
             "last_op_date": self.last_op_date, "last_host_uuid": self.last_host_uuid,
             "description": self.description, "architecture": self.architecture,
-            "socket_path": self.socket_path,
+            "socket_path": self.socket_path, "owner_account_uuid": self.owner_account_uuid,
         }
 
     def values(self, host: HostRecord | None) -> dict[str, Any]:

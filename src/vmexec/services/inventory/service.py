@@ -11,6 +11,7 @@ from vmexec.services.inventory.hosts import HostAdmin
 from vmexec.services.inventory.source import SourceFactory
 from vmexec.services.inventory.store import InventoryStore
 from vmexec.services.inventory.sync import DEFAULT_RESYNC_INTERVAL, Sync
+from vmexec.services.inventory.visibility import Viewer
 from vmexec.services.inventory.vms import VmLookups, VmRef
 from vmexec.services.queries import QueryRunner
 from vmexec.zstack.query import Query
@@ -59,13 +60,41 @@ class Inventory:
 
     # --- VMs (see .vms) ------------------------------------------------------------------------
 
-    async def resolve(self, vm_uuid: str) -> VmRef:
+    async def resolve(self, vm_uuid: str, *, visible_to: Viewer | None = None) -> VmRef:
         """The VM's agent target and state, resyncing once if the VM is not known yet.
 
+        ``visible_to``: the account the request acts as (:class:`Viewer`); a VM it does not
+        see is not found, exactly as an unknown UUID. ``None`` only for vmexec's own work
+        (resuming a job after a restart), never for a request.
+
         Raises:
-            VmNotFound: no such VM on any host.
+            VmNotFound: no such VM on any host, or not visible to ``visible_to``.
         """
-        return await self._vms.resolve(vm_uuid)
+        return await self._vms.resolve(vm_uuid, visible_to)
+
+    def visible_vm_uuids(self, viewer: Viewer) -> frozenset[str] | None:
+        """The UUIDs of the VMs ``viewer`` sees now; ``None`` for an admin (every VM): to
+        filter records that name VMs (``WHERE vm_uuid IN (...)`` unless ``None``)."""
+        return self._vms.visible_uuids(viewer)
+
+    async def change_owner(self, vm_uuid: str, account_uuid: str | None) -> None:
+        """ChangeResourceOwner: ``account_uuid`` owns the VM from now on (``None``: the
+        ``admin`` account); kept across resyncs and restarts.
+
+        Raises:
+            VmNotFound: no such VM.
+        """
+        await self._vms.change_owner(vm_uuid, account_uuid)
+
+    async def query_owners(self, query: Query, *, visible_to: Viewer,
+                           admin_account_uuid: str) -> dict[str, Any]:
+        """QueryAccountResourceRef's reply: which account owns each VM ``visible_to`` sees
+        (VMs without an owner are ``admin_account_uuid``'s)."""
+        return await self._vms.query_owners(query, visible_to, admin_account_uuid)
+
+    async def disown(self, account_uuid: str) -> None:
+        """Give the VMs of ``account_uuid`` (being deleted) back to the ``admin`` account."""
+        await self._store.disown(account_uuid)
 
     async def inventory(self, vm_uuid: str) -> dict[str, Any]:
         """The VM's VmInstanceInventory JSON.
@@ -75,17 +104,19 @@ class Inventory:
         """
         return await self._vms.inventory(vm_uuid)
 
-    async def query_vms(self, query: Query, uuid: str | None = None) -> dict[str, Any]:
-        """QueryVmInstance's reply: ``inventories``, ``total`` when asked, and ``schema``."""
-        return await self._vms.query(query, uuid)
+    async def query_vms(self, query: Query, uuid: str | None = None, *,
+                        visible_to: Viewer | None = None) -> dict[str, Any]:
+        """QueryVmInstance's reply: ``inventories``, ``total`` when asked, and ``schema``;
+        only the VMs ``visible_to`` sees (``None``: all)."""
+        return await self._vms.query(query, uuid, visible_to)
 
-    async def get_qga(self, vm_uuid: str) -> bool:
+    async def get_qga(self, vm_uuid: str, *, visible_to: Viewer | None = None) -> bool:
         """Whether vmexec may use the VM's guest agent (GetVmQga).
 
         Raises:
-            VmNotFound: no such VM.
+            VmNotFound: no such VM (or not visible to ``visible_to``).
         """
-        return await self._vms.get_qga(vm_uuid)
+        return await self._vms.get_qga(vm_uuid, visible_to)
 
     async def set_qga(self, vm_uuid: str, enable: bool) -> None:
         """Allow or forbid using the VM's guest agent (SetVmQga); kept across restarts.
@@ -95,13 +126,14 @@ class Inventory:
         """
         await self._vms.set_qga(vm_uuid, enable)
 
-    async def guest_tools_info(self, vm_uuid: str) -> dict[str, Any]:
+    async def guest_tools_info(self, vm_uuid: str, *,
+                               visible_to: Viewer | None = None) -> dict[str, Any]:
         """GetVmGuestToolsInfo from the live agent (see :meth:`.VmLookups.guest_tools_info`).
 
         Raises:
-            VmNotFound: no such VM.
+            VmNotFound: no such VM (or not visible to ``visible_to``).
         """
-        return await self._vms.guest_tools_info(vm_uuid)
+        return await self._vms.guest_tools_info(vm_uuid, visible_to)
 
     # --- hosts (see .hosts) ------------------------------------------------------------------
 

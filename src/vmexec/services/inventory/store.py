@@ -19,6 +19,9 @@ from vmexec.services.inventory.records import HostRecord, VmRecord
 from vmexec.services.inventory.source import SeenVm
 from vmexec.zstack.inventories import VmState
 
+#: Columns set by API calls only, never by a resync.
+_API_COLUMNS = frozenset({"qga_enabled", "owner_account_uuid"})
+
 
 class InventoryStore:
     """The hosts and VMs, by UUID; see the module docstring. Methods raise what the database
@@ -73,6 +76,23 @@ class InventoryStore:
         vm = self.vms.get(vm_uuid)
         if vm is not None:
             vm.qga_enabled = enable
+
+    async def set_owner(self, vm_uuid: str, owner_account_uuid: str | None) -> None:
+        async with self._db() as session, session.begin():
+            await session.execute(update(VmRow).where(VmRow.uuid == vm_uuid)
+                                  .values(owner_account_uuid=owner_account_uuid))
+        vm = self.vms.get(vm_uuid)
+        if vm is not None:
+            vm.owner_account_uuid = owner_account_uuid
+
+    async def disown(self, account_uuid: str) -> None:
+        """Give every VM of ``account_uuid`` back to the ``admin`` account."""
+        async with self._db() as session, session.begin():
+            await session.execute(update(VmRow).where(VmRow.owner_account_uuid == account_uuid)
+                                  .values(owner_account_uuid=None))
+        for vm in self.vms.values():
+            if vm.owner_account_uuid == account_uuid:
+                vm.owner_account_uuid = None
 
     async def mark_unknown(self, host_uuid: str) -> None:
         """The host cannot be reached: its VMs are in an unknown state (as ZStack has it)."""
@@ -130,8 +150,9 @@ class InventoryStore:
             for vm in added:
                 session.add(VmRow(**vm.columns()))
             for vm in changed:
-                # Not the agent switch: SetVmQga may change it while this runs.
-                columns = {k: v for k, v in vm.columns().items() if k != "qga_enabled"}
+                # Not what only the API sets (the agent switch, the owner): SetVmQga or
+                # ChangeResourceOwner may change it while this runs.
+                columns = {k: v for k, v in vm.columns().items() if k not in _API_COLUMNS}
                 await session.execute(
                     update(VmRow).where(VmRow.uuid == vm.uuid).values(**columns))
             if gone:
@@ -140,6 +161,7 @@ class InventoryStore:
             current = self.vms.get(vm.uuid)
             if current is not None:
                 vm.qga_enabled = current.qga_enabled
+                vm.owner_account_uuid = current.owner_account_uuid
             self.vms[vm.uuid] = vm
         return [self.vms.pop(uuid) for uuid in gone]
 
