@@ -71,6 +71,7 @@ class World:
     disabled_key: Key
     expired_session: str
     owner_job: str
+    owner_run: str
     admin_uuid: str
     #: What a request made for a cell, for its checks (e.g. the key it deleted).
     made: dict[str, str] = field(default_factory=dict)
@@ -101,6 +102,20 @@ def _owner_job(server: RunningServer, owner: Account) -> str:
     raise AssertionError("the owner's job did not end")
 
 
+def _owner_run(server: RunningServer, owner: Account) -> str:
+    with server.client(authenticated=False) as client:
+        reply = client.post(f"{URL_PREFIX}/vm-instances/commands/runs", headers=owner.auth,
+                            json=_RUN)
+        assert reply.status_code == 202, reply.text
+        run = str(reply.json()["uuid"])
+        for _ in range(200):
+            if client.get(f"{URL_PREFIX}/api-jobs/{run}", headers=owner.auth
+                          ).status_code != 202:
+                return run
+            time.sleep(0.05)
+    raise AssertionError("the owner's run did not end")
+
+
 @pytest.fixture(scope="module")
 def world(module_server_factory: ServerFactory) -> World:
     hosts = MemoryHosts()
@@ -128,7 +143,8 @@ def world(module_server_factory: ServerFactory) -> World:
     _expire(server, expired)
     return World(server=server, owner=owner, other=other, owner_key=owner_key,
                  disabled_key=disabled_key, expired_session=expired,
-                 owner_job=_owner_job(server, owner), admin_uuid=admin_uuid)
+                 owner_job=_owner_job(server, owner), owner_run=_owner_run(server, owner),
+                 admin_uuid=admin_uuid)
 
 
 def _credentials(world: World, principal: str, method: str, url_path: str) -> dict[str, str]:
@@ -215,6 +231,29 @@ def _spare_host(world: World) -> str:
 
 
 _EXEC = {"params": {"vmInstanceUuid": OWNED.uuid, "platform": "Linux", "command": "echo m"}}
+_RUN = {"params": {"command": "echo m", "platform": "Linux",
+                   "targets": {"vmInstanceUuids": [OWNED.uuid]}}}
+ACCEPTED = Outcome(202)
+
+
+def _lists(made: Callable[[World], str], *, included: bool) -> Outcome:
+    """A query whose reply lists (or leaves out) what ``made`` names."""
+    return Outcome(200, check=lambda w, body: (made(w) in {
+        item["uuid"] for item in body["inventories"]}) == included)
+
+
+def _job(world: World) -> str:
+    return world.owner_job
+
+
+def _run(world: World) -> str:
+    return world.owner_run
+
+
+def _owners(made: Callable[[World], str], action: dict[str, Any] | None = None) -> Rule:
+    """A route on one of the owner's executions or runs: to another account it does not
+    exist (executions and runs are their account's; admins see all)."""
+    return owner_and_admin(lambda w: ({"uuid": made(w)}, action, {}), other=JOB_NOT_FOUND)
 
 
 @dataclass(frozen=True)
@@ -282,6 +321,21 @@ RULES: Mapping[str, Rule] = {
     "GetVmGuestToolsInfo": owner_and_admin(_on_vm),
     "ExecuteGuestVmCommand": owner_and_admin(lambda w: ({}, _EXEC, {})),
     "ExecuteGuestVmCommandAsync": owner_and_admin(lambda w: ({}, _EXEC, {})),
+    # Executions and runs: their account's (admins: all); to anyone else they do not exist.
+    "QueryGuestVmCommandExecution": Rule(_plain, admin=_lists(_job, included=True),
+                                         owner=_lists(_job, included=True),
+                                         other=_lists(_job, included=False)),
+    "GetGuestVmCommandExecution": _owners(_job),
+    "GetGuestVmCommandExecutionOutput": _owners(_job),
+    "GuestVmCommandExecutionAction": _owners(_job, {"cancelGuestVmCommand": {}}),
+    "StartGuestVmCommandRun": Rule(lambda w: ({}, _RUN, {}), admin=ACCEPTED, owner=ACCEPTED,
+                                   other=NOT_FOUND),
+    "QueryGuestVmCommandRun": Rule(_plain, admin=_lists(_run, included=True),
+                                   owner=_lists(_run, included=True),
+                                   other=_lists(_run, included=False)),
+    "GetGuestVmCommandRun": _owners(_run),
+    "GetGuestVmCommandRunEvents": _owners(_run),
+    "CancelGuestVmCommandRun": _owners(_run, {"cancelGuestVmCommandRun": {}}),
     # A job is its account's (admin's included: jobs are not shared).
     "GetApiJob": Rule(lambda w: ({"job_uuid": w.owner_job}, None, {}), admin=JOB_NOT_FOUND,
                       owner=OK, other=JOB_NOT_FOUND),
