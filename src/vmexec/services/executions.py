@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,7 @@ from vmexec.execution.errors import ExecError, GuestUnavailable, UnavailableReas
 from vmexec.execution.models import AGENT_OUTPUT_CAP, ExecRequest, ExecResult, Platform, Shell
 from vmexec.services.inventory import Inventory, VmRef
 from vmexec.services.jobs import ErrorReply, JobReply, JobService
+from vmexec.services.telemetry import ExecutionReport, Metrics
 from vmexec.zstack.errors import Code, ErrorCode
 from vmexec.zstack.exec import API, CommandOutput
 from vmexec.zstack.inventories import VmState
@@ -67,11 +69,12 @@ class ExecutionService:
     """
 
     def __init__(self, executor: Executor, inventory: Inventory, jobs: JobService,
-                 failure: ErrorReply) -> None:
+                 failure: ErrorReply, metrics: Metrics | None = None) -> None:
         self._executor = executor
         self._inventory = inventory
         self._jobs = jobs
         self._failure = failure
+        self._metrics = metrics or Metrics()
 
     async def submit(self, caller: Caller, vm_uuid: str, request: ExecRequest, *,
                      job_uuid: str, webhook: str | None = None) -> asyncio.Task[JobReply]:
@@ -86,7 +89,7 @@ class ExecutionService:
             uuid=job_uuid, api=API, account_uuid=caller.account_uuid, webhook=webhook,
             request={"vmInstanceUuid": vm.uuid, "request": request_to_json(request)},
             work=lambda: self._finish(job_uuid, vm.uuid, request,
-                                      self._run(job_uuid, vm, request)),
+                                      self._run(job_uuid, vm, request), caller),
             writes=[_recorded(job_uuid, caller, vm.uuid, request)])
 
     async def resume(self, job_uuid: str, stored: Mapping[str, Any]) -> JobReply:
@@ -116,9 +119,30 @@ class ExecutionService:
         return await self._executor.run(vm.target, request, run_id=uuid)
 
     async def _finish(self, uuid: str, vm_uuid: str, request: ExecRequest,
-                      run: Awaitable[ExecResult]) -> JobReply:
+                      run: Awaitable[ExecResult], caller: Caller | None = None) -> JobReply:
         """Await ``run`` (the engine call) and turn its outcome into the job's reply, with the
-        execution record's end to be stored with it."""
+        execution record's end to be stored with it; report it to the metrics and the log."""
+        started = time.monotonic()
+        self._metrics.execution_started()
+        reply, result = await self._outcome(uuid, vm_uuid, request, run)
+        error = reply.body.get("error") if reply.status != 200 else None
+        error_code = error.get("code") if isinstance(error, dict) else None
+        self._metrics.execution_finished(ExecutionReport(
+            uuid=uuid, vm_uuid=vm_uuid, state=execution_state(result, error_code),
+            total_seconds=time.monotonic() - started,
+            account_uuid=caller.account_uuid if caller else None,
+            account_name=caller.account_name if caller else None,
+            exit_code=result.exit_code if result else None,
+            # A timeout's code says what the state says already.
+            error_code=None if result and result.timed_out else error_code,
+            engine_seconds=result.duration_ms / 1000 if result else None,
+            stdout_bytes=result.stdout.total_bytes if result else 0,
+            stderr_bytes=result.stderr.total_bytes if result else 0))
+        return reply
+
+    async def _outcome(self, uuid: str, vm_uuid: str, request: ExecRequest,
+                       run: Awaitable[ExecResult]) -> tuple[JobReply, ExecResult | None]:
+        """The job's reply for ``run``'s outcome, and the engine's result if it had one."""
         try:
             async with asyncio.timeout(api_timeout(request)):
                 result = await run
@@ -126,9 +150,9 @@ class ExecutionService:
             raise
         except TimeoutError:
             return self._failed(uuid, TimeoutError(
-                f"no result from the guest agent {api_timeout(request):g}s after start"))
+                f"no result from the guest agent {api_timeout(request):g}s after start")), None
         except Exception as exc:
-            return self._failed(uuid, exc)
+            return self._failed(uuid, exc), None
         record = (_finished(uuid, result),)
         output = command_output(result)
         if result.timed_out:
@@ -136,12 +160,12 @@ class ExecutionService:
                 Code.VM_EXEC_TIMED_OUT,
                 f"the command did not finish within {request.timeout:g}s and was stopped",
                 opaque=output.to_json())
-            return JobReply(503, {"error": error.to_json()}, record)
+            return JobReply(503, {"error": error.to_json()}, record), result
         try:
             inventory = await self._inventory.inventory(vm_uuid)
         except Exception:  # the VM vanished since: the result still stands
             inventory = {"uuid": vm_uuid}
-        return JobReply(200, output.reply(inventory), record)
+        return JobReply(200, output.reply(inventory), record), result
 
     def _failed(self, uuid: str, exc: BaseException) -> JobReply:
         reply = self._failure(exc)
@@ -149,6 +173,16 @@ class ExecutionService:
         return JobReply(reply.status, reply.body,
                         (_update(uuid, outcome=OUTCOME_FAILED, error_code=error.get("code"),
                                  error_details=error.get("details"), finished_at=utcnow()),))
+
+
+def execution_state(result: ExecResult | None, error_code: str | None) -> str:
+    """The wire state of an ended execution: ``Succeeded`` (exited 0), ``Failed`` (exited
+    non-zero, killed, or a vmexec error), ``TimedOut``."""
+    if result is None:
+        return "Failed"
+    if result.timed_out:
+        return "TimedOut"
+    return "Succeeded" if result.exit_code == 0 and error_code is None else "Failed"
 
 
 def command_output(result: ExecResult) -> CommandOutput:
