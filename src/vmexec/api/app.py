@@ -16,7 +16,8 @@ import vmexec
 from vmexec.api import errors, log_redaction
 from vmexec.api.deps import CHECKED_SESSION, check_session
 from vmexec.api.limits import DEFAULT_BODY_LIMIT, BodyLimit
-from vmexec.api.routes import accounts, health, hosts, jobs, sessions, vms
+from vmexec.api.observe import ObserveCalls
+from vmexec.api.routes import accounts, audits, health, hosts, jobs, metrics, sessions, vms
 from vmexec.api.routes import exec as exec_routes
 from vmexec.api.schemas.exec import MAX_BODY_BYTES as EXEC_MAX_BODY_BYTES
 from vmexec.services.auth import AuthSession
@@ -72,8 +73,10 @@ def assemble(lifespan: Lifespan) -> FastAPI:
     errors.install_error_handlers(app)
     app.add_middleware(BodyLimit, limits=BODY_LIMITS, authenticate=_check_session,
                        needs_session=_needs_session, session_key=CHECKED_SESSION)
+    # Added last, so it runs first: it sees the answers the body limit gives before routing.
+    app.add_middleware(ObserveCalls)
     log_redaction.install()
     # accounts after sessions: PUT /accounts/{uuid} must not shadow PUT /accounts/login.
-    for module in (health, sessions, accounts, jobs, exec_routes, vms, hosts):
+    for module in (health, metrics, sessions, accounts, jobs, exec_routes, vms, hosts, audits):
         app.include_router(module.router)
     return app

@@ -37,7 +37,8 @@ _authorization = APIKeyHeader(
 
 
 #: The scope key under which the body limit (:mod:`vmexec.api.limits`) leaves the session it
-#: checked before reading the body, so that the route does not look it up again.
+#: checked before reading the body, so that the route does not look it up again; ``AuthDep``
+#: leaves it there too, for the API log and the audit (:mod:`vmexec.api.observe`).
 CHECKED_SESSION = "vmexec.session"
 
 
@@ -48,7 +49,9 @@ async def authenticate(request: Request, services: ServicesDep,
     checked = request.scope.get(CHECKED_SESSION)
     if isinstance(checked, AuthSession):
         return checked
-    return await check_session(services, authorization)
+    session = await check_session(services, authorization)
+    request.scope[CHECKED_SESSION] = session  # the caller, for the log and the audit
+    return session
 
 
 async def check_session(services: Services, authorization: str | None) -> AuthSession:
@@ -79,7 +82,7 @@ async def require_admin(session: AuthDep) -> AuthSession:
     if not is_admin(session):
         raise api_error(Code.ID_PERMISSION_DENIED,
                         f"account[name:{session.account_name}] is not an admin: only an admin "
-                        "may add or delete hosts")
+                        "may add or delete hosts, or read the audit trail")
     return session
 
 

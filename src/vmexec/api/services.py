@@ -9,10 +9,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 if TYPE_CHECKING:
     from vmexec.config import Settings
+    from vmexec.services.audit import AuditTrail
     from vmexec.services.auth import AuthService
     from vmexec.services.executions import ExecutionService
     from vmexec.services.inventory import Inventory
     from vmexec.services.jobs import JobService
+    from vmexec.services.telemetry import Metrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,3 +28,5 @@ class Services:
     jobs: JobService
     auth: AuthService
     executions: ExecutionService
+    metrics: Metrics
+    audit: AuditTrail

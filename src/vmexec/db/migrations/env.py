@@ -10,6 +10,7 @@ from sqlalchemy import Connection
 
 # Every model module, so that the metadata is complete:
 import vmexec.db.models
+import vmexec.db.models_audit
 import vmexec.db.models_inventory  # noqa: F401
 from vmexec.db.base import Base
 from vmexec.db.session import create_engine

@@ -1,0 +1,167 @@
+"""The audit trail of state-changing API calls: recorded off the request path, queryable.
+
+:meth:`AuditTrail.record` only queues the entry; a writer task stores whatever is queued in one
+transaction (a group commit), so an audited call costs its client nothing and a burst of calls
+costs a few transactions, not one each. :meth:`AuditTrail.flush` waits until every entry
+recorded so far is stored; a query flushes first, so it sees the calls before it.
+
+If the database refuses a batch, the writer logs it and retries a second later; at most
+:data:`MAX_PENDING` entries wait (the oldest are dropped beyond, with an error in the log).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from vmexec.db.models import utcnow
+from vmexec.db.models_audit import AuditRow
+from vmexec.services.queries import QueryRunner
+from vmexec.zstack.ids import new_uuid
+from vmexec.zstack.query import Query, QueryResult
+
+log = logging.getLogger(__name__)
+
+#: Entries that may wait for the database before the oldest are dropped.
+MAX_PENDING = 10_000
+#: A query is evaluated over this many of the newest entries at most (in memory, until the
+#: query language is evaluated in SQL).
+QUERY_WINDOW = 10_000
+#: Seconds a query waits for earlier entries to be stored before it answers anyway.
+FLUSH_TIMEOUT = 5.0
+_RETRY_AFTER = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One state-changing API call (see :class:`~vmexec.db.models_audit.AuditRow`)."""
+
+    method: str
+    route: str
+    status: int
+    duration_ms: int
+    api_name: str | None = None
+    account_uuid: str | None = None
+    account_name: str | None = None
+    credential: str | None = None
+    client_address: str | None = None
+    resource_uuid: str | None = None
+    error_code: str | None = None
+    #: When the call was answered.
+    created_at: datetime = field(default_factory=utcnow)
+
+
+def _values(row: AuditRow) -> dict[str, Any]:
+    """An entry as the query language sees it: AuditInventory's fields, typed."""
+    return {
+        "uuid": row.uuid, "accountUuid": row.account_uuid, "accountName": row.account_name,
+        "credential": row.credential, "clientAddress": row.client_address,
+        "method": row.method, "route": row.route, "apiName": row.api_name,
+        "resourceUuid": row.resource_uuid, "status": row.status, "errorCode": row.error_code,
+        "success": "true" if 200 <= row.status < 300 else "false",
+        "durationMs": row.duration_ms, "createDate": row.created_at,
+    }
+
+
+class AuditTrail:
+    """Records and queries audit entries; :meth:`start` the writer, :meth:`aclose` it."""
+
+    def __init__(self, db: async_sessionmaker[AsyncSession], *,
+                 retention: timedelta = timedelta(days=90)) -> None:
+        self._db = db
+        self._retention = retention
+        self._pending: deque[dict[str, Any]] = deque()
+        self._wake = asyncio.Event()
+        self._stored = asyncio.Event()
+        self._recorded = 0  # entries recorded so far
+        self._written = 0   # of those, stored or dropped
+        self._writer: asyncio.Task[None] | None = None
+        self._queries = QueryRunner(threads=1)
+
+    def start(self) -> None:
+        self._writer = asyncio.create_task(self._write_loop(), name="audit-writer")
+
+    def record(self, entry: AuditEntry) -> None:
+        """Queue ``entry`` to be stored; never blocks, never raises."""
+        if len(self._pending) >= MAX_PENDING:
+            self._pending.popleft()
+            self._written += 1
+            log.error("audit entries are not being stored (database?): dropped the oldest")
+        self._pending.append({"uuid": new_uuid(), **asdict(entry)})
+        self._recorded += 1
+        self._wake.set()
+
+    async def flush(self, timeout: float = FLUSH_TIMEOUT) -> bool:
+        """Wait until every entry recorded so far is stored; False if ``timeout`` passed."""
+        target = self._recorded
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while self._written < target:
+                    self._stored.clear()
+                    await self._stored.wait()
+        return self._written >= target
+
+    async def query(self, query: Query, uuid: str | None = None) -> QueryResult:
+        """QueryAudit over the newest :data:`QUERY_WINDOW` entries (after a flush)."""
+        await self.flush()
+        statement = select(AuditRow).order_by(AuditRow.created_at.desc()).limit(QUERY_WINDOW)
+        if uuid is not None:
+            statement = statement.where(AuditRow.uuid == uuid)
+        async with self._db() as db:
+            rows = (await db.scalars(statement)).all()
+        return await self._queries.evaluate(query, [_values(row) for row in rows])
+
+    async def purge_expired(self) -> int:
+        """Delete entries older than the retention; returns how many."""
+        async with self._db() as db:
+            result = await db.execute(
+                delete(AuditRow).where(AuditRow.created_at <= utcnow() - self._retention))
+            await db.commit()
+            return int(getattr(result, "rowcount", 0) or 0)
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                if not await self._write_batch():
+                    await asyncio.sleep(_RETRY_AFTER)
+
+    async def _write_batch(self) -> bool:
+        batch = list(self._pending)
+        self._pending.clear()
+        try:
+            async with self._db() as db:
+                await db.execute(insert(AuditRow), batch)
+                await db.commit()
+        except BaseException as exc:
+            # Back in front of what came meanwhile, within the bound.
+            self._pending.extendleft(reversed(batch))
+            while len(self._pending) > MAX_PENDING:
+                self._pending.popleft()
+                self._written += 1
+            if not isinstance(exc, Exception):
+                raise
+            log.exception("storing %d audit entries failed; retrying", len(batch))
+            return False
+        self._written += len(batch)
+        self._stored.set()
+        return True
+
+    async def aclose(self) -> None:
+        """Store what is queued (one attempt), then stop the writer."""
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+        if self._pending:
+            await self._write_batch()
+        self._queries.close()
