@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 from vmexec.api.log_redaction import TokenPathFilter, install
 
@@ -57,10 +57,11 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str, ensure_ascii=False)
 
 
-def configure_logging(level: str = "info", log_format: LogFormat = "text") -> None:
-    """Send every logger's records to stderr in ``log_format`` at ``level``; installs the
-    redaction filters. Replaces handlers set up before (``logging.basicConfig``'s)."""
-    handler = logging.StreamHandler()
+def configure_logging(level: str = "info", log_format: LogFormat = "text",
+                      stream: TextIO | None = None) -> None:
+    """Send every logger's records to ``stream`` (stderr) in ``log_format`` at ``level``;
+    installs the redaction filters. Replaces handlers set up before (``basicConfig``'s)."""
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     handler.addFilter(TokenPathFilter())
     root = logging.getLogger()
