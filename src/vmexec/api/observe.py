@@ -20,7 +20,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vmexec.api.deps import CHECKED_SESSION
@@ -109,9 +108,9 @@ class ObserveCalls:
 
 def _observed(scope: Scope, answer: _Answer, seconds: float) -> None:
     services = getattr(scope["app"].state, "services", None)
-    route = _route(scope)
-    template = route.path if route is not None else None  # type: ignore[attr-defined]
     method = scope["method"]
+    route = _route(scope)
+    template = route.template if route is not None else None
     session = scope.get(CHECKED_SESSION)
     notes: Notes = scope.get(NOTES) or Notes()
     client = scope.get("client")
@@ -133,38 +132,63 @@ def _observed(scope: Scope, answer: _Answer, seconds: float) -> None:
     if method in SAFE_METHODS or route is None:
         return
     services.audit.record(AuditEntry(
-        method=method, route=template or "",
-        status=answer.status, duration_ms=round(seconds * 1000),
-        api_name=getattr(route, "operation_id", None) or getattr(route, "name", None),
+        method=method, route=route.template, status=answer.status,
+        duration_ms=round(seconds * 1000), api_name=route.operation_id,
         account_uuid=session.account_uuid if isinstance(session, AuthSession) else None,
         account_name=account,
         credential=(f"session:{token_hash(session.uuid)[:16]}"
                     if isinstance(session, AuthSession) else None),
         client_address=address,
-        resource_uuid=notes.resource_uuid or _resource(scope, route), error_code=code))
+        resource_uuid=notes.resource_uuid or _resource(route.params), error_code=code))
 
 
-def _route(scope: Scope) -> BaseRoute | None:
-    """The route that served the call; for calls answered before routing, the one it was
-    for."""
-    route = scope.get("route")
-    if isinstance(route, BaseRoute):
-        return route
-    for candidate in scope["app"].router.routes:
-        match, child = candidate.matches(scope)
-        if match is Match.FULL:
-            scope.setdefault("path_params", child.get("path_params", {}))
-            return candidate  # type: ignore[no-any-return]
+@dataclass(frozen=True, slots=True)
+class _Route:
+    template: str
+    operation_id: str | None
+    params: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class _Operation:
+    method: str
+    pattern: re.Pattern[str]
+    template: str
+    operation_id: str | None
+
+
+_TABLE = "vmexec.observe.routes"
+_PARAMETER = re.compile(r"\\\{([A-Za-z_][A-Za-z0-9_]*)\\\}")
+
+
+def _operations(app: Any) -> list[_Operation]:
+    """The app's APIs, from its OpenAPI document (the one public list of them), literal
+    paths first as the router tries them (``/accounts/login`` before ``/accounts/{uuid}``)."""
+    table: list[_Operation] | None = getattr(app.state, _TABLE, None)
+    if table is None:
+        table = []
+        for path, operations in app.openapi().get("paths", {}).items():
+            pattern = re.compile("^" + _PARAMETER.sub(r"(?P<\1>[^/]+)", re.escape(path)) + "$")
+            table += [_Operation(method.upper(), pattern, path, operation.get("operationId"))
+                      for method, operation in operations.items()]
+        table.sort(key=lambda o: o.template.count("{"))
+        setattr(app.state, _TABLE, table)
+    return table
+
+
+def _route(scope: Scope) -> _Route | None:
+    """The API a call was for, whether routed or answered before routing; None for paths
+    that are no API."""
+    method, path = scope["method"], scope["path"]
+    for operation in _operations(scope["app"]):
+        if operation.method == method and (match := operation.pattern.match(path)):
+            return _Route(operation.template, operation.operation_id, match.groupdict())
     return None
 
 
-def _resource(scope: Scope, route: BaseRoute) -> str | None:
+def _resource(params: dict[str, str]) -> str | None:
     """The first UUID among the path's parameters that are not secrets."""
-    params = scope.get("path_params") or {}
-    if not params:
-        _, child = route.matches(scope)
-        params = child.get("path_params", {})
     for name, value in params.items():
-        if name not in SECRET_PATH_PARAMETERS and isinstance(value, str) and is_uuid(value):
+        if name not in SECRET_PATH_PARAMETERS and is_uuid(value):
             return value.lower()
     return None
