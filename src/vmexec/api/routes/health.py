@@ -44,7 +44,7 @@ async def database_problem(services: Services) -> str | None:
     return None
 
 
-@router.get("/health", summary="What is wrong: database, hosts, default password",
+@router.get("/health", operation_id="GetHealth", summary="What is wrong: database, hosts, default password",
             responses={503: {"description": "the database cannot be reached"}})
 async def health(services: ServicesDep) -> JSONResponse:
     default_password = services.auth.default_password_in_use
@@ -63,12 +63,12 @@ async def health(services: ServicesDep) -> JSONResponse:
     return JSONResponse(body, status_code=503 if problem else 200)
 
 
-@router.get("/health/live", summary="Liveness: the process serves HTTP")
+@router.get("/health/live", operation_id="GetLiveness", summary="Liveness: the process serves HTTP")
 async def live() -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-@router.get("/health/ready", summary="Readiness: started, and the database answers",
+@router.get("/health/ready", operation_id="GetReadiness", summary="Readiness: started, and the database answers",
             responses={503: {"description": "starting, stopping, or the database does not "
                                             "answer"}})
 async def ready(request: Request) -> JSONResponse:
