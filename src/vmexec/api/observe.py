@@ -103,7 +103,10 @@ class ObserveCalls:
             answer.head = bytearray(f'"code":"{Code.SYS_INTERNAL}"'.encode())
             raise
         finally:
-            _observed(scope, answer, time.perf_counter() - started)
+            try:
+                _observed(scope, answer, time.perf_counter() - started)
+            except Exception:  # seeing a call must never break it
+                api_log.exception("recording an API call failed")
 
 
 def _observed(scope: Scope, answer: _Answer, seconds: float) -> None:

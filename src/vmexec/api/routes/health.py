@@ -44,7 +44,8 @@ async def database_problem(services: Services) -> str | None:
     return None
 
 
-@router.get("/health", operation_id="GetHealth", summary="What is wrong: database, hosts, default password",
+@router.get("/health", operation_id="GetHealth",
+            summary="What is wrong: database, hosts, default password",
             responses={503: {"description": "the database cannot be reached"}})
 async def health(services: ServicesDep) -> JSONResponse:
     default_password = services.auth.default_password_in_use
@@ -68,7 +69,8 @@ async def live() -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-@router.get("/health/ready", operation_id="GetReadiness", summary="Readiness: started, and the database answers",
+@router.get("/health/ready", operation_id="GetReadiness",
+            summary="Readiness: started, and the database answers",
             responses={503: {"description": "starting, stopping, or the database does not "
                                             "answer"}})
 async def ready(request: Request) -> JSONResponse:

@@ -48,7 +48,8 @@ def _bearer_matches(request: Request, expected: str) -> bool:
                                                                 expected.encode())
 
 
-@router.get("/metrics", operation_id="GetMetrics", summary="Prometheus metrics", response_class=Response,
+@router.get("/metrics", operation_id="GetMetrics", summary="Prometheus metrics",
+            response_class=Response,
             responses={200: {"content": {CONTENT_TYPE: {}},
                              "description": "Prometheus' text format"},
                        403: {"model": ErrorReply,
