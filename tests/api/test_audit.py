@@ -154,3 +154,13 @@ def test_only_admins_read_the_audit_trail(start_scripted) -> None:
     bob = server.login("bob", "bob-password")
     reply = httpx.get(f"{server.url}{AUDITS}", headers={"Authorization": f"OAuth {bob}"})
     error_of(reply, 503, "ID.1002")
+
+
+def test_entries_of_the_last_moments_survive_a_shutdown(start_scripted) -> None:
+    first: RunningServer = start_scripted()
+    with first.client() as client:
+        assert client.put(EXEC, json=body("echo hi")).status_code == 200
+    first.stop()  # at once: the entry was still waiting to be stored with others
+    second: RunningServer = start_scripted()  # the same database
+    rows = audits(second, f"route={EXEC}")
+    assert [(r["status"], r["resourceUuid"]) for r in rows] == [(200, VM_1.uuid)]
