@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from argon2 import PasswordHasher
 from fixtures.server import RunningServer, sha512_hex
 
@@ -164,3 +165,20 @@ def test_entries_of_the_last_moments_survive_a_shutdown(start_scripted) -> None:
     second: RunningServer = start_scripted()  # the same database
     rows = audits(second, f"route={EXEC}")
     assert [(r["status"], r["resourceUuid"]) for r in rows] == [(200, VM_1.uuid)]
+
+
+@pytest.mark.slow
+def test_the_audit_trail_on_postgresql(start_scripted, postgres_url: str) -> None:
+    server: RunningServer = start_scripted(db=postgres_url)
+    long_name = "n" * 255  # the longest account name a login takes
+    refused = httpx.put(f"{server.url}/zstack/v1/accounts/login", json={"logInByAccount": {
+        "accountName": long_name, "password": sha512_hex("x")}})
+    error_of(refused, 503, "ID.1000")
+    with server.client() as client:
+        assert client.put(EXEC, json=body("echo hi")).status_code == 200
+        error_of(client.put(EXEC, json=body(vm="x" * 5000)), 503, "SYS.1007")
+    [login] = audits(server, f"accountName={long_name}")
+    assert login["status"] == 503 and login["errorCode"] == "ID.1000"
+    rows = audits(server, f"route={EXEC}")
+    assert sorted((r["status"], r.get("resourceUuid")) for r in rows) == [
+        (200, VM_1.uuid), (503, None)]

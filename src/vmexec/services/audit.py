@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import String, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vmexec.db.models import utcnow
@@ -63,6 +63,17 @@ class AuditEntry:
     created_at: datetime = field(default_factory=utcnow)
 
 
+#: The longest text each column takes: longer values are cut, so that no value a client chose
+#: can make a batch fail on a database that enforces lengths (PostgreSQL) and hold the others.
+_LENGTHS = {column.name: column.type.length for column in AuditRow.__table__.columns
+            if isinstance(column.type, String) and column.type.length}
+
+
+def _clipped(values: dict[str, Any]) -> dict[str, Any]:
+    return {key: value[:_LENGTHS[key]] if isinstance(value, str) and key in _LENGTHS
+            else value for key, value in values.items()}
+
+
 def _values(row: AuditRow) -> dict[str, Any]:
     """An entry as the query language sees it: AuditInventory's fields, typed."""
     return {
@@ -102,7 +113,7 @@ class AuditTrail:
             self._pending.popleft()
             self._written += 1
             log.error("audit entries are not being stored (database?): dropped the oldest")
-        self._pending.append({"uuid": new_uuid(), **asdict(entry)})
+        self._pending.append(_clipped({"uuid": new_uuid(), **asdict(entry)}))
         self._recorded += 1
         self._wake.set()
 

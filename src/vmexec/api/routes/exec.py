@@ -91,7 +91,8 @@ def _location(request: Request, job_uuid: str) -> str:
 async def _execute(http: Request, body: ExecuteGuestVmCommandRequest, services: Services,
                    caller: Caller, default_window: float | None) -> JSONResponse:
     request = exec_request(body.params)
-    note(http.scope, resource_uuid=body.params.vm_instance_uuid)
+    if is_uuid(body.params.vm_instance_uuid.strip()):
+        note(http.scope, resource_uuid=body.params.vm_instance_uuid.strip().lower())
     job_uuid = job_uuid_of(http.headers)
     webhook = webhook_of(http.headers)
     window, applied = wait_window(http.headers, default_window, webhook)
