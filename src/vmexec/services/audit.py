@@ -7,8 +7,10 @@ writes share SQLite's one connection with it: a commit after every call slowed t
 :meth:`AuditTrail.flush` stores everything recorded so far at once; a query flushes first, so it
 sees the calls before it. A crash loses at most the last interval's entries.
 
-If the database refuses a batch, the writer logs it and retries a second later; at most
-:data:`MAX_PENDING` entries wait (the oldest are dropped beyond, with an error in the log).
+If the database cannot be written, the writer logs it and retries a second later; at most
+:data:`MAX_PENDING` entries wait (the oldest are dropped beyond, with an error in the log). A
+batch the database refuses for its data (which the length cuts below should make impossible)
+is logged and dropped rather than retried for ever.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import String, delete, insert, select
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vmexec.db.models import utcnow
@@ -165,6 +168,12 @@ class AuditTrail:
             async with self._db() as db:
                 await db.execute(insert(AuditRow), batch)
                 await db.commit()
+        except (DataError, IntegrityError):
+            # The entries themselves are refused: retrying would hold every later one.
+            log.exception("the database refused %d audit entries; they are lost", len(batch))
+            self._written += len(batch)
+            self._stored.set()
+            return True
         except BaseException as exc:
             # Back in front of what came meanwhile, within the bound.
             self._pending.extendleft(reversed(batch))
