@@ -153,7 +153,7 @@ def test_failed_and_throttled_logins_are_counted(start_scripted) -> None:
 
 
 @pytest.mark.parametrize("path", ["/health", "/health/live", "/health/ready"])
-def test_probes_are_not_counted_as_api_calls_of_a_route_they_are_not(
+def test_probes_are_counted_under_their_own_route(
         server: RunningServer, path: str) -> None:
     httpx.get(f"{server.url}{path}")
     found = scrape(server)
