@@ -105,6 +105,7 @@ class AuditTrail:
         self._recorded = 0  # entries recorded so far
         self._written = 0   # of those, stored or dropped
         self._writer: asyncio.Task[None] | None = None
+        self._dropping = False
         self._queries = QueryRunner(threads=1)
 
     def start(self) -> None:
@@ -115,7 +116,10 @@ class AuditTrail:
         if len(self._pending) >= MAX_PENDING:
             self._pending.popleft()
             self._written += 1
-            log.error("audit entries are not being stored (database?): dropped the oldest")
+            if not self._dropping:  # once per outage, not once per call
+                self._dropping = True
+                log.error("audit entries cannot be stored (the database?): %d wait, the "
+                          "oldest are being dropped", MAX_PENDING)
         self._pending.append(_clipped({"uuid": new_uuid(), **asdict(entry)}))
         self._recorded += 1
         self._wake.set()
@@ -185,6 +189,7 @@ class AuditTrail:
             log.exception("storing %d audit entries failed; retrying", len(batch))
             return False
         self._written += len(batch)
+        self._dropping = False
         self._stored.set()
         return True
 
