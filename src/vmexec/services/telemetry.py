@@ -165,8 +165,13 @@ class Metrics:
             "and route template", ["method", "route"], buckets=_HTTP_BUCKETS, registry=r)
         self._scraped = _ScrapeTimeCollector()
         r.register(self._scraped)
-        # labels() costs a lock and a tuple build; the agent hook is on every agent call.
+        # labels() costs a lock and a tuple build each: the hooks on every call keep the
+        # labelled children they used (label values come from small fixed sets).
         self._agent_children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
+        self._api_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._execution_children: dict[tuple[str, str], Counter] = {}
+        self._stdout_bytes = self.output_bytes.labels("stdout")
+        self._stderr_bytes = self.output_bytes.labels("stderr")
 
     # --- hooks --------------------------------------------------------------------------------
     def execution_started(self) -> None:
@@ -175,12 +180,16 @@ class Metrics:
     def execution_finished(self, report: ExecutionReport) -> None:
         """Count the execution and write its log line (once per execution started)."""
         self.executions_in_flight.dec()
-        self.executions.labels(report.state, report.error_code or "").inc()
+        key = (report.state, report.error_code or "")
+        counter = self._execution_children.get(key)
+        if counter is None:
+            counter = self._execution_children[key] = self.executions.labels(*key)
+        counter.inc()
         self.execution_seconds.observe(report.total_seconds)
         if report.engine_seconds is not None:
             self.engine_seconds.observe(report.engine_seconds)
-        self.output_bytes.labels("stdout").inc(report.stdout_bytes)
-        self.output_bytes.labels("stderr").inc(report.stderr_bytes)
+        self._stdout_bytes.inc(report.stdout_bytes)
+        self._stderr_bytes.inc(report.stderr_bytes)
         execution_log.info("execution %s on VM %s: %s", report.uuid, report.vm_uuid,
                            report.state, extra={"fields": report.log_fields()})
 
@@ -208,8 +217,15 @@ class Metrics:
         children[1].observe(seconds)
 
     def api_call(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.api_calls.labels(method, route, str(status)).inc()
-        self.api_seconds.labels(method, route).observe(seconds)
+        """One API call answered (``route`` is its template: a bounded set)."""
+        key = (method, route, status)
+        children = self._api_children.get(key)
+        if children is None:
+            children = self._api_children[key] = (
+                self.api_calls.labels(method, route, str(status)),
+                self.api_seconds.labels(method, route))
+        children[0].inc()
+        children[1].observe(seconds)
 
     # --- read at scrape time ------------------------------------------------------------------
     def watch(self, *, inventory: Inventory, jobs: JobService, throttle: LoginThrottle) -> None:
