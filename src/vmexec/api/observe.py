@@ -139,10 +139,20 @@ def _observed(scope: Scope, answer: _Answer, seconds: float) -> None:
         duration_ms=round(seconds * 1000), api_name=route.operation_id,
         account_uuid=session.account_uuid if isinstance(session, AuthSession) else None,
         account_name=account,
-        credential=(f"session:{token_hash(session.uuid)[:16]}"
-                    if isinstance(session, AuthSession) else None),
+        credential=credential_of(session) if isinstance(session, AuthSession) else None,
         client_address=address,
         resource_uuid=notes.resource_uuid or _resource(route.params), error_code=code))
+
+
+def credential_of(session: AuthSession) -> str:
+    """Which credential a call used, never the credential itself: ``accesskey:<key uuid>``
+    for a request signed with an access key, else ``session:<the first 16 hex digits of the
+    token's SHA-256>`` (the start of the ``sessions`` table's key)."""
+    # access_key_uuid arrives with access keys (issue 13's accounts part).
+    key = getattr(session, "access_key_uuid", None)
+    if key:
+        return f"accesskey:{key}"
+    return f"session:{token_hash(session.uuid)[:16]}"
 
 
 @dataclass(frozen=True, slots=True)

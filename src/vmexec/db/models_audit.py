@@ -24,7 +24,7 @@ class AuditRow(Base):
     account_name: Mapped[str | None] = mapped_column(String(255))
     #: Which credential the call used, never the credential itself: ``session:<the first 16
     #: hex digits of the token's SHA-256>`` (the ``sessions`` table's key starts with them),
-    #: ``accesskey:<AccessKeyID>``.
+    #: ``accesskey:<the access key's uuid>``.
     credential: Mapped[str | None] = mapped_column(String(128))
     client_address: Mapped[str | None] = mapped_column(String(64))
     method: Mapped[str] = mapped_column(String(16))

@@ -84,7 +84,7 @@ HOST_FIELDS: Mapping[str, Field] = {
 AUDIT_FIELDS: Mapping[str, Field] = {
     "uuid": Field(_S), "accountUuid": Field(_S), "accountName": Field(_S, None, "admin"),
     "credential": Field(_S, "which credential, never the credential itself: session:<first "
-                            "16 hex of the token's SHA-256>, accesskey:<AccessKeyID>",
+                            "16 hex of the token's SHA-256>, accesskey:<the key's uuid>",
                         "session:3f2a9c0d1e7b4a55"),
     "clientAddress": Field(_S, None, "127.0.0.1"), "method": Field(_S, None, "PUT"),
     "route": Field(_S, "the route's template", "/zstack/v1/vm-instances/commands/exec"),
