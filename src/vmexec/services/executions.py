@@ -127,17 +127,13 @@ class ExecutionService:
         reply, result = await self._outcome(uuid, vm_uuid, request, run)
         error = reply.body.get("error") if reply.status != 200 else None
         error_code = error.get("code") if isinstance(error, dict) else None
-        self._metrics.execution_finished(ExecutionReport(
-            uuid=uuid, vm_uuid=vm_uuid, state=execution_state(result, error_code),
-            total_seconds=time.monotonic() - started,
-            account_uuid=caller.account_uuid if caller else None,
-            account_name=caller.account_name if caller else None,
-            exit_code=result.exit_code if result else None,
+        self._metrics.execution_finished(ExecutionReport.of(
+            result, uuid=uuid, vm_uuid=vm_uuid, state=execution_state(result, error_code),
             # A timeout's code says what the state says already.
             error_code=None if result and result.timed_out else error_code,
-            engine_seconds=result.duration_ms / 1000 if result else None,
-            stdout_bytes=result.stdout.total_bytes if result else 0,
-            stderr_bytes=result.stderr.total_bytes if result else 0))
+            total_seconds=time.monotonic() - started,
+            account_uuid=caller.account_uuid if caller else None,
+            account_name=caller.account_name if caller else None))
         return reply
 
     async def _outcome(self, uuid: str, vm_uuid: str, request: ExecRequest,

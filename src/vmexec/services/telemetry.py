@@ -33,6 +33,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from vmexec.execution.models import ExecResult
+
 if TYPE_CHECKING:
     from vmexec.services.inventory import Inventory
     from vmexec.services.jobs import JobService
@@ -77,6 +79,20 @@ class ExecutionReport:
     engine_seconds: float | None = None
     stdout_bytes: int = 0
     stderr_bytes: int = 0
+
+    @classmethod
+    def of(cls, result: ExecResult | None, *, uuid: str, vm_uuid: str, state: str,
+           error_code: str | None, total_seconds: float, account_uuid: str | None = None,
+           account_name: str | None = None, run_uuid: str | None = None) -> ExecutionReport:
+        """The report of an execution that ended with the engine's ``result`` (None: it
+        never ran, e.g. the VM was stopped or the agent did not answer)."""
+        return cls(
+            uuid=uuid, vm_uuid=vm_uuid, state=state, total_seconds=total_seconds,
+            account_uuid=account_uuid, account_name=account_name, run_uuid=run_uuid,
+            exit_code=result.exit_code if result else None, error_code=error_code,
+            engine_seconds=result.duration_ms / 1000 if result else None,
+            stdout_bytes=result.stdout.total_bytes if result else 0,
+            stderr_bytes=result.stderr.total_bytes if result else 0)
 
     def log_fields(self) -> dict[str, object]:
         """The log line's fields (no command, no output, no environment: they may hold
