@@ -14,7 +14,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -120,6 +119,16 @@ def _wait_ready(url: str, process: subprocess.Popen[str]) -> None:
     raise AssertionError("vmexec serve did not become ready")
 
 
+def lines_when(buffer: io.StringIO, ready: Callable[[list[str]], bool]) -> list[str]:
+    """The buffer's lines once ``ready`` holds: the server writes a call's line after it sent
+    the answer, from its own thread."""
+    deadline = time.monotonic() + 30
+    while not ready(lines := buffer.getvalue().splitlines()):
+        assert time.monotonic() < deadline, lines
+        time.sleep(0.02)
+    return lines
+
+
 @pytest.fixture
 def captured() -> Iterator[Callable[[str], io.StringIO]]:
     """``capture(format)``: the server's log lines, as ``vmexec serve`` formats them, into a
@@ -150,8 +159,11 @@ def test_an_execution_is_one_json_line_with_its_fields(
         reply = client.put(EXEC, json=body("echo out\necho errs >&2\nexit 4"),
                            headers={"X-Job-UUID": "ab" * 16})
         assert reply.json()["exitCode"] == 4
-    time.sleep(0.2)  # the webhook's last log line, from another task
-    records = [json.loads(line) for line in buffer.getvalue().splitlines()]
+    lines = lines_when(buffer, lambda lines: sum(
+        '"event": "execution"' in line for line in lines) == 2 and any(
+        f'"route": "{EXEC}"' in line and '"status": 200' in line for line in lines) and any(
+        '"logger": "httpx"' in line for line in lines))  # the webhook's delivery, logged
+    records = [json.loads(line) for line in lines]
     executions = [r for r in records if r.get("event") == "execution"]
     assert len(executions) == 2
     line = executions[-1]
@@ -171,7 +183,7 @@ def test_text_lines_are_readable(start_scripted: Callable[..., RunningServer],
     buffer = captured("text")
     with server.client() as client:
         assert client.put(EXEC, json=body("echo hi")).status_code == 200
-    lines: list[Any] = buffer.getvalue().splitlines()
+    lines = lines_when(buffer, lambda lines: any(" vmexec.api: PUT " in line for line in lines))
     api = next(line for line in lines if " vmexec.api: PUT " in line)
     assert f" vmexec.api: PUT {EXEC} 200 " in api
     assert "account=admin" in api and "client=127.0.0.1" in api
