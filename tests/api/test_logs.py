@@ -183,9 +183,9 @@ def test_text_lines_are_readable(start_scripted: Callable[..., RunningServer],
     buffer = captured("text")
     with server.client() as client:
         assert client.put(EXEC, json=body("echo hi")).status_code == 200
-    lines = lines_when(buffer, lambda lines: any(" vmexec.api: PUT " in line for line in lines))
-    api = next(line for line in lines if " vmexec.api: PUT " in line)
-    assert f" vmexec.api: PUT {EXEC} 200 " in api
+    call = f" vmexec.api: PUT {EXEC} 200 "
+    lines = lines_when(buffer, lambda lines: any(call in line for line in lines))
+    api = next(line for line in lines if call in line)
     assert "account=admin" in api and "client=127.0.0.1" in api
     execution = next(line for line in lines if " vmexec.execution: " in line)
     assert "state=Succeeded" in execution and "exitCode=0" in execution
