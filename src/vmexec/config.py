@@ -140,6 +140,13 @@ class Settings(BaseSettings):
                              description="seconds a POST exec waits before answering 202")
     job_retention: float = Field(default=7 * 86400.0, gt=0,
                                  description="seconds async job results are kept")
+    output_cap: int = Field(
+        default=16 * 1024 * 1024, ge=0,
+        description="bytes of output kept per execution (stdout and stderr together); more "
+                    "is dropped and the execution marked truncated")
+    execution_retention: float = Field(
+        default=30 * 86400.0, gt=0,
+        description="seconds execution records and their output are kept")
     guest_file_retention: float = Field(
         default=7 * 86400.0, ge=2 * 86400.0,
         description="seconds a run's files may stay in a guest when their cleanup was lost "

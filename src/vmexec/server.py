@@ -134,7 +134,9 @@ async def running_services(settings: Settings, *, executor: ExecutorFactory = Ex
                                                              settings.webhook_deny)))
         auth = auth_service(settings, db)
         stack.callback(auth.close)
-        executions = ExecutionService(runner, vms, jobs, error_reply, metrics)
+        executions = ExecutionService(
+            runner, vms, jobs, error_reply, db=db, output_cap=settings.output_cap,
+            retention=timedelta(seconds=settings.execution_retention), metrics=metrics)
         metrics.watch(inventory=vms, jobs=jobs, throttle=auth.throttle)
         audit = AuditTrail(db, retention=timedelta(seconds=settings.audit_retention))
         audit.start()
@@ -180,10 +182,12 @@ async def _purge_expired(services: Services) -> None:
         try:
             jobs_purged = await services.jobs.purge_expired()
             sessions_purged = await services.auth.purge_expired()
+            executions_purged = await services.executions.purge_expired()
             audit_purged = await services.audit.purge_expired()
-            if jobs_purged or sessions_purged or audit_purged:
-                log.info("purged %d expired jobs, %d expired sessions, %d audit entries",
-                         jobs_purged, sessions_purged, audit_purged)
+            if jobs_purged or sessions_purged or executions_purged or audit_purged:
+                log.info("purged %d expired jobs, %d expired sessions, %d expired executions, "
+                         "%d audit entries", jobs_purged, sessions_purged, executions_purged,
+                         audit_purged)
         except Exception:
             log.exception("purging expired data failed; retrying later")
         await asyncio.sleep(services.settings.cleanup_interval)

@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -28,7 +29,15 @@ from vmexec.agent.directory import AgentDirectory
 from vmexec.agent.targets import AgentTarget
 from vmexec.execution import errors
 from vmexec.execution.engine import Executor
-from vmexec.execution.models import ExecRequest, ExecResult, Outcome, Platform, StreamOutput
+from vmexec.execution.models import (
+    ExecRequest,
+    ExecResult,
+    Outcome,
+    OutputChunk,
+    Platform,
+    StreamName,
+    StreamOutput,
+)
 
 
 @dataclass
@@ -72,9 +81,11 @@ class ScriptedExecutor(Executor):
     def __init__(self, agents: AgentDirectory, guest: FakeGuest | None = None) -> None:
         super().__init__(agents)
         self.guest = guest or FakeGuest()
+        #: Runs under way here, set when cancelled.
+        self._cancels: dict[str, asyncio.Event] = {}
 
-    async def _interpret(self, request: ExecRequest, run_id: str, *,
-                         sleep: bool) -> ExecResult:
+    async def _interpret(self, request: ExecRequest, run_id: str, *, sleep: bool,
+                         emit: Callable[[OutputChunk], None] | None = None) -> ExecResult:
         started = datetime.now(UTC)
         out, err = bytearray(), bytearray()
         exit_code, signal, slept = 0, None, 0.0
@@ -82,9 +93,12 @@ class ScriptedExecutor(Executor):
             word, _, rest = line.strip().partition(" ")
             if word == "echo":
                 if rest.endswith(">&2"):
-                    err += rest[:-3].strip().encode() + b"\n"
+                    text, stream, name = rest[:-3].strip().encode() + b"\n", err, StreamName.STDERR
                 else:
-                    out += rest.encode() + b"\n"
+                    text, stream, name = rest.encode() + b"\n", out, StreamName.STDOUT
+                stream += text
+                if emit is not None:
+                    emit(OutputChunk(name, text))
             elif word == "sleep":
                 try:
                     seconds = float(rest)
@@ -95,8 +109,9 @@ class ScriptedExecutor(Executor):
                         await asyncio.sleep(max(request.timeout - slept, 0))
                     return self._result(run_id, Outcome.TIMED_OUT, None, 9, out, err, started,
                                         request)
-                if sleep:
-                    await asyncio.sleep(seconds)
+                if sleep and await self._cancelled_during(run_id, seconds):
+                    return self._result(run_id, Outcome.CANCELLED, None, 9, out, err, started,
+                                        request)
                 slept += seconds
             elif word == "exit" and (rest or "0").isdigit():
                 exit_code = int(rest or 0)
@@ -132,6 +147,57 @@ class ScriptedExecutor(Executor):
         if self.guest.started is not None:
             self.guest.started.set()
         return await self._interpret(request, run_id, sleep=True)
+
+    async def stream(self, target: AgentTarget, request: ExecRequest, *,
+                     run_id: str | None = None) -> AsyncIterator[OutputChunk | ExecResult]:
+        """Chunks as the script echoes them (live, between its sleeps), then the result."""
+        assert run_id is not None, "the API always names its runs"
+        self.guest.requests[run_id] = request
+        self.guest.runs.append(run_id)
+        if self.guest.started is not None:
+            self.guest.started.set()
+        self._cancels[run_id] = asyncio.Event()
+        queue: asyncio.Queue[OutputChunk | ExecResult | BaseException] = asyncio.Queue()
+
+        async def interpret() -> None:
+            try:
+                queue.put_nowait(await self._interpret(request, run_id, sleep=True,
+                                                       emit=queue.put_nowait))
+            except Exception as exc:
+                queue.put_nowait(exc)
+
+        task = asyncio.ensure_future(interpret())
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                if isinstance(item, ExecResult):
+                    return
+        finally:
+            task.cancel()
+            self._cancels.pop(run_id, None)
+
+    async def _cancelled_during(self, run_id: str, seconds: float) -> bool:
+        cancel = self._cancels.get(run_id)
+        if cancel is None:  # not streamed (run, recover): not cancellable here
+            await asyncio.sleep(seconds)
+            return False
+        try:
+            await asyncio.wait_for(cancel.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
+
+    async def cancel(self, target: AgentTarget, run_id: str, *,
+                     platform: Platform = Platform.LINUX) -> bool:
+        """Cancel a run that sleeps here (as the engine: False for one that ended)."""
+        cancel = self._cancels.get(run_id)
+        if cancel is None or cancel.is_set():
+            return False
+        cancel.set()
+        return True
 
     async def recover(self, target: AgentTarget, run_id: str, *,
                       platform: Platform = Platform.LINUX, max_output_bytes: int | None = None,

@@ -65,3 +65,21 @@ def test_unknown_fields_are_ignored_except_in_an_action_body(server: RunningServ
                            json={"setVmQga": {"enable": True}, "rebootVmInstance": {}})
         assert reply.status_code == 400, reply.text
         assert "one action per request" in reply.json()["error"]["details"]
+
+
+def test_the_execution_apis_are_documented(spec: dict[str, Any]) -> None:
+    executions = "/zstack/v1/vm-instances/commands/executions"
+    output = spec["paths"][f"{executions}/{{uuid}}/output"]["get"]
+    assert "text/event-stream" in output["responses"]["200"]["content"]
+    assert output["responses"]["404"]
+    [header] = [p for p in output["parameters"] if p["in"] == "header"]
+    assert header["name"] == "Last-Event-ID"
+    assert re.search(header["schema"]["pattern"], "12") and not re.search(
+        header["schema"]["pattern"], "x")
+    assert _parameter(spec, executions, "q")["maxItems"] == 20
+    body = spec["components"]["schemas"]["ExecutionActionRequest"]
+    assert body["required"] == ["cancelGuestVmCommand"]
+    assert body["additionalProperties"] is False
+    inventory = spec["components"]["schemas"]["GuestVmCommandExecutionInventory"]
+    assert {"uuid", "vmInstanceUuid", "runUuid", "state", "exitCode", "stdoutBytes",
+            "createDate"} <= set(inventory["properties"])

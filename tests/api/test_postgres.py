@@ -52,3 +52,22 @@ def test_the_api_on_postgresql(start_scripted, fake_guest: FakeGuest,
     assert psql(postgres_url, f"SELECT outcome, exit_code, stdout_bytes FROM executions "
                               f"WHERE uuid = '{job}'") == [["exited", "4", "6"]]
     assert psql(postgres_url, "SELECT version_num FROM alembic_version")[0][0].startswith("000")
+
+
+def test_executions_on_postgresql(start_scripted, postgres_url: str) -> None:
+    # Issue 11: output rows (bytea), the SQL query (LIKE, COLLATE "C") and the event stream.
+    from api.test_executions import EXECUTIONS, execution, replay, run, text
+    server: RunningServer = start_scripted(db=postgres_url)
+    with server.client() as client:
+        job = run(client, "echo 50%_done\\\necho err >&2\nexit 2")
+        found = execution(client, job)
+        assert (found["state"], found["stdout"], found["stderr"]) == (
+            "Failed", "50%_done\\\n", "err\n")
+        for condition, hit in (("command~=echo 50%", True), ("command~=ECHO%", False),
+                               ("command~=%done\\%", True), ("exitCode>1", True)):
+            inventories = client.get(EXECUTIONS, params={"q": [condition, f"uuid={job}"]})
+            assert (len(inventories.json()["inventories"]) == 1) is hit, condition
+        output, result = replay(client, job)
+        assert text(output) == "50%_done\\\nerr\n" and result["body"]["exitCode"] == 2
+    assert psql(postgres_url, f"SELECT count(*) FROM execution_output "
+                              f"WHERE execution_uuid = '{job}'") == [["2"]]

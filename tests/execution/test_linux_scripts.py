@@ -21,7 +21,7 @@ import pytest
 from vmexec.execution.errors import InvalidExecRequest
 from vmexec.execution.linux import INLINE_MAX, LinuxPlatform
 from vmexec.execution.models import ExecRequest, Shell
-from vmexec.execution.platform import Launch
+from vmexec.execution.platform import KillReason, Launch
 from vmexec.execution.status import Status, Where, parse_status, split_inline
 
 PLATFORM = LinuxPlatform()
@@ -265,7 +265,9 @@ def test_run_dir_must_be_a_safe_absolute_path(run_dir: str) -> None:
         PLATFORM.launch(ExecRequest("true"), RUN_ID, run_dir=run_dir, interpreter="bash")
 
 
-def test_kill_ends_the_run_and_its_children(shell: HostShell, run_dir: Path) -> None:
+@pytest.mark.parametrize("why", list(KillReason))
+def test_kill_ends_the_run_and_its_children(shell: HostShell, run_dir: Path,
+                                            why: KillReason) -> None:
     launch = PLATFORM.launch(ExecRequest("echo started; sleep 60 & sleep 61; echo never"),
                              RUN_ID, run_dir=str(run_dir), interpreter=shell.interpreter)
     program = ("bash",) if launch.path == "bash" else shell.command
@@ -274,14 +276,15 @@ def test_kill_ends_the_run_and_its_children(shell: HostShell, run_dir: Path) -> 
         while len(_marked_processes()) < 2:  # both sleeps started
             assert proc.poll() is None
         pid = int(output(run_dir, "pid"))
-        kill = PLATFORM.kill(RUN_ID, pid, str(run_dir))
+        kill = PLATFORM.kill(RUN_ID, pid, str(run_dir), why=why)
         with subprocess.Popen([*shell.command, *kill.args]) as killer:
             # Reap the run at once, as the guest agent does: the kill waits while it exists.
             stdout, _ = proc.communicate(timeout=30)
             assert killer.wait(timeout=30) == 0
     status, _ = split_inline(stdout)
     assert status is not None and status.exit_code == 143
-    assert (run_dir / f"{RUN_ID}.timeout").exists()
+    # The marker says why, for a vmexec that restarts: only that one.
+    assert [p.name for p in run_dir.glob(f"{RUN_ID}.[tc]*")] == [f"{RUN_ID}.{why.value}"]
     assert output(run_dir, "out") == b"started\n"
     assert _marked_processes() == []  # the background sleep is gone too
 
@@ -433,8 +436,10 @@ def test_errexit_and_a_full_disk(shell: HostShell, full_disk_run_dir: Path) -> N
 def test_cleanup_keeps_the_files_of_a_run_still_going(shell: HostShell, run_dir: Path) -> None:
     running, gone, reused = RUN_ID, "e" * 32, "f" * 32
     run_dir.mkdir()
-    # A run's first process names its run id on its command line, as the launch does.
-    with subprocess.Popen(["sh", "-c", "sleep 30", "sh", running]) as alive:
+    # A run's first process names its run id on its command line, as the launch does (not
+    # the script's last command alone: a shell may exec that, its command line then is
+    # `sleep 30`).
+    with subprocess.Popen(["sh", "-c", "sleep 30; :", "sh", running]) as alive:
         try:
             for run_id, pid in ((running, alive.pid), (gone, 999_999_999),
                                 (reused, os.getpid())):  # a live pid of another process

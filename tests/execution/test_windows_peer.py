@@ -16,7 +16,8 @@ from vmexec.agent.directory import AgentDirectory
 from vmexec.agent.targets import SocketTarget
 from vmexec.execution.engine import Executor
 from vmexec.execution.errors import InvalidExecRequest
-from vmexec.execution.models import ExecRequest, Platform, Shell
+from vmexec.execution.models import ExecRequest, ExecResult, Platform, Shell
+from vmexec.execution.platform import KillReason
 from vmexec.execution.windows import SUPERVISOR, WindowsPlatform, decode_powershell
 from vmexec.hypervisor.libvirt_host import LibvirtHosts
 
@@ -123,3 +124,23 @@ async def test_input_too_large_for_one_agent_request_is_refused(windows) -> None
     assert peer.runs == []  # nothing was sent
     result = await executor.run(target, ExecRequest("exit /b 3", platform=Platform.WINDOWS))
     assert result.exit_code == 3
+
+
+def test_the_kill_leaves_its_reason() -> None:
+    run_id = "c" * 32
+    for why in KillReason:
+        script = decode_powershell(WindowsPlatform().kill(run_id, why=why).args)
+        assert f'"$id.{why.value}"' in script and f"$id = '{run_id}'" in script
+        assert "taskkill.exe /T /F" in script
+
+
+async def test_cancel_before_the_start_and_of_an_ended_run(windows) -> None:
+    peer, executor, target = windows
+    items = executor.stream(target, ExecRequest("dir", platform=Platform.WINDOWS),
+                            run_id="d" * 32)
+    assert await executor.cancel(target, "d" * 32, platform=Platform.WINDOWS)
+    got = [item async for item in items]
+    assert len(got) == 1 and isinstance(got[0], ExecResult) and got[0].cancelled
+    assert peer.runs == []  # never started
+    ended = await executor.run(target, ExecRequest("exit /b 4", platform=Platform.WINDOWS))
+    assert not await executor.cancel(target, ended.run_id, platform=Platform.WINDOWS)

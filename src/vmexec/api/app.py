@@ -17,7 +17,17 @@ from vmexec.api import errors, log_redaction
 from vmexec.api.deps import CHECKED_SESSION, check_session
 from vmexec.api.limits import DEFAULT_BODY_LIMIT, BodyLimit
 from vmexec.api.observe import ObserveCalls
-from vmexec.api.routes import accounts, audits, health, hosts, jobs, metrics, sessions, vms
+from vmexec.api.routes import (
+    accounts,
+    audits,
+    executions,
+    health,
+    hosts,
+    jobs,
+    metrics,
+    sessions,
+    vms,
+)
 from vmexec.api.routes import exec as exec_routes
 from vmexec.api.schemas.exec import MAX_BODY_BYTES as EXEC_MAX_BODY_BYTES
 from vmexec.services.auth import AuthSession
@@ -77,6 +87,8 @@ def assemble(lifespan: Lifespan) -> FastAPI:
     app.add_middleware(ObserveCalls)
     log_redaction.install()
     # accounts after sessions: PUT /accounts/{uuid} must not shadow PUT /accounts/login.
-    for module in (health, metrics, sessions, accounts, jobs, exec_routes, vms, hosts, audits):
+    # executions before vms: /vm-instances/commands/... must not be read as a VM's uuid.
+    for module in (health, metrics, sessions, accounts, jobs, exec_routes, executions, vms,
+                   hosts, audits):
         app.include_router(module.router)
     return app

@@ -133,6 +133,9 @@ def to_failure(exc: BaseException) -> ApiFailure:
             return exc
         case exec_errors.ExecError():
             return _exec_failure(exc)
+        case service_errors.ExecutionNotFound():
+            # Addressed by path, as a job is: not an argument of an API.
+            return not_found(exc.message)
         case service_errors.ServiceError():
             return _service_failure(exc)
         case auth.InvalidCredentials():

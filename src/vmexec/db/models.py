@@ -9,7 +9,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -94,7 +104,8 @@ class Job(Base):
 
 
 class Execution(Base):
-    """One ExecuteGuestVmCommand call: who ran what on which VM, and how it ended."""
+    """One command on one VM (an ExecuteGuestVmCommand call, or a run's target): who ran what
+    on which VM, and how it ended. Its output is in :class:`ExecutionOutput`."""
 
     __tablename__ = "executions"
 
@@ -106,8 +117,23 @@ class Execution(Base):
     platform: Mapped[str] = mapped_column(String(16))
     command: Mapped[str] = mapped_column(Text)
     timeout_seconds: Mapped[int] = mapped_column(Integer)
-    #: running | exited | timed_out | failed
+    #: running | exited | timed_out | cancelled | failed (the engine's view)
     outcome: Mapped[str] = mapped_column(String(16), index=True)
+    #: The wire state (:class:`vmexec.zstack.exec.ExecutionState`).
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    #: The run this execution is a target of, if any.
+    run_uuid: Mapped[str | None] = mapped_column(String(UUID_LEN), index=True)
+    shell: Mapped[str | None] = mapped_column(String(16))
+    #: Bytes of each stream kept in ``execution_output`` (at most ``output_cap`` together).
+    stdout_stored: Mapped[int] = mapped_column(BigInteger, default=0)
+    stderr_stored: Mapped[int] = mapped_column(BigInteger, default=0)
+    duration_ms: Mapped[int | None] = mapped_column(BigInteger)
+    #: When the record and its output are purged (``execution_retention`` after the request).
+    output_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
+    #: The reply's HTTP status and body without the output text (added back from the stored
+    #: output), so that an execution's ``result`` outlives its job and exists for runs too.
+    reply_status: Mapped[int | None] = mapped_column(Integer)
+    reply: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     exit_code: Mapped[int | None] = mapped_column(Integer)
     signal: Mapped[int | None] = mapped_column(Integer)
     stdout_bytes: Mapped[int | None] = mapped_column(BigInteger)
@@ -121,3 +147,18 @@ class Execution(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     __table_args__ = (Index("ix_executions_requested_at", "requested_at"),)
+
+
+class ExecutionOutput(Base):
+    """One chunk of an execution's output, in the order the guest wrote it (both streams)."""
+
+    __tablename__ = "execution_output"
+
+    execution_uuid: Mapped[str] = mapped_column(
+        String(UUID_LEN), ForeignKey("executions.uuid", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: stdout | stderr
+    stream: Mapped[str] = mapped_column(String(8))
+    #: Byte offset of the chunk's first byte in the execution's combined output (both streams).
+    offset: Mapped[int] = mapped_column(BigInteger)
+    data: Mapped[bytes] = mapped_column(LargeBinary)

@@ -6,18 +6,22 @@ about the agent's own round-trip time; the output is then read from the run's fi
 guest.  Those files also hold the status, so when the agent's one "exited" reply is lost, or
 vmexec restarted, :meth:`Executor.recover` still gets the result.  At the deadline vmexec kills
 the run's whole process tree in the guest; a run that lasts gets a watchdog in the guest too.
+:meth:`Executor.stream` yields the output while the command runs (adaptive polling of the
+run's files, see :mod:`.waiting`); :meth:`Executor.cancel` stops a run with the same kill.
 
 This module is the :class:`Executor` and a run's main flow (start, wait, collect); beside it:
 :mod:`.runs` (per-guest and per-run state, fault-tolerant calls), :mod:`.staging` (large
 input through guest files), :mod:`.guest_helpers` (kill, watchdog, adopting a run whose start
-reply was lost), :mod:`.cleanup` (deleting ended runs' files) and :mod:`.results` (pure).
+reply was lost), :mod:`.cleanup` (deleting ended runs' files), :mod:`.following` (the
+growing output files), :mod:`.cancelling` and :mod:`.results` (pure).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import weakref
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import datetime
 
 from vmexec.agent import errors as agent_errors
@@ -26,6 +30,7 @@ from vmexec.agent.directory import AgentDirectory
 from vmexec.agent.targets import AgentTarget
 from vmexec.execution import errors
 from vmexec.execution.background import BackgroundTasks
+from vmexec.execution.cancelling import NeverStarted, cancel_followed, cancel_unfollowed
 from vmexec.execution.cleanup import (
     CLEANUP_DELAY,
     DEFAULT_FILE_RETENTION,
@@ -40,6 +45,7 @@ from vmexec.execution.faults import (
     transient,
     unavailable,
 )
+from vmexec.execution.following import OutputFollower
 from vmexec.execution.guest_helpers import KILL_WAIT, adopt, kill, stop_if_started
 from vmexec.execution.guestfiles import RunFiles
 from vmexec.execution.linux import LinuxPlatform
@@ -47,15 +53,18 @@ from vmexec.execution.models import (
     AGENT_OUTPUT_CAP,
     ExecRequest,
     ExecResult,
+    Outcome,
     OutputChunk,
     Platform,
     Shell,
+    StreamOutput,
 )
-from vmexec.execution.platform import GuestPlatform
+from vmexec.execution.platform import GuestPlatform, KillReason, check_run_id
 from vmexec.execution.results import (
     exec_result,
     new_run_id,
     now,
+    outcome_of,
     setup_error,
     shell_status,
     validate,
@@ -93,6 +102,10 @@ class Executor:
         self._cleanup_policy = CleanupPolicy(file_retention)
         self._guests: dict[AgentTarget, Guest] = {}
         self._background = BackgroundTasks()
+        #: Runs followed here, by run id: what :meth:`cancel` marks and stops.
+        self._active: weakref.WeakValueDictionary[str, Run] = weakref.WeakValueDictionary()
+        #: Runs not followed here that a :meth:`cancel` is stopping right now.
+        self._cancelling: set[str] = set()
 
     @property
     def file_retention(self) -> float:
@@ -108,13 +121,15 @@ class Executor:
 
     async def run(self, target: AgentTarget, request: ExecRequest, *,
                   run_id: str | None = None) -> ExecResult:
-        """Run ``request`` in the guest behind ``target`` until it exits or times out.
+        """Run ``request`` in the guest behind ``target`` until it exits or times out (or
+        :meth:`cancel` stops it).
 
         ``run_id`` (32 hex chars, default: a new one) names the run in the guest, so that
-        :meth:`recover` can collect its result after a lost reply or a restart.
+        :meth:`recover` can collect its result after a lost reply or a restart, and
+        :meth:`cancel` can stop it.
         """
         result: ExecResult | None = None
-        async for item in self._execute(target, request, run_id, follow=False):
+        async for item in self._execute(self._new_run(target, request, run_id), follow=False):
             if isinstance(item, ExecResult):
                 result = item
         assert result is not None
@@ -122,8 +137,45 @@ class Executor:
 
     def stream(self, target: AgentTarget, request: ExecRequest, *,
                run_id: str | None = None) -> AsyncIterator[OutputChunk | ExecResult]:
-        """Like :meth:`run`, yielding output chunks as they appear and the result last."""
-        return self._execute(target, request, run_id, follow=True)
+        """Like :meth:`run`, yielding output chunks as they appear and the result last.
+
+        Costs a command that ends within :data:`~.waiting.FOLLOW_AFTER` what :meth:`run`
+        does; then the output files are polled adaptively (see :mod:`.waiting`). Each
+        stream's chunks come in order, cut on UTF-8 character boundaries, and together are
+        its ``data`` in the result (they stop at ``max_output_bytes``, as the data does).
+        The run can be cancelled from the moment this returns, before any iteration.
+        """
+        return self._execute(self._new_run(target, request, run_id), follow=True)
+
+    async def cancel(self, target: AgentTarget, run_id: str, *,
+                     platform: Platform = Platform.LINUX) -> bool:
+        """Stop run ``run_id``: kill its whole process tree in the guest (as at a timeout).
+
+        A run followed here (its :meth:`run`, :meth:`stream` or :meth:`recover` is going)
+        then ends with ``Outcome.CANCELLED`` and its output so far; one whose guest-exec has
+        not gone out never starts. A run that is not followed here (vmexec restarted) is
+        found by its files in the guest and killed there; the marker file it leaves makes a
+        later :meth:`recover` report ``CANCELLED``. Returns whether this call stopped
+        something: False for a run that ended, was cancelled already (or is being
+        cancelled), or left no trace.
+
+        Raises:
+            GuestUnavailable: the guest did not answer long enough to stop it.
+        """
+        check_run_id(run_id)
+        run = self._active.get(run_id)
+        if run is not None:
+            return await cancel_followed(run)
+        if run_id in self._cancelling:
+            return False
+        self._cancelling.add(run_id)
+        try:
+            guest = self._guest(target, platform)
+            return await cancel_unfollowed(
+                Run(ExecRequest("(cancelled)", platform=platform), run_id, guest,
+                    self.agents.get(target), launched=True))
+        finally:
+            self._cancelling.discard(run_id)
 
     async def recover(self, target: AgentTarget, run_id: str, *,
                       platform: Platform = Platform.LINUX,
@@ -141,23 +193,30 @@ class Executor:
         # The command itself is in the guest already; the run only needs the output limit.
         limit = AGENT_OUTPUT_CAP if max_output_bytes is None else max_output_bytes
         run = Run(ExecRequest("(recovered)", platform=platform, max_output_bytes=limit),
-                  run_id, guest, agent, launched=True)
+                  check_run_id(run_id), guest, agent, launched=True)
+        run.start_settled.set()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while True:
-            files = RunFiles(agent, guest.platform, run_id, None)
-            try:
-                result = await self._recover(run, files, deadline)
-                break
-            except agent_errors.AgentError as exc:
-                # The guest is the only place the result is: wait for its agent to come back.
+        self._active[run_id] = run
+        try:
+            while True:
+                files = run.files = RunFiles(agent, guest.platform, run_id, None)
                 try:
-                    await wait_for_agent(run, exc, deadline + KILL_WAIT)
-                except errors.GuestUnavailable as gave_up:
-                    self._watch_if_orphaned(run, gave_up)
-                    if files.run_dir is not None:  # to be deleted once the guest answers
-                        guest.cleanup.queue(files.run_dir, run_id, collected=False)
-                    raise
+                    result = await self._recover(run, files, deadline)
+                    break
+                except agent_errors.AgentError as exc:
+                    # The guest is the only place the result is: wait for its agent to come
+                    # back.
+                    try:
+                        await wait_for_agent(run, exc, deadline + KILL_WAIT)
+                    except errors.GuestUnavailable as gave_up:
+                        self._watch_if_orphaned(run, gave_up)
+                        if files.run_dir is not None:  # to be deleted once the guest answers
+                            guest.cleanup.queue(files.run_dir, run_id, collected=False)
+                        raise
+        finally:
+            run.ended = True
+            self._unregister(run)
         assert files.run_dir is not None
         guest.cleanup.queue(files.run_dir, run_id)
         return result
@@ -175,8 +234,11 @@ class Executor:
                 await kill(run, pid, run_dir)
                 run.killed = True
             status = await files.wait_status(5.0)
-        timed_out = run.killed or await files.exists("timeout")
-        return await _collect(run, files, status, timed_out=timed_out, finished=now())
+        run.ended = True
+        cancelled = run.cancelled or await files.exists(KillReason.CANCELLED)
+        timed_out = run.killed or await files.exists(KillReason.TIMEOUT)
+        return await _collect(run, files, status, finished=now(),
+                              outcome=outcome_of(cancelled=cancelled, timed_out=timed_out))
 
     async def aclose(self) -> None:
         """Delete the files of ended runs now (best effort) and stop background work."""
@@ -196,19 +258,45 @@ class Executor:
             guest = self._guests[target] = Guest(p, p.run_dirs[0], cleanup)
         return guest
 
+    def _new_run(self, target: AgentTarget, request: ExecRequest, run_id: str | None) -> Run:
+        """A run of ``request``, known to :meth:`cancel` from now on, until it ends (or its
+        iterator is dropped unstarted: the registry holds runs weakly)."""
+        run = Run(request, run_id or new_run_id(), self._guest(target, request.platform),
+                  self.agents.get(target))
+        self._active[run.run_id] = run
+        return run
+
+    def _unregister(self, run: Run) -> None:
+        if self._active.get(run.run_id) is run:
+            del self._active[run.run_id]
+
     async def _start(self, run: Run, deadline: float) -> None:
         """Start the run (falling back to ``/bin/sh`` in a guest without bash).
 
         Transient faults are waited out until ``deadline``. A ``guest-exec`` whose reply was
         lost may have started the run: the guest is asked before it is sent again, and a run
         found there is adopted (so it runs once, whatever was lost on the way).
+
+        Raises:
+            NeverStarted: it was cancelled before its guest-exec went out.
         """
+        run.start_settled.clear()
+        run.launched = False
+        try:
+            await self._launch(run, deadline)
+        finally:
+            run.starting = False
+            run.start_settled.set()
+
+    async def _launch(self, run: Run, deadline: float) -> None:
         guest = run.guest
+        _check_not_cancelled(run)
         staged = await retry(run, lambda: stage_input(run), deadline)
         while True:
             launch = guest.platform.launch(run.request, run.run_id, run_dir=guest.run_dir,
                                            interpreter=guest.interpreter, staged=staged)
-            run.attempted = True
+            _check_not_cancelled(run)  # (no await from here to the guest-exec going out)
+            run.attempted = run.starting = True
             try:
                 run.pid = await run.agent.exec(
                     launch.path, launch.args, input_data=launch.input_data,
@@ -225,6 +313,7 @@ class Executor:
                 if not transient(exc):
                     raise
                 if never_sent(exc):
+                    run.starting = False
                     await wait_for_agent(run, exc, deadline)
                     continue
                 # It may run, so it may be killed: wait as long as a running command would.
@@ -232,28 +321,68 @@ class Executor:
                 await wait_for_agent(run, exc, deadline + KILL_WAIT)
                 if await retry(run, lambda: adopt(run), deadline + KILL_WAIT):
                     return
-                run.launched = False
+                run.launched = run.starting = False
                 continue
             run.launched = True
             return
 
-    async def _execute(self, target: AgentTarget, request: ExecRequest, run_id: str | None,
-                       *, follow: bool) -> AsyncIterator[OutputChunk | ExecResult]:
+    async def _execute(self, run: Run, *, follow: bool) -> AsyncIterator[OutputChunk | ExecResult]:
+        follower: OutputFollower | None = None
+        failed = False
+        steps = self._run_until_end(run, follow)
+        try:
+            async for item in steps:
+                if isinstance(item, OutputFollower):
+                    follower = item
+                else:
+                    yield item
+        except NeverStarted:
+            # Cancelled before its guest-exec went out: it never runs (its staged input may
+            # be in the guest, though).
+            if run.attempted:
+                run.guest.cleanup.queue(run.guest.run_dir, run.run_id)
+            yield exec_result(run.run_id, None, Outcome.CANCELLED, StreamOutput(),
+                              StreamOutput(), run.started, now())
+        except Exception:
+            failed = True
+            raise
+        finally:
+            await steps.aclose()  # now, also when the caller dropped this iterator
+            run.ended = True
+            run.start_settled.set()
+            self._unregister(run)
+            if follower is not None and failed:
+                # In the background: an agent that does not answer must not delay the error.
+                self._background.spawn(follower.close())
+            elif follower is not None:
+                await follower.close()  # (a no-op at the end: closed before the result)
+
+    async def _run_until_end(self, run: Run, follow: bool
+                             ) -> AsyncGenerator[OutputChunk | ExecResult | OutputFollower]:
+        """Start the run and follow it to its result (yielding its output follower first
+        when ``follow``, for the caller to close whatever happens).
+
+        Raises: NeverStarted, ExecError.
+        """
+        request, guest = run.request, run.guest
         validate(request)
-        guest = self._guest(target, request.platform)
-        run = Run(request, run_id or new_run_id(), guest, self.agents.get(target))
         loop = asyncio.get_running_loop()
         # The command's own deadline, from the request: time spent waiting for a paused VM
         # or a restarting host counts, so a command never lasts longer than it may.
         deadline = loop.time() + request.timeout
         reply: ExecStatus | None = None
         status: Status | None = None
+        follower: OutputFollower | None = None
         try:
             while True:
                 await self._start(run, deadline)
-                files = RunFiles(run.agent, guest.platform, run.run_id, guest.run_dir)
+                files = run.files = RunFiles(run.agent, guest.platform, run.run_id,
+                                             guest.run_dir)
+                if follow:
+                    follower = OutputFollower(files, request.max_output_bytes)
+                    yield follower
                 reply = status = None
-                async for item in wait_for_end(run, files, deadline, follow):
+                async for item in wait_for_end(run, files, deadline, follower):
                     if isinstance(item, ExecStatus):
                         reply = item
                     elif isinstance(item, Status):
@@ -271,6 +400,8 @@ class Executor:
                     index = dirs.index(guest.run_dir) + 1 if guest.run_dir in dirs else len(dirs)
                     if index < len(dirs):
                         guest.run_dir = dirs[index]
+                        if follower is not None:
+                            await follower.close()
                         continue
                 break
             if status is not None and status.setup_error:
@@ -291,15 +422,18 @@ class Executor:
                 status = Status(exit_code=shell_status(reply), run_dir=guest.run_dir)
                 inline = (b"", b"")
             timed_out = run.killed or (status is not None and status.timed_out) or (
-                reply is None and await retry(run, lambda: files.exists("timeout"), until))
+                reply is None and not run.cancelled
+                and await retry(run, lambda: files.exists(KillReason.TIMEOUT), until))
             if status is not None and status.unstored:
                 raise errors.OutputNotStored(
                     f"the guest could not store the command's output in {guest.run_dir} "
                     f"(no space left?): the command ran and exited with {status.exit_code}, "
                     "its output is incomplete", ran=True, exit_code=status.exit_code)
             got = status
+            already = follower.already_read() if follower is not None else (b"", b"")
             result = await retry(run, lambda: _collect(
-                run, files, got, timed_out=timed_out, finished=finished, inline=inline), until)
+                run, files, got, finished=finished, inline=inline, already=already,
+                outcome=outcome_of(cancelled=run.cancelled, timed_out=timed_out)), until)
         except agent_errors.AgentError as exc:
             _ended_in_error(run)
             raise unavailable(exc) from None
@@ -307,11 +441,14 @@ class Executor:
             self._watch_if_orphaned(run, exc)
             _ended_in_error(run)
             raise
+        except NeverStarted:
+            raise
         except Exception:
             _ended_in_error(run)
             raise
-        if follow:
-            for chunk in files.unstreamed(result.stdout, result.stderr):
+        if follower is not None:
+            await follower.close()
+            for chunk in follower.rest(result.stdout, result.stderr):
                 yield chunk
         guest.cleanup.queue(guest.run_dir, run.run_id)
         yield result
@@ -340,12 +477,21 @@ async def _stop_orphan(run: Run) -> None:
 
 
 async def _collect(run: Run, files: RunFiles, status: Status | None, *,
-                   timed_out: bool, finished: datetime,
-                   inline: tuple[bytes, bytes] = (b"", b"")) -> ExecResult:
+                   outcome: Outcome, finished: datetime,
+                   inline: tuple[bytes, bytes] = (b"", b""),
+                   already: tuple[bytes, bytes] = (b"", b"")) -> ExecResult:
     limit = run.request.max_output_bytes
-    stdout, stderr = await files.read_outputs(limit, status, inline=inline)
+    stdout, stderr = await files.read_outputs(limit, status, inline=inline, already=already)
     code = status.exit_code if status else None
-    return exec_result(run.run_id, code, timed_out, stdout, stderr, run.started, finished)
+    return exec_result(run.run_id, code, outcome, stdout, stderr, run.started, finished)
+
+
+def _check_not_cancelled(run: Run) -> None:
+    """Raises: NeverStarted — a cancel came before this guest-exec went out (one waiting
+    for an earlier guest-exec that certainly did not go out counts too)."""
+    if run.cancelled or run.cancelling:
+        run.cancelled = True
+        raise NeverStarted
 
 
 def _ended_in_error(run: Run) -> None:

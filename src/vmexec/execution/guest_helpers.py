@@ -14,7 +14,7 @@ from vmexec.agent import errors as agent_errors
 from vmexec.execution import errors
 from vmexec.execution.faults import CALL_TIMEOUT, transient
 from vmexec.execution.guestfiles import RunFiles
-from vmexec.execution.platform import Launch
+from vmexec.execution.platform import KillReason, Launch
 from vmexec.execution.results import shell_status
 from vmexec.execution.runs import Run
 
@@ -51,12 +51,14 @@ async def start_helper(run: Run, launch: Launch, *, wait: float = 0.0,
     run.guest.cleanup.reap(pid)
 
 
-async def kill(run: Run, pid: int | None, run_dir: str) -> None:
-    """Kill the run's whole process tree and wait until it is gone (or KILL_WAIT passed).
+async def kill(run: Run, pid: int | None, run_dir: str, *,
+               why: KillReason = KillReason.TIMEOUT) -> None:
+    """Kill the run's whole process tree and wait until it is gone (or KILL_WAIT passed);
+    ``why`` is left as a marker file in the run directory.
 
     Raises: AgentError — transient: start the kill again once the agent answers.
     """
-    await start_helper(run, run.guest.platform.kill(run.run_id, pid, run_dir),
+    await start_helper(run, run.guest.platform.kill(run.run_id, pid, run_dir, why=why),
                        wait=KILL_WAIT, required=True)
 
 

@@ -11,7 +11,7 @@ import contextlib
 
 from vmexec.agent import errors as agent_errors
 from vmexec.agent.client import GuestAgent
-from vmexec.execution.models import OutputChunk, StreamName, StreamOutput
+from vmexec.execution.models import StreamOutput
 from vmexec.execution.platform import GuestPlatform
 from vmexec.execution.status import Status, Where, parse_status
 
@@ -20,7 +20,6 @@ from vmexec.execution.status import Status, Where, parse_status
 READ_CHUNK = 2 * 1024 * 1024
 # Requests are far more limited than replies (SAFE_REQUEST_BYTES): 48 KiB is 64 KiB of base64.
 WRITE_CHUNK = 48 * 1024
-_KINDS = {StreamName.STDOUT: "out", StreamName.STDERR: "err"}
 
 
 class RunFiles:
@@ -30,8 +29,6 @@ class RunFiles:
         self.platform = platform
         self.run_id = run_id
         self.run_dir = run_dir
-        #: Bytes of each stream already handed out while following the run.
-        self.streamed: dict[StreamName, int] = dict.fromkeys(StreamName, 0)
 
     def path(self, kind: str, run_dir: str | None = None) -> str:
         directory = run_dir or self.run_dir
@@ -170,42 +167,29 @@ class RunFiles:
             delay = min(delay * 2, 1.0)
 
     async def read_outputs(self, limit: int, status: Status | None, *,
-                           inline: tuple[bytes, bytes] = (b"", b"")
+                           inline: tuple[bytes, bytes] = (b"", b""),
+                           already: tuple[bytes, bytes] = (b"", b"")
                            ) -> tuple[StreamOutput, StreamOutput]:
         """Both output streams: from ``inline`` (the agent's reply) when the status says
-        the whole stream is there, else from the run's file (skipped when empty)."""
+        the whole stream is there, else from the run's file (skipped when empty; only past
+        ``already``, the start of the file read while following the run)."""
         code_page = status.code_page if status else None
         places = (status.stdout_at if status else None, status.stderr_at if status else None)
         outputs = []
-        for kind, where, data in zip(("out", "err"), places, inline, strict=True):
-            if where is Where.INLINE:
+        for kind, where, data, start in zip(("out", "err"), places, inline, already,
+                                            strict=True):
+            # (What was followed may go past the status: a background process of the
+            # command may write on after it exited; the result then holds that too.)
+            if where is Where.INLINE and len(start) <= len(data):
                 size = len(data)
                 data = data[:limit]
-            elif where is Where.EMPTY:
+            elif where is Where.EMPTY and not start:
                 data, size = b"", 0
             else:
-                got = await self._slurp(self.path(kind), 0, limit)
-                data, size = got if got is not None else (b"", 0)
+                start = start[:limit]
+                got = await self._slurp(self.path(kind), len(start), limit - len(start))
+                data, size = (start + got[0], got[1]) if got is not None else (start, len(start))
             outputs.append(StreamOutput(data=data, total_bytes=max(size, len(data)),
                                         truncated=size > len(data),
                                         encoding=self.platform.decode(data, code_page)))
         return outputs[0], outputs[1]
-
-    async def read_new(self) -> list[OutputChunk]:
-        """Output written since the last call (for streaming), from every stream."""
-        chunks = []
-        for name, kind in _KINDS.items():
-            got = await self._slurp(self.path(kind), self.streamed[name], READ_CHUNK)
-            if got and got[0]:
-                self.streamed[name] += len(got[0])
-                chunks.append(OutputChunk(name, got[0]))
-        return chunks
-
-    def unstreamed(self, stdout: StreamOutput, stderr: StreamOutput) -> list[OutputChunk]:
-        """The part of the final output that :meth:`read_new` has not handed out."""
-        chunks = []
-        for name, output in ((StreamName.STDOUT, stdout), (StreamName.STDERR, stderr)):
-            tail = output.data[self.streamed[name]:]
-            if tail:
-                chunks.append(OutputChunk(name, tail))
-        return chunks

@@ -59,6 +59,7 @@ class StreamOutput:
 class Outcome(enum.StrEnum):
     EXITED = "exited"        # exited on its own (exit_code set, maybe signal)
     TIMED_OUT = "timed_out"  # killed by vmexec because the timeout passed
+    CANCELLED = "cancelled"  # stopped by Executor.cancel (or never started: exit_code None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,10 @@ class ExecResult:
         return self.outcome is Outcome.TIMED_OUT
 
     @property
+    def cancelled(self) -> bool:
+        return self.outcome is Outcome.CANCELLED
+
+    @property
     def duration_ms(self) -> int:
         return round((self.finished_at - self.started_at).total_seconds() * 1000)
 
@@ -89,7 +94,12 @@ class StreamName(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class OutputChunk:
-    """Output that appeared while a command runs (for streaming)."""
+    """Output that appeared while a command runs (for streaming).
+
+    A stream's chunks come in the order written and are cut on UTF-8 character boundaries
+    (each decodes alone, if the output is UTF-8); together they are that stream's
+    :attr:`StreamOutput.data` in the result.
+    """
 
     stream: StreamName
     data: bytes

@@ -8,6 +8,7 @@ else about the guest OS.
 from __future__ import annotations
 
 import abc
+import enum
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,14 @@ def check_run_id(run_id: str) -> str:
     if not _RUN_ID.match(run_id):
         raise InvalidExecRequest(f"run id must be 32 lowercase hex digits, not {run_id!r}")
     return run_id
+
+
+class KillReason(enum.StrEnum):
+    """Why a run is killed: the marker file a kill leaves (``<run id>.timeout``), so that
+    a vmexec that restarts knows how the run ended."""
+
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +76,10 @@ class GuestPlatform(abc.ABC):
         return None
 
     @abc.abstractmethod
-    def kill(self, run_id: str, pid: int | None, run_dir: str) -> Launch:
-        """A guest-exec that kills every process of run ``run_id`` (``pid``: its first)."""
+    def kill(self, run_id: str, pid: int | None, run_dir: str, *,
+             why: KillReason = KillReason.TIMEOUT) -> Launch:
+        """A guest-exec that kills every process of run ``run_id`` (``pid``: its first),
+        leaving the marker file ``<run id>.<why>`` in ``run_dir`` first."""
 
     def watchdog(self, run_id: str, pid: int, run_dir: str, seconds: float) -> Launch | None:
         """A guest-exec that kills the run after ``seconds`` even if vmexec is gone (None: the

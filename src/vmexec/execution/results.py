@@ -74,12 +74,20 @@ def setup_error(status: Status, stderr: bytes, run_dirs: Sequence[str]) -> error
     return errors.GuestSetupError(message or reason.value, reason)
 
 
-def exec_result(run_id: str, code: int | None, timed_out: bool, stdout: StreamOutput,
+def outcome_of(*, cancelled: bool, timed_out: bool) -> Outcome:
+    """A cancel that took effect wins over the deadline's kill (it came first, or the
+    command was being stopped anyway)."""
+    if cancelled:
+        return Outcome.CANCELLED
+    return Outcome.TIMED_OUT if timed_out else Outcome.EXITED
+
+
+def exec_result(run_id: str, code: int | None, outcome: Outcome, stdout: StreamOutput,
                 stderr: StreamOutput, started: datetime, finished: datetime) -> ExecResult:
     # POSIX shells report "killed by signal N" as status 128+N.
     signal = code - 128 if code is not None and 128 < code <= 128 + 64 else None
     return ExecResult(
-        run_id=run_id, outcome=Outcome.TIMED_OUT if timed_out else Outcome.EXITED,
+        run_id=run_id, outcome=outcome,
         exit_code=code, signal=signal, stdout=stdout, stderr=stderr,
         started_at=started, finished_at=finished,
     )

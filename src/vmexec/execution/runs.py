@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -11,6 +13,7 @@ from vmexec.agent import errors as agent_errors
 from vmexec.agent.client import GuestAgent
 from vmexec.execution.cleanup import GuestCleanup
 from vmexec.execution.faults import BACKOFF_MAX, CALL_TIMEOUT, await_agent
+from vmexec.execution.guestfiles import RunFiles
 from vmexec.execution.models import ExecRequest
 from vmexec.execution.platform import GuestPlatform
 from vmexec.execution.results import now
@@ -44,6 +47,32 @@ class Run:
     launched: bool = False
     #: Whether the run may have files in the guest (its input, or a guest-exec was sent).
     attempted: bool = False
+    #: Whether a guest-exec that starts it went out (its reply may still be awaited).
+    starting: bool = False
+    #: Set once the start is settled: launched, failed, or given up before the guest-exec.
+    start_settled: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Whether the command is known to have ended (or its result is being collected).
+    ended: bool = False
+    #: Whether :meth:`Executor.cancel` stopped it (or kept it from starting).
+    cancelled: bool = False
+    #: Whether a cancel is deciding (waiting for the start, looking at the status).
+    cancelling: bool = False
+    #: The run's files, once it has some to follow or recover.
+    files: RunFiles | None = None
+    _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
+
+    def wake(self) -> None:
+        """End the current :meth:`nap` at once (something changed: poll now)."""
+        self._wake.set()
+
+    async def nap(self, seconds: float) -> bool:
+        """Sleep ``seconds`` between polls, or less if woken; whether it was woken."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
+        woken = self._wake.is_set()
+        self._wake.clear()
+        return woken
 
 
 async def wait_for_agent(run: Run, fault: agent_errors.AgentError, until: float, *,

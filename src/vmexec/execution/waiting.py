@@ -1,11 +1,24 @@
-"""Waiting for a run to end: polling the agent, watching the status file, killing at the
-deadline.
+"""Waiting for a run to end: polling the agent, following the output, watching the status
+file, killing at the deadline.
 
 The agent says "exited" once, and only when every holder of the output pipes is gone, so the
 poll also reads the run's status file now and then (a background process may hold the pipes
-after the command ended). Polls start at once and back off, so a trivial command costs a few
-agent round trips; a run that lasts gets a watchdog in the guest, which kills it at the
-deadline even if vmexec is gone.
+after the command ended). Status polls start at once and back off (2 ms growing by 1.3 up to
+0.25 s), so a trivial command costs a few agent round trips; a run that lasts gets a watchdog
+in the guest, which kills it at the deadline even if vmexec is gone.
+
+**Following the output** (:meth:`Executor.stream`). The run's output files are first read
+once it has run :data:`FOLLOW_AFTER` (0.2 s): a command that ends sooner costs not one call
+more than an unfollowed one (its output comes with the result, in one chunk per stream).
+Then they are read again :data:`OUTPUT_POLL_MIN` (50 ms) after a read that found output (at
+once when a read could not take everything), and at an interval growing by 1.5 per read that
+found nothing, up to :data:`OUTPUT_POLL_MAX` (0.5 s). So a chunk reaches the caller about
+50 ms (+ a few agent round trips) after it was written while output flows, and at most 0.5 s
+after it after a quiet spell (and 0.2 s after the start for the first). A read of an idle
+stream costs one agent call (see :mod:`.following`): a quiet command costs 4 calls a second
+for its two streams on top of the status polls. Measured on a TCG lab VM: a line every 0.1 s
+reaches the caller p50 53 ms / p90 86 ms after the guest wrote it; lines 0.5-3 s apart p50
+237 ms / p90 499 ms.
 """
 
 from __future__ import annotations
@@ -16,6 +29,7 @@ from collections.abc import AsyncIterator
 from vmexec.agent import errors as agent_errors
 from vmexec.agent.client import ExecStatus
 from vmexec.execution.faults import CALL_TIMEOUT
+from vmexec.execution.following import OutputFollower
 from vmexec.execution.guest_helpers import KILL_WAIT, kill, start_helper
 from vmexec.execution.guestfiles import RunFiles
 from vmexec.execution.models import OutputChunk
@@ -28,38 +42,62 @@ POLL_START, POLL_GROWTH, POLL_MAX = 0.002, 1.3, 0.25
 WATCHDOG_AFTER = 2.0
 #: How often a long poll also looks at the run's status file (seconds).
 HOLDER_CHECK = 1.0
+#: Output is first read once a followed run has lasted this long (seconds).
+FOLLOW_AFTER = 0.2
+#: Output reads: this long after one that found output, growing by OUTPUT_POLL_GROWTH per
+#: read that found none, up to OUTPUT_POLL_MAX (seconds).
+OUTPUT_POLL_MIN, OUTPUT_POLL_GROWTH, OUTPUT_POLL_MAX = 0.05, 1.5, 0.5
 
 
 async def wait_for_end(run: Run, files: RunFiles, deadline: float,
-                       follow: bool) -> AsyncIterator[OutputChunk | ExecStatus | Status]:
+                       follower: OutputFollower | None
+                       ) -> AsyncIterator[OutputChunk | ExecStatus | Status]:
     """Poll until the agent reports the run exited (yielding that reply, which the agent
     gives only once), or its status file shows it ended (yielding that status), or the
-    reply is known lost (yielding nothing more); kill the run at the deadline. Transient
-    faults are waited out until the deadline and the kill's own wait have passed."""
+    reply is known lost (yielding nothing more); kill the run at the deadline. With a
+    ``follower``, output chunks are yielded as they appear. Transient faults are waited out
+    until the deadline and the kill's own wait have passed."""
     loop = asyncio.get_running_loop()
+    began = loop.time()
     delay = POLL_START
-    watchdog_at = loop.time() + min(WATCHDOG_AFTER, run.request.timeout)
-    holder_check = loop.time() + HOLDER_CHECK
+    status_at = began
+    output_at = began + FOLLOW_AFTER
+    output_delay = OUTPUT_POLL_MIN
+    watchdog_at = began + min(WATCHDOG_AFTER, run.request.timeout)
+    holder_check = began + HOLDER_CHECK
     until = deadline + KILL_WAIT
     while True:
-        try:
-            reply = await run.agent.exec_status(run.pid, timeout=CALL_TIMEOUT)
-        except agent_errors.AgentCommandDisabled:
-            raise
-        except agent_errors.AgentCommandError:
-            return  # the agent forgot the pid: its exited reply went astray
-        except agent_errors.AgentError as exc:
-            await wait_for_agent(run, exc, until)
-            continue
-        if reply.exited:
-            yield reply
-            return
         now = loop.time()
+        if now >= status_at:
+            try:
+                reply = await run.agent.exec_status(run.pid, timeout=CALL_TIMEOUT)
+            except agent_errors.AgentCommandDisabled:
+                raise
+            except agent_errors.AgentCommandError:
+                run.ended = True
+                return  # the agent forgot the pid: its exited reply went astray
+            except agent_errors.AgentError as exc:
+                await wait_for_agent(run, exc, until)
+                continue
+            if reply.exited:
+                run.ended = True
+                yield reply
+                return
+            status_at = now + delay
+            delay = min(delay * POLL_GROWTH, POLL_MAX)
         chunks: list[OutputChunk] = []
         status: Status | None = None
         try:
-            if follow:
-                chunks = await files.read_new()
+            if follower is not None and now >= output_at:
+                chunks = await follower.poll()
+                if follower.more:
+                    output_delay = 0.0
+                elif chunks:
+                    output_delay = OUTPUT_POLL_MIN
+                else:
+                    output_delay = min(max(output_delay, OUTPUT_POLL_MIN) * OUTPUT_POLL_GROWTH,
+                                       OUTPUT_POLL_MAX)
+                output_at = loop.time() + output_delay
             if now >= holder_check:
                 # Still "running" a while: a background process may hold the agent's
                 # pipe after the command itself ended; the status file says so.
@@ -79,10 +117,14 @@ async def wait_for_end(run: Run, files: RunFiles, deadline: float,
         for chunk in chunks:
             yield chunk
         if status is not None:
+            run.ended = True
             yield status
             return
         if run.killed and now >= until:
+            run.ended = True
             return
-        wake = delay if run.killed else min(delay, max(deadline - now, 0.001))
-        await asyncio.sleep(max(wake, 0.05) if follow else wake)
-        delay = min(delay * POLL_GROWTH, POLL_MAX)
+        wake_at = status_at if run.killed else min(status_at, max(deadline, now + 0.001))
+        if follower is not None:
+            wake_at = min(wake_at, output_at)
+        if await run.nap(max(0.0, wake_at - loop.time())):
+            status_at, delay = loop.time(), POLL_START  # e.g. a cancel killed it: look now

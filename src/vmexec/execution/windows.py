@@ -20,7 +20,13 @@ from collections.abc import Collection, Sequence
 
 from vmexec.execution.errors import InvalidExecRequest
 from vmexec.execution.models import ExecRequest, Shell
-from vmexec.execution.platform import KILL_GRACE, GuestPlatform, Launch, check_run_id
+from vmexec.execution.platform import (
+    KILL_GRACE,
+    GuestPlatform,
+    KillReason,
+    Launch,
+    check_run_id,
+)
 
 RUN_DIR = "C:\\ProgramData\\vmexec"
 POWERSHELL = "powershell.exe"
@@ -75,8 +81,15 @@ exit 0
 
 KILL = r"""
 $id = '{run_id}'
-$f = Join-Path (Join-Path $env:ProgramData 'vmexec') "$id.pid"
-if (Test-Path $f) {{ & taskkill.exe /T /F /PID ([int](Get-Content $f)) 2>&1 | Out-Null }}
+$d = Join-Path $env:ProgramData 'vmexec'
+try {{ [IO.File]::WriteAllText((Join-Path $d "$id.{why}"), '') }} catch {{ }}
+$f = Join-Path $d "$id.pid"
+if (Test-Path $f) {{
+  $procId = [int](Get-Content $f)
+  $p = Get-Process -Id $procId -ErrorAction SilentlyContinue
+  # A pid used again (after a reboot) belongs to a process started after the pid file.
+  if ($p -and $p.StartTime -le (Get-Item $f).LastWriteTime) {{ & taskkill.exe /T /F /PID $procId 2>&1 | Out-Null }}
+}}
 """
 
 CLEANUP = r"""
@@ -122,8 +135,12 @@ class WindowsPlatform(GuestPlatform):
         return Launch(POWERSHELL, encode_powershell(SUPERVISOR),
                       json.dumps(params).encode("utf-8"))
 
-    def kill(self, run_id: str, pid: int | None = None, run_dir: str = RUN_DIR) -> Launch:
-        return Launch(POWERSHELL, encode_powershell(KILL.format(run_id=check_run_id(run_id))))
+    def kill(self, run_id: str, pid: int | None = None, run_dir: str = RUN_DIR, *,
+             why: KillReason = KillReason.TIMEOUT) -> Launch:
+        """``taskkill /T /F`` of the run's tree (its supervisor's child, from the pid file):
+        the supervisor then writes the status as for any exit."""
+        return Launch(POWERSHELL, encode_powershell(
+            KILL.format(run_id=check_run_id(run_id), why=why.value)))
 
     def cleanup(self, run_dir: str, run_ids: Sequence[str], retention: float) -> Launch:
         ids = ",".join(f"'{check_run_id(r)}'" for r in run_ids)

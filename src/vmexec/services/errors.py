@@ -5,7 +5,8 @@ ZStack's answer in one place. Exception tree::
 
     ServiceError
      ├── NotFound            a resource named in a request does not exist
-     │    └── VmNotFound
+     │    ├── VmNotFound
+     │    └── ExecutionNotFound   (also another account's)
      ├── Conflict            the resource exists already
      │    └── HostExists
      ├── InvalidValue        a value the service cannot take (a malformed host URI, ...)
@@ -33,6 +34,10 @@ class NotFound(ServiceError):
 
 class VmNotFound(NotFound):
     kind = "VmInstanceVO"
+
+
+class ExecutionNotFound(NotFound):
+    kind = "GuestVmCommandExecutionVO"
 
 
 class Conflict(ServiceError):

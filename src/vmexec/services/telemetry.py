@@ -14,7 +14,9 @@ The hooks execution and run code calls (cheap: a dictionary lookup and an additi
 
 - :meth:`Metrics.execution_started` when an execution's command is about to go to the engine,
   and :meth:`Metrics.execution_finished` with an :class:`ExecutionReport` when it ended, once
-  per execution whatever the outcome (this also writes the execution's log line);
+  per execution whatever the outcome (this also writes the execution's log line), or
+  :meth:`Metrics.execution_abandoned` when the server stops under it (ExecutionService does
+  all three);
 - :meth:`Metrics.run_started`, :meth:`Metrics.run_target_finished` (a target reached its
   final state, ``Skipped`` included), :meth:`Metrics.run_finished`;
 - :meth:`Metrics.lease_taken_over` when a node takes over a job another node held;
@@ -192,6 +194,10 @@ class Metrics:
     # --- hooks --------------------------------------------------------------------------------
     def execution_started(self) -> None:
         self.executions_in_flight.inc()
+
+    def execution_abandoned(self) -> None:
+        """An execution started and will not end here (the server stops; it is resumed)."""
+        self.executions_in_flight.dec()
 
     def execution_finished(self, report: ExecutionReport) -> None:
         """Count the execution and write its log line (once per execution started)."""

@@ -25,6 +25,8 @@ fields are left out on the wire, as ZStack's JSON writer does. Codes (vmexec-spe
     VM.EXEC.1007  503  the command ran but its result was lost
     VM.EXEC.1008  503  the VM's host cannot be reached
     VM.EXEC.1009  503  the guest could not store the command's output (its disk is full)
+    VM.EXEC.1010  503  the command was cancelled (CancelGuestVmCommand); ``opaque`` holds the
+                       output so far
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class Code(enum.StrEnum):
     VM_EXEC_RESULT_LOST = "VM.EXEC.1007"
     VM_EXEC_HOST_UNREACHABLE = "VM.EXEC.1008"
     VM_EXEC_OUTPUT_NOT_STORED = "VM.EXEC.1009"
+    VM_EXEC_CANCELLED = "VM.EXEC.1010"
 
 
 #: The fixed ``description`` of each code (ZStack's wording where ZStack has the code).
@@ -81,6 +84,7 @@ DESCRIPTIONS: Mapping[Code, str] = {
     Code.VM_EXEC_RESULT_LOST: "The command ran but its result could not be recovered",
     Code.VM_EXEC_HOST_UNREACHABLE: "The host of the VM cannot be reached",
     Code.VM_EXEC_OUTPUT_NOT_STORED: "The guest could not store the command's output",
+    Code.VM_EXEC_CANCELLED: "The command was cancelled",
 }
 
 

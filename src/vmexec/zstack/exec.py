@@ -26,6 +26,18 @@ class Shell(enum.StrEnum):
     POWERSHELL = "powershell"
 
 
+class ExecutionState(enum.StrEnum):
+    """An execution's state (QueryGuestVmCommandExecution's ``state``)."""
+
+    RUNNING = "Running"
+    #: The command exited with 0.
+    SUCCEEDED = "Succeeded"
+    #: The command exited non-zero or was killed by a signal, or vmexec could not run it.
+    FAILED = "Failed"
+    TIMED_OUT = "TimedOut"
+    CANCELLED = "Cancelled"
+
+
 def _chomp(text: str) -> str:
     # ZStack's stream drops the one line end a command's output normally ends with.
     for end in ("\r\n", "\n"):

@@ -10,6 +10,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from vmexec.zstack.exec import ExecutionState
 from vmexec.zstack.query import FieldKind
 
 HYPERVISOR_TYPE = "KVM"
@@ -78,6 +79,25 @@ HOST_FIELDS: Mapping[str, Field] = {
     "architecture": Field(_S), "username": Field(_S), "sshPort": Field(_N),
     "libvirtUri": Field(_S, "vmexec extension: how the host is reached", "qemu:///system"),
     "createDate": Field(_D, None, _DATE_EXAMPLE), "lastOpDate": Field(_D, None, _DATE_EXAMPLE),
+}
+
+#: vmexec's GuestVmCommandExecutionInventory (QueryGuestVmCommandExecution). Booleans are
+#: queried as ``true``/``false``.
+EXECUTION_FIELDS: Mapping[str, Field] = {
+    "uuid": Field(_S, "the execution's UUID, which is its job's",
+                  "5cb4a1b0fb8e4c7d9a3e1f2b6c7d8e9f"),
+    "vmInstanceUuid": Field(_S), "runUuid": Field(_S, "the run it is a target of, if any"),
+    "accountUuid": Field(_S), "command": Field(_S, None, "uptime"),
+    "platform": Field(_S, None, "Linux"), "shell": Field(_S, None, "default"),
+    "state": Field(_S, ", ".join(ExecutionState), ExecutionState.SUCCEEDED.value),
+    "exitCode": Field(_N, None, 0), "signal": Field(_N, "the signal that ended the command"),
+    "errorCode": Field(_S, "when vmexec could not run it, timed out or cancelled",
+                       "VM.EXEC.1003"),
+    "errorDetails": Field(_S), "createDate": Field(_D, None, _DATE_EXAMPLE),
+    "startDate": Field(_D, None, _DATE_EXAMPLE), "finishDate": Field(_D, None, _DATE_EXAMPLE),
+    "durationMs": Field(_N), "stdoutBytes": Field(_N, "bytes written, kept or not"),
+    "stderrBytes": Field(_N), "stdoutTruncated": Field(_S, "true or false", "false"),
+    "stderrTruncated": Field(_S, "true or false", "false"),
 }
 
 #: vmexec's AuditInventory: one state-changing API call (``GET /zstack/v1/audits``).

@@ -33,7 +33,13 @@ from importlib import resources
 
 from vmexec.execution.errors import InvalidExecRequest
 from vmexec.execution.models import ExecRequest, Shell
-from vmexec.execution.platform import KILL_GRACE, GuestPlatform, Launch, check_run_id
+from vmexec.execution.platform import (
+    KILL_GRACE,
+    GuestPlatform,
+    KillReason,
+    Launch,
+    check_run_id,
+)
 
 #: Where runs keep their files, in order of preference (the first that is writable wins).
 RUN_DIRS = ("/var/lib/vmexec", "/run/vmexec", "/tmp/vmexec")
@@ -165,9 +171,11 @@ class LinuxPlatform(GuestPlatform):
         return Launch("/bin/sh", ["-c", _SUPERVISED, "sh", script, interp,
                                   request.run_as or "", *params], stdin)
 
-    def kill(self, run_id: str, pid: int | None, run_dir: str) -> Launch:
+    def kill(self, run_id: str, pid: int | None, run_dir: str, *,
+             why: KillReason = KillReason.TIMEOUT) -> Launch:
         return Launch("/bin/sh", ["-c", KILL, "vmexec-kill", check_run_id(run_id),
-                                  str(pid or ""), check_run_dir(run_dir), str(KILL_GRACE)])
+                                  str(pid or ""), check_run_dir(run_dir), str(KILL_GRACE),
+                                  why.value])
 
     def watchdog(self, run_id: str, pid: int, run_dir: str, seconds: float) -> Launch:
         return Launch("/bin/sh", ["-c", WATCHDOG, "vmexec-watchdog", check_run_id(run_id),

@@ -1,7 +1,7 @@
 """audit: one row per state-changing API call
 
 Revision ID: 0007_audit
-Revises: 0003_session_token_hash (re-chained after 0006 at merge)
+Revises: 0004_executions (the head of main when merged; re-chain after 0005/0006)
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0007_audit"
-down_revision: str | Sequence[str] | None = "0003_session_token_hash"
+down_revision: str | Sequence[str] | None = "0004_executions"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
