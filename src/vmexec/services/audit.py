@@ -23,15 +23,16 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, delete, insert, select
+from sqlalchemy import String, case, delete, func, insert, select
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vmexec.db.models import utcnow
 from vmexec.db.models_audit import AuditRow
-from vmexec.services.queries import QueryRunner
+from vmexec.services.sql_query import Column, SqlQuery
 from vmexec.zstack.ids import new_uuid
-from vmexec.zstack.query import Query, QueryResult
+from vmexec.zstack.inventories import AUDIT_FIELDS
+from vmexec.zstack.query import FieldKind, Query, QueryResult
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +40,6 @@ log = logging.getLogger(__name__)
 WRITE_INTERVAL = 0.5
 #: Entries that may wait for the database before the oldest are dropped.
 MAX_PENDING = 10_000
-#: A query is evaluated over this many of the newest entries at most (in memory, until the
-#: query language is evaluated in SQL).
-QUERY_WINDOW = 10_000
 #: Seconds a query waits for earlier entries to be stored before it answers anyway.
 FLUSH_TIMEOUT = 5.0
 _RETRY_AFTER = 1.0
@@ -78,6 +76,27 @@ def _clipped(values: dict[str, Any]) -> dict[str, Any]:
             else value for key, value in values.items()}
 
 
+_S, _N, _D = FieldKind.STRING, FieldKind.NUMBER, FieldKind.DATE
+#: AuditInventory's fields in SQL (queries are evaluated by the database).
+COLUMNS: dict[str, Column] = {
+    "uuid": Column(AuditRow.uuid, _S), "accountUuid": Column(AuditRow.account_uuid, _S),
+    "accountName": Column(AuditRow.account_name, _S),
+    "credential": Column(AuditRow.credential, _S),
+    "clientAddress": Column(AuditRow.client_address, _S),
+    "method": Column(AuditRow.method, _S), "route": Column(AuditRow.route, _S),
+    "apiName": Column(AuditRow.api_name, _S),
+    "resourceUuid": Column(AuditRow.resource_uuid, _S),
+    "status": Column(AuditRow.status, _N), "errorCode": Column(AuditRow.error_code, _S),
+    "success": Column(case((AuditRow.status.between(200, 299), "true"), else_="false"), _S),
+    "durationMs": Column(AuditRow.duration_ms, _N),
+    "createDate": Column(AuditRow.created_at, _D),
+}
+assert COLUMNS.keys() == AUDIT_FIELDS.keys()
+assert all(COLUMNS[k].kind is f.kind for k, f in AUDIT_FIELDS.items())
+#: Without a sort, and among equals: oldest first (the uuid breaks ties of one instant).
+DEFAULT_ORDER = (AuditRow.created_at.asc(), AuditRow.uuid.asc())
+
+
 def _values(row: AuditRow) -> dict[str, Any]:
     """An entry as the query language sees it: AuditInventory's fields, typed."""
     return {
@@ -107,7 +126,6 @@ class AuditTrail:
         self._written = 0   # of those, stored or dropped
         self._writer: asyncio.Task[None] | None = None
         self._dropping = False
-        self._queries = QueryRunner(threads=1)
 
     def start(self) -> None:
         self._writer = asyncio.create_task(self._write_loop(), name="audit-writer")
@@ -139,14 +157,24 @@ class AuditTrail:
         return self._written >= target
 
     async def query(self, query: Query, uuid: str | None = None) -> QueryResult:
-        """QueryAudit over the newest :data:`QUERY_WINDOW` entries (after a flush)."""
+        """QueryAudit, evaluated in SQL (after a flush). Raises QueryError."""
         await self.flush()
-        statement = select(AuditRow).order_by(AuditRow.created_at.desc()).limit(QUERY_WINDOW)
         if uuid is not None:
-            statement = statement.where(AuditRow.uuid == uuid)
+            query = query.with_uuid(uuid)
         async with self._db() as db:
-            rows = (await db.scalars(statement)).all()
-        return await self._queries.evaluate(query, [_values(row) for row in rows])
+            builder = SqlQuery(COLUMNS, db.get_bind().dialect.name,
+                               default_order=DEFAULT_ORDER)
+            total: int | None = None
+            if query.count or query.reply_with_count:
+                total = int(await db.scalar(select(func.count()).select_from(AuditRow).where(
+                    *builder.where(query))) or 0)
+            records: list[dict[str, Any]] = []
+            if not query.count:
+                rows = (await db.scalars(builder.page(select(AuditRow), query))).all()
+                records = [_values(row) for row in rows]
+        if query.fields is not None:
+            records = [{f: r.get(f) for f in query.fields} for r in records]
+        return QueryResult(records=records, total=total, matched=total or 0)
 
     async def purge_expired(self) -> int:
         """Delete entries older than the retention; returns how many."""
@@ -204,4 +232,3 @@ class AuditTrail:
                 await self._writer
         if self._pending:
             await self._write_batch()
-        self._queries.close()

@@ -53,7 +53,7 @@ async def query_audits(request: Request, services: ServicesDep, _admin: AdminDep
     """Every state-changing call (any method but GET): who (``accountName``, ``credential``),
     from where (``clientAddress``), what (``method``, ``route``, ``apiName``,
     ``resourceUuid``), the result (``status``, ``errorCode``) and when (``createDate``).
-    Evaluated over the newest 10,000 entries. Not an admin: ``503 ID.1002``."""
+    Evaluated in SQL; without ``sort``, oldest first. Not an admin: ``503 ID.1002``."""
     return await _query(request, services, None)
 
 
