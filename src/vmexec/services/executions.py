@@ -69,6 +69,9 @@ OUTCOME_RUNNING = "running"
 OUTCOME_FAILED = "failed"
 #: Cancels of executions not started here that are remembered (see ExecutionService.cancel).
 CANCELS_KEPT = 4096
+#: Executions recorded and not ended whose starter is remembered for their log line; beyond,
+#: the oldest are forgotten (their line then names no account).
+STARTERS_KEPT = 4096
 #: Keys of a reply that carry the output text: kept out of the execution record's copy of the
 #: reply (the output is stored once, in execution_output) and put back from it when read.
 _OUTPUT_KEYS = ("stream", "stdout", "stderr")
@@ -173,7 +176,7 @@ class ExecutionService:
                run_uuid: str | None = None) -> Executable:
         """The INSERT of execution ``uuid`` (state Running), for the caller's transaction."""
         self._started_by[uuid] = (caller, run_uuid)
-        while len(self._started_by) > CANCELS_KEPT:
+        while len(self._started_by) > STARTERS_KEPT:
             del self._started_by[next(iter(self._started_by))]
         now = utcnow()
         return insert(Execution).values(
