@@ -8,4 +8,10 @@ and ``client``; ``server`` is the composition root; ``cli`` drives the client; `
 test VMs. The layering is checked by import-linter (pyproject.toml).
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    #: The installed distribution's version (pyproject.toml's), one source of truth.
+    __version__ = version("vmexec")
+except PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0+unknown"

@@ -192,6 +192,13 @@ class Settings(BaseSettings):
                     "[\"keyfile\"]; parameters such as command, socket, netcat, keyfile, "
                     "pkipath name programs or files on this machine: allow them only if "
                     "everyone who can log in as admin may use them")
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="bearer token that GET /metrics requires from clients that are not on "
+                    "this machine (loopback, without proxy headers, needs none); unset: "
+                    "/metrics answers loopback clients only")
+    audit_retention: float = Field(default=90 * 86400.0, gt=0,
+                                   description="seconds audit entries are kept")
     libvirt_uri: str = Field(default="qemu:///system",
                              description="the local libvirt, registered as a host at start "
                                          "(it must pass the host URI policy above)")

@@ -17,9 +17,11 @@ from typing import Any
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+import vmexec
 from vmexec.agent.directory import AgentDirectory
 from vmexec.api import errors
 from vmexec.api.app import assemble
+from vmexec.api.log_format import configure_logging
 from vmexec.api.services import Services
 from vmexec.config import Settings, is_loopback
 from vmexec.db.migrate import upgrade
@@ -29,6 +31,7 @@ from vmexec.hypervisor.libvirt_host import LibvirtHosts
 from vmexec.hypervisor.uris import HostUriPolicy
 from vmexec.services.access_keys import AccessKeyService
 from vmexec.services.accounts import AccountService
+from vmexec.services.audit import AuditTrail
 from vmexec.services.auth import ADMIN_ACCOUNT, DEFAULT_PASSWORD_WARNING, AuthService
 from vmexec.services.executions import ExecutionService
 from vmexec.services.inventory import HostSources, Inventory
@@ -37,11 +40,14 @@ from vmexec.services.login_throttle import LoginThrottle, ThrottleLimits
 from vmexec.services.passwords import PasswordChecker
 from vmexec.services.runs import RunService
 from vmexec.services.secrets import SecretBox, load_or_create_key
+from vmexec.services.telemetry import Metrics
 from vmexec.services.webhooks import DestinationPolicy
 from vmexec.zstack.exec import API as EXEC_API
 from vmexec.zstack.runs import API as RUN_API
 
 log = logging.getLogger(__name__)
+
+__all__ = ["UnsafeStart", "configure_logging", "create_app", "preflight", "running_services"]
 
 #: Builds the executor (tests pass a subclass that does not need a guest).
 ExecutorFactory = Callable[[AgentDirectory], Executor]
@@ -124,7 +130,8 @@ async def running_services(settings: Settings, *, executor: ExecutorFactory = Ex
         db = create_sessionmaker(engine)
         hosts = LibvirtHosts(policy=uri_policy)
         stack.callback(hosts.close)
-        agents = AgentDirectory(hosts)
+        metrics = Metrics(vmexec.__version__)
+        agents = AgentDirectory(hosts, observe=metrics.agent_call)
         stack.push_async_callback(agents.aclose)
         runner = executor(agents)
         runner.file_retention = settings.guest_file_retention
@@ -142,13 +149,18 @@ async def running_services(settings: Settings, *, executor: ExecutorFactory = Ex
         stack.callback(auth.close)
         executions = ExecutionService(
             runner, vms, jobs, error_reply, db=db, output_cap=settings.output_cap,
-            retention=timedelta(seconds=settings.execution_retention))
+            retention=timedelta(seconds=settings.execution_retention), metrics=metrics)
+        metrics.watch(inventory=vms, jobs=jobs, throttle=auth.throttle)
         runs = RunService(db, executions, vms, jobs, error_reply,
                           retention=timedelta(seconds=settings.execution_retention))
+        audit = AuditTrail(db, retention=timedelta(seconds=settings.audit_retention))
+        audit.start()
+        stack.push_async_callback(audit.aclose)
         services = Services(settings=settings, db=db, inventory=vms, jobs=jobs, auth=auth,
                             executions=executions, runs=runs,
                             accounts=AccountService(db, auth.passwords),
-                            access_keys=AccessKeyService(db, secret_box(settings)))
+                            access_keys=AccessKeyService(db, secret_box(settings)),
+                            metrics=metrics, audit=audit)
         await auth.ensure_admin(settings.admin_password.get_secret_value())
         check_default_password(settings, auth.default_password_in_use)
         await vms.start()
@@ -176,7 +188,11 @@ def create_app(settings: Settings, *, executor: ExecutorFactory = Executor,
         async with running_services(settings, executor=executor,
                                     inventory=inventory) as services:
             app.state.services = services
-            yield
+            app.state.ready = True  # /health/ready: start-up finished
+            try:
+                yield
+            finally:
+                app.state.ready = False  # shutting down: take no new work
 
     return assemble(lifespan)
 
@@ -189,10 +205,11 @@ async def _purge_expired(services: Services) -> None:
             sessions_purged = await services.auth.purge_expired()
             executions_purged = await services.executions.purge_expired()
             runs_purged = await services.runs.purge_expired()
-            if jobs_purged or sessions_purged or executions_purged or runs_purged:
+            audit_purged = await services.audit.purge_expired()
+            if jobs_purged or sessions_purged or executions_purged or runs_purged or audit_purged:
                 log.info("purged %d expired jobs, %d expired sessions, %d expired executions, "
-                         "%d expired runs", jobs_purged, sessions_purged, executions_purged,
-                         runs_purged)
+                         "%d expired runs, %d audit entries", jobs_purged, sessions_purged,
+                         executions_purged, runs_purged, audit_purged)
         except Exception:
             log.exception("purging expired data failed; retrying later")
         await asyncio.sleep(services.settings.cleanup_interval)

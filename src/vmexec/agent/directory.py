@@ -6,16 +6,21 @@ from vmexec.agent.client import GuestAgent
 from vmexec.agent.targets import AgentTarget, LibvirtTarget
 from vmexec.agent.transport.base import AgentTransport
 from vmexec.agent.transport.libvirt import LibvirtTransport
+from vmexec.agent.transport.observed import CallObserver, ObservedTransport
 from vmexec.agent.transport.unix import UnixSocketTransport
 from vmexec.hypervisor.domains import dashed
 from vmexec.hypervisor.libvirt_host import LibvirtHosts
 
 
 class AgentDirectory:
-    """Keeps the agent client (and so its transport and per-VM state) of every target."""
+    """Keeps the agent client (and so its transport and per-VM state) of every target.
 
-    def __init__(self, hosts: LibvirtHosts) -> None:
+    With ``observe``, every agent command is reported to it (method, error, round trip).
+    """
+
+    def __init__(self, hosts: LibvirtHosts, *, observe: CallObserver | None = None) -> None:
         self.hosts = hosts
+        self._observe = observe
         self._agents: dict[AgentTarget, GuestAgent] = {}
 
     def get(self, target: AgentTarget) -> GuestAgent:
@@ -28,9 +33,13 @@ class AgentDirectory:
         return agent
 
     def _transport(self, target: AgentTarget) -> AgentTransport:
+        transport: AgentTransport
         if isinstance(target, LibvirtTarget):
-            return LibvirtTransport(self.hosts.get(target.uri), target.domain_uuid)
-        return UnixSocketTransport(target.path)
+            transport = LibvirtTransport(self.hosts.get(target.uri), target.domain_uuid)
+        else:
+            transport = UnixSocketTransport(target.path)
+        return transport if self._observe is None else ObservedTransport(transport,
+                                                                         self._observe)
 
     async def forget(self, target: AgentTarget) -> None:
         """Drop a target's client (its VM was removed)."""

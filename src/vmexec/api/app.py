@@ -17,13 +17,16 @@ import vmexec
 from vmexec.api import errors, log_redaction
 from vmexec.api.deps import CHECKED_SESSION, check_credentials
 from vmexec.api.limits import DEFAULT_BODY_LIMIT, BodyLimit
+from vmexec.api.observe import ObserveCalls
 from vmexec.api.routes import (
     access_keys,
     accounts,
+    audits,
     executions,
     health,
     hosts,
     jobs,
+    metrics,
     runs,
     sessions,
     vms,
@@ -87,12 +90,14 @@ def assemble(lifespan: Lifespan) -> FastAPI:
     errors.install_error_handlers(app)
     app.add_middleware(BodyLimit, limits=BODY_LIMITS, authenticate=_check_session,
                        needs_session=_needs_session, session_key=CHECKED_SESSION)
+    # Added last, so it runs first: it sees the answers the body limit gives before routing.
+    app.add_middleware(ObserveCalls)
     log_redaction.install()
     # accounts after sessions: PUT /accounts/{uuid} must not shadow PUT /accounts/login.
     # executions and runs before vms: /vm-instances/commands/... must not be read as a VM's
     # uuid.
-    for module in (health, sessions, accounts, jobs, exec_routes, executions, runs, vms, hosts,
-                   access_keys):
+    for module in (health, metrics, sessions, accounts, jobs, exec_routes, executions, runs,
+                   vms, hosts, access_keys, audits):
         app.include_router(module.router)
     app.include_router(accounts.resources_router)
     return app

@@ -48,7 +48,8 @@ _authorization = APIKeyHeader(
 
 
 #: The scope key under which the body limit (:mod:`vmexec.api.limits`) leaves the session it
-#: checked before reading the body, so that the route does not look it up again.
+#: checked before reading the body, so that the route does not look it up again; ``AuthDep``
+#: leaves it there too, for the API log and the audit (:mod:`vmexec.api.observe`).
 CHECKED_SESSION = "vmexec.session"
 
 
@@ -59,8 +60,10 @@ async def authenticate(request: Request, services: ServicesDep,
     checked = request.scope.get(CHECKED_SESSION)
     if isinstance(checked, AuthSession):
         return checked
-    return await check_credentials(services, request.method, request.scope["path"],
-                                   request.headers)
+    session = await check_credentials(services, request.method, request.scope["path"],
+                                      request.headers)
+    request.scope[CHECKED_SESSION] = session  # the caller, for the log and the audit
+    return session
 
 
 async def check_credentials(services: Services, method: str, path: str,

@@ -25,6 +25,9 @@ ACCESS_LOGGER = "uvicorn.access"
 HTTP_CLIENT_LOGGER = "httpx"
 SQLITE_DRIVER_LOGGER = "aiosqlite"
 _SESSION_PATH = re.compile(r"(/accounts/sessions/)[^/?\s\"]+")
+#: Path parameters that are credentials (LogOut's and ValidateSession's session token): never
+#: logged or audited as the resource a call is about.
+SECRET_PATH_PARAMETERS = frozenset({"session_uuid"})
 
 
 def redact_path(text: str) -> str:

@@ -11,11 +11,13 @@ if TYPE_CHECKING:
     from vmexec.config import Settings
     from vmexec.services.access_keys import AccessKeyService
     from vmexec.services.accounts import AccountService
+    from vmexec.services.audit import AuditTrail
     from vmexec.services.auth import AuthService
     from vmexec.services.executions import ExecutionService
     from vmexec.services.inventory import Inventory
     from vmexec.services.jobs import JobService
     from vmexec.services.runs import RunService
+    from vmexec.services.telemetry import Metrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,3 +34,5 @@ class Services:
     runs: RunService
     accounts: AccountService
     access_keys: AccessKeyService
+    metrics: Metrics
+    audit: AuditTrail

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import logging
+import enum
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,6 +11,12 @@ from typing import Annotated, Any
 import typer
 
 from vmexec.cli.server_extra import missing
+
+
+class LogFormat(enum.StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
 
 #: Seconds open requests get to finish at shutdown; jobs still running are resumed at restart.
 GRACEFUL_SHUTDOWN = 5
@@ -32,6 +38,9 @@ def register(app: typer.Typer) -> None:
             help="TOML file with settings (also $VMEXEC_CONFIG); VMEXEC_* env vars win "
                  "over it, options over both", exists=True, dir_okay=False)] = None,
         log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+        log_format: Annotated[LogFormat, typer.Option(
+            help="text: readable lines; json: one JSON object per line (a line per API call "
+                 "and per execution, with their fields)")] = LogFormat.TEXT,
         allow_default_password: Annotated[bool | None, typer.Option(
             "--allow-default-password",
             help="Listen on a non-loopback address even though 'admin' still has the default "
@@ -44,7 +53,7 @@ def register(app: typer.Typer) -> None:
             import uvicorn
 
             from vmexec.config import Settings, is_loopback
-            from vmexec.server import UnsafeStart, create_app, preflight
+            from vmexec.server import UnsafeStart, configure_logging, create_app, preflight
         except ImportError as exc:
             missing(exc)
 
@@ -52,8 +61,7 @@ def register(app: typer.Typer) -> None:
                                      "config_file": config,
                                      "allow_default_password": allow_default_password}
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
-        logging.basicConfig(level=log_level.upper(),
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        configure_logging(log_level, log_format.value)
         if not is_loopback(settings.host) and not settings.allow_default_password:
             # Checked before uvicorn starts, so that the refusal is one clear line, not a
             # failed application startup with a traceback.
@@ -64,4 +72,7 @@ def register(app: typer.Typer) -> None:
                 raise typer.Exit(2) from None
         uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
                     log_level=log_level.lower(), timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
-                    proxy_headers=False, timeout_keep_alive=KEEP_ALIVE)
+                    proxy_headers=False, timeout_keep_alive=KEEP_ALIVE,
+                    # vmexec's own handler formats uvicorn's lines too; its line per API
+                    # call (vmexec.api) replaces uvicorn's access log.
+                    log_config=None, access_log=False)

@@ -181,6 +181,7 @@ class AuthService:
         if right:
             attempt.succeeded()
             return True
+        attempt.failed()
         locked = self.throttle.retry_after(account_name, address)
         if locked:
             log.warning("failed login to %r from %s; logins to it or from there are refused "

@@ -23,6 +23,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -50,6 +51,7 @@ from vmexec.services.errors import ExecutionNotFound
 from vmexec.services.inventory import Inventory, Viewer, VmRef
 from vmexec.services.jobs import ErrorReply, JobReply, JobService
 from vmexec.services.output import Chunk, OutputHub, OutputRecorder
+from vmexec.services.telemetry import ExecutionReport, Metrics
 from vmexec.zstack.errors import Code, ErrorCode
 from vmexec.zstack.exec import API, CommandOutput, ExecutionState, stream_text
 from vmexec.zstack.inventories import VmState
@@ -68,6 +70,9 @@ OUTCOME_RUNNING = "running"
 OUTCOME_FAILED = "failed"
 #: Cancels of executions not started here that are remembered (see ExecutionService.cancel).
 CANCELS_KEPT = 4096
+#: Executions recorded and not ended whose starter is remembered for their log line; beyond,
+#: the oldest are forgotten (their line then names no account).
+STARTERS_KEPT = 4096
 #: Keys of a reply that carry the output text: kept out of the execution record's copy of the
 #: reply (the output is stored once, in execution_output) and put back from it when read.
 _OUTPUT_KEYS = ("stream", "stdout", "stderr")
@@ -127,7 +132,8 @@ class ExecutionService:
     def __init__(self, executor: Executor, inventory: Inventory, jobs: JobService,
                  failure: ErrorReply, *, db: async_sessionmaker[AsyncSession],
                  output_cap: int = AGENT_OUTPUT_CAP,
-                 retention: timedelta = timedelta(days=30)) -> None:
+                 retention: timedelta = timedelta(days=30),
+                 metrics: Metrics | None = None) -> None:
         self._executor = executor
         self._inventory = inventory
         self._jobs = jobs
@@ -137,6 +143,10 @@ class ExecutionService:
         self.output = OutputHub(db, cap=output_cap)
         #: Executions cancelled before they started here (an ordered set).
         self._cancel_before_start: dict[str, None] = {}
+        self._metrics = metrics or Metrics()
+        #: Who started the executions recorded here and not ended yet, and their run: for
+        #: their metrics and log line (bounded: a record whose transaction failed never ends).
+        self._started_by: dict[str, tuple[Caller, str | None]] = {}
 
     # --- single commands (jobs) ----------------------------------------------------------
     async def submit(self, caller: Caller, vm_uuid: str, request: ExecRequest, *,
@@ -184,6 +194,10 @@ class ExecutionService:
                       run_uuid: str | None = None) -> dict[str, Any]:
         """:meth:`record`'s row as parameters of :data:`RECORD` (for an ``executemany`` of
         many records: a run's targets)."""
+        # Who started it and in which run, for its log line and metrics at the end.
+        self._started_by[uuid] = (caller, run_uuid)
+        while len(self._started_by) > STARTERS_KEPT:
+            del self._started_by[next(iter(self._started_by))]
         now = utcnow()
         return dict(
             uuid=uuid, account_uuid=caller.account_uuid, account_name=caller.account_name,
@@ -367,8 +381,31 @@ class ExecutionService:
 
     async def _finish(self, uuid: str, vm_uuid: str, request: ExecRequest,
                       run: Awaitable[ExecResult], recorder: OutputRecorder) -> Finished:
+        """:meth:`_outcome`, reported to the metrics and the log once it ended."""
+        started = time.monotonic()
+        caller, run_uuid = self._started_by.pop(uuid, (None, None))
+        self._metrics.execution_started()
+        try:
+            finished, result = await self._outcome(uuid, vm_uuid, request, run, recorder)
+        except BaseException:
+            self._metrics.execution_abandoned()  # shutdown: it is resumed at the next start
+            raise
+        ran = finished.state in (ExecutionState.TIMED_OUT, ExecutionState.CANCELLED)
+        self._metrics.execution_finished(ExecutionReport.of(
+            result, uuid=uuid, vm_uuid=vm_uuid, state=finished.state.value,
+            # A timeout's or a cancel's code says what the state says already.
+            error_code=None if ran else finished.error_code,
+            total_seconds=time.monotonic() - started,
+            account_uuid=caller.account_uuid if caller else None,
+            account_name=caller.account_name if caller else None, run_uuid=run_uuid))
+        return finished
+
+    async def _outcome(self, uuid: str, vm_uuid: str, request: ExecRequest,
+                       run: Awaitable[ExecResult], recorder: OutputRecorder
+                       ) -> tuple[Finished, ExecResult | None]:
         """Await ``run`` (the engine call) and turn its outcome into the reply, with the
-        execution record's end and the output rows not yet written to be stored with it."""
+        execution record's end and the output rows not yet written to be stored with it; and
+        the engine's result, if it had one."""
         try:
             async with asyncio.timeout(api_timeout(request)):
                 result = await run
@@ -377,9 +414,9 @@ class ExecutionService:
             raise
         except TimeoutError:
             return await self._failed(uuid, recorder, TimeoutError(
-                f"no result from the guest agent {api_timeout(request):g}s after start"))
+                f"no result from the guest agent {api_timeout(request):g}s after start")), None
         except Exception as exc:
-            return await self._failed(uuid, recorder, exc)
+            return await self._failed(uuid, recorder, exc), None
         recorder.complete(StreamName.STDOUT, result.stdout.data)
         recorder.complete(StreamName.STDERR, result.stderr.data)
         output = command_output(result)
@@ -414,7 +451,7 @@ class ExecutionService:
             reply_status=status, reply=_without_output(body))
         writes = (*await recorder.end_writes(), end)
         return Finished(uuid, state, result.exit_code, error_code,
-                        JobReply(status, body, writes))
+                        JobReply(status, body, writes)), result
 
     async def _failed(self, uuid: str, recorder: OutputRecorder,
                       exc: BaseException) -> Finished:

@@ -105,6 +105,11 @@ class JobService:
         self._resumers: dict[str, Resumer] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
 
+    @property
+    def running(self) -> int:
+        """Tasks of this process running now: jobs and webhook deliveries (for metrics)."""
+        return len(self._tasks)
+
     def register(self, api: str, resume: Resumer) -> None:
         """Say how to finish jobs of ``api`` that were running when vmexec stopped."""
         self._resumers[api] = resume

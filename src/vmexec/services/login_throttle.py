@@ -114,6 +114,12 @@ class LoginAttempt:
             self._done = True
             self._throttle._succeeded(self)
 
+    def failed(self) -> None:
+        """The password was wrong: the attempt stays counted (and in :attr:`failures`)."""
+        if not self._done:
+            self._done = True
+            self._throttle.failures += 1
+
 
 class LoginThrottle:
     """Admits or refuses login attempts (see the module doc). Not thread-safe: use it from
@@ -127,6 +133,10 @@ class LoginThrottle:
                                    self.limits.max_keys)
         self._addresses = _Failures(self.limits.max_failures_per_address, self.limits.window,
                                     self.limits.max_keys)
+        #: Attempts with a wrong password since start (for metrics).
+        self.failures = 0
+        #: Attempts refused unchecked since start, by what was throttled (for metrics).
+        self.refusals = {"account": 0, "address": 0}
 
     def retry_after(self, account: str, address: str | None) -> float:
         """Seconds until an attempt on ``account`` from ``address`` is admitted (0: now)."""
@@ -144,7 +154,9 @@ class LoginThrottle:
         by_account = self._accounts.retry_after(account, now)
         by_address = self._addresses.retry_after(address, now) if address else 0.0
         if by_account or by_address:
-            reason = ("too many failed logins for this account" if by_account >= by_address
+            throttled = "account" if by_account >= by_address else "address"
+            self.refusals[throttled] += 1
+            reason = ("too many failed logins for this account" if throttled == "account"
                       else "too many failed logins from this address")
             raise LoginThrottled(max(by_account, by_address), reason)
         self._accounts.add(account, now)

@@ -100,6 +100,23 @@ EXECUTION_FIELDS: Mapping[str, Field] = {
     "stderrTruncated": Field(_S, "true or false", "false"),
 }
 
+#: vmexec's AuditInventory: one state-changing API call (``GET /zstack/v1/audits``).
+AUDIT_FIELDS: Mapping[str, Field] = {
+    "uuid": Field(_S), "accountUuid": Field(_S), "accountName": Field(_S, None, "admin"),
+    "credential": Field(_S, "which credential, never the credential itself: session:<first "
+                            "16 hex of the token's SHA-256>, accesskey:<the key's uuid>",
+                        "session:3f2a9c0d1e7b4a55"),
+    "clientAddress": Field(_S, None, "127.0.0.1"), "method": Field(_S, None, "PUT"),
+    "route": Field(_S, "the route's template", "/zstack/v1/vm-instances/commands/exec"),
+    "apiName": Field(_S, "ZStack's API name", "ExecuteGuestVmCommand"),
+    "resourceUuid": Field(_S, "the resource the call was about"),
+    "status": Field(_N, "HTTP status of the answer", 200),
+    "errorCode": Field(_S, "ZStack error code of a failed call", "ID.1001"),
+    "success": Field(_S, "true for a 2xx answer", "true"),
+    "durationMs": Field(_N), "createDate": Field(_D, "when the call was answered",
+                                                 _DATE_EXAMPLE),
+}
+
 
 def kinds(fields: Mapping[str, Field]) -> dict[str, FieldKind]:
     """The field kinds of a table, as the query language reads them."""

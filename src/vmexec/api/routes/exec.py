@@ -22,6 +22,7 @@ from starlette.datastructures import Headers
 from vmexec.api.convert import exec_request
 from vmexec.api.deps import AuthDep, ServicesDep, caller_of
 from vmexec.api.errors import invalid_argument
+from vmexec.api.observe import note
 from vmexec.api.replies import job_response
 from vmexec.api.schemas.common import ERROR_RESPONSES
 from vmexec.api.schemas.exec import (
@@ -92,6 +93,8 @@ async def _execute(http: Request, body: ExecuteGuestVmCommandRequest, services: 
                    session: AuthSession, default_window: float | None) -> JSONResponse:
     request = exec_request(body.params)
     caller = caller_of(session)
+    if is_uuid(body.params.vm_instance_uuid.strip()):
+        note(http.scope, resource_uuid=body.params.vm_instance_uuid.strip().lower())
     job_uuid = job_uuid_of(http.headers)
     webhook = webhook_of(http.headers)
     window, applied = wait_window(http.headers, default_window, webhook)

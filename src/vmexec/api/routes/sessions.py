@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from vmexec.api.deps import ServicesDep
+from vmexec.api.observe import note
 from vmexec.api.schemas.common import ERROR_RESPONSES, EmptyReply
 from vmexec.api.schemas.sessions import (
     LogInByAccountRequest,
@@ -25,6 +26,7 @@ async def log_in_by_account(body: LogInByAccountRequest, services: ServicesDep,
     """Wrong name or password: ``503 ID.1000``. Too many failed logins of the account or from
     the client's address lately: ``503 ID.1008`` with ``Retry-After`` (seconds)."""
     params = body.log_in_by_account
+    note(http.scope, account_name=params.account_name)
     session = await services.auth.login(params.account_name, params.password,
                                         address=http.client.host if http.client else None)
     return LogInReply(inventory=SessionInventory(

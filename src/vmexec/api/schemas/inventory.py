@@ -15,7 +15,7 @@ from pydantic.alias_generators import to_snake
 
 from vmexec.api.schemas.common import Int, WireModel
 from vmexec.hypervisor.uris import MAX_URI_CHARS
-from vmexec.zstack.inventories import HOST_FIELDS, VM_INSTANCE_FIELDS
+from vmexec.zstack.inventories import AUDIT_FIELDS, HOST_FIELDS, VM_INSTANCE_FIELDS
 from vmexec.zstack.inventories import Field as InventoryField
 from vmexec.zstack.query import (
     CONDITION_PATTERN,
@@ -70,6 +70,10 @@ def query_reply_model(name: str, inventory: type[WireModel]) -> type[WireModel]:
 
 QueryVmInstanceReply = query_reply_model("QueryVmInstanceReply", VmInstanceInventory)
 QueryHostReply = query_reply_model("QueryHostReply", HostInventory)
+AuditInventory = inventory_model(
+    "AuditInventory", "vmexec's audit entry: one state-changing API call; null fields are "
+    "left out.", AUDIT_FIELDS)
+QueryAuditReply = query_reply_model("QueryAuditReply", AuditInventory)
 
 
 class AddKVMHostParams(WireModel):

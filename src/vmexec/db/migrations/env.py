@@ -10,6 +10,7 @@ from sqlalchemy import Connection
 
 # Every model module, so that the metadata is complete:
 import vmexec.db.models
+import vmexec.db.models_audit
 import vmexec.db.models_inventory
 import vmexec.db.models_runs  # noqa: F401
 from vmexec.db.base import Base

@@ -23,11 +23,11 @@ The parts, each a module:
   :mod:`.libvirt_source` and :mod:`.socket_source`, chosen by URI in :mod:`.sources`.
 """
 
-from vmexec.services.inventory.service import Inventory
+from vmexec.services.inventory.service import HostStatusView, Inventory
 from vmexec.services.inventory.source import HostSource, SeenVm, SourceFactory
 from vmexec.services.inventory.sources import HostSources
 from vmexec.services.inventory.visibility import Viewer, vm_visible
 from vmexec.services.inventory.vms import VmRef
 
-__all__ = ["HostSource", "HostSources", "Inventory", "SeenVm", "SourceFactory", "Viewer",
-           "VmRef", "vm_visible"]
+__all__ = ["HostSource", "HostSources", "HostStatusView", "Inventory", "SeenVm", "SourceFactory",
+           "Viewer", "VmRef", "vm_visible"]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections import Counter
+from typing import Any, NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -15,6 +16,13 @@ from vmexec.services.inventory.visibility import Viewer
 from vmexec.services.inventory.vms import VmLookups, VmRef
 from vmexec.services.queries import QueryRunner
 from vmexec.zstack.query import Query
+
+
+class HostStatusView(NamedTuple):
+    uuid: str
+    name: str
+    #: ZStack's ``status``: Connected, Disconnected, Connecting.
+    status: str
 
 
 class Inventory:
@@ -57,6 +65,21 @@ class Inventory:
     async def sync(self) -> None:
         """Resync every host now (waits for a resync already running, then runs another)."""
         await self._sync.sync()
+
+    # --- counts, for metrics and /health (from memory: no host is asked) ------------------
+
+    def host_counts(self) -> dict[str, int]:
+        """Hosts by connection status (``Connected``, ``Disconnected``, ``Connecting``)."""
+        return dict(Counter(host.status for host in self._store.hosts.values()))
+
+    def vm_counts(self) -> dict[str, int]:
+        """VMs by state (``Running``, ``Stopped``, ``Unknown``, ...)."""
+        return dict(Counter(vm.state for vm in self._store.vms.values()))
+
+    def host_statuses(self) -> list[HostStatusView]:
+        """Every host's name and connection status, as last seen by the inventory."""
+        return sorted((HostStatusView(h.uuid, h.name, h.status)
+                       for h in self._store.hosts.values()), key=lambda h: (h.name, h.uuid))
 
     # --- VMs (see .vms) ------------------------------------------------------------------------
 
