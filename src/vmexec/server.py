@@ -152,7 +152,8 @@ async def running_services(settings: Settings, *, executor: ExecutorFactory = Ex
             retention=timedelta(seconds=settings.execution_retention), metrics=metrics)
         metrics.watch(inventory=vms, jobs=jobs, throttle=auth.throttle)
         runs = RunService(db, executions, vms, jobs, error_reply,
-                          retention=timedelta(seconds=settings.execution_retention))
+                          retention=timedelta(seconds=settings.execution_retention),
+                          metrics=metrics)
         audit = AuditTrail(db, retention=timedelta(seconds=settings.audit_retention))
         audit.start()
         stack.push_async_callback(audit.aclose)

@@ -12,9 +12,9 @@ from typing import Any
 
 import httpx
 import pytest
-from argon2 import PasswordHasher
 from fixtures.server import RunningServer, sha512_hex
 
+from api.accounts_helpers import create_account
 from api.conftest import VM_1
 from api.test_exec import EXEC, body, error_of
 from vmexec.services.auth import token_hash
@@ -144,16 +144,8 @@ def test_the_query_language_applies(start_scripted) -> None:
 def test_only_admins_read_the_audit_trail(start_scripted) -> None:
     server: RunningServer = start_scripted()
     error_of(httpx.get(f"{server.url}{AUDITS}"), 400, "SYS.1007")
-    # An account other than admin (accounts are created by hand until CreateAccount).
-    database = Path(server.settings.db.split("///", 1)[1])
-    digest = PasswordHasher().hash(sha512_hex("bob-password"))
-    now = datetime.now(UTC).isoformat()
-    with sqlite3.connect(database) as db:
-        db.execute("INSERT INTO accounts VALUES (?, 'bob', ?, ?, ?)",
-                   (uuid.uuid4().hex, digest, now, now))
-    db.close()
-    bob = server.login("bob", "bob-password")
-    reply = httpx.get(f"{server.url}{AUDITS}", headers={"Authorization": f"OAuth {bob}"})
+    bob = create_account(server, "bob")
+    reply = httpx.get(f"{server.url}{AUDITS}", headers=bob.auth)
     error_of(reply, 503, "ID.1002")
 
 

@@ -20,17 +20,15 @@ from typing import Any
 
 import httpx
 import pytest
-from argon2 import PasswordHasher
-from fixtures.server import RunningServer, login, sha512_hex
+from fixtures.server import RunningServer
 from httpx_sse import ServerSentEvent, connect_sse
-from sqlalchemy import create_engine, event
-from sqlalchemy.orm import Session
+from sqlalchemy import event
 
+from api.accounts_helpers import create_account, give
 from api.conftest import NO_QGA, VM_1
 from api.doubles import FakeGuest
 from api.test_exec import EXEC, body, error_of
 from api.test_exec_async import poll
-from vmexec.db.models import Account
 
 EXECUTIONS = "/zstack/v1/vm-instances/commands/executions"
 
@@ -168,22 +166,12 @@ def test_bad_queries_are_zstack_errors(client: httpx.Client, params: dict[str, s
     assert reply.json()["error"]["description"]
 
 
-def _add_account(db_file: Path, name: str, password: str) -> None:
-    # A second account, as the accounts API will create them: a real row, argon2 hash.
-    engine = create_engine(f"sqlite:///{db_file}")
-    with Session(engine) as session, session.begin():
-        session.add(Account(uuid=sha512_hex(name)[:32], name=name,
-                            password_hash=PasswordHasher().hash(sha512_hex(password))))
-    engine.dispose()
-
-
 def test_another_accounts_executions_are_not_found(start_scripted, tmp_path: Path) -> None:
     server = start_scripted()
-    _add_account(Path(server.settings.db.split("///", 1)[1]), "alice", "alice-password")
-    alice = login(server.url, "alice", "alice-password")
+    alice = create_account(server, "alice")
+    give(server, alice.uuid, VM_1.uuid)  # a Normal account runs on its own VMs only
     with server.client() as admin, httpx.Client(
-            base_url=server.url, timeout=60,
-            headers={"Authorization": f"OAuth {alice}"}) as other:
+            base_url=server.url, timeout=60, headers=alice.auth) as other:
         admins = run(admin, "echo secret")
         alices = run(other, "echo hers")
         assert [i["uuid"] for i in other.get(EXECUTIONS).json()["inventories"]] == [alices]

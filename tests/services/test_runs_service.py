@@ -41,6 +41,8 @@ async def services(tmp_path: Path) -> AsyncIterator[Services]:
     settings = Settings(db=f"sqlite:///{tmp_path / 'vmexec.db'}", libvirt_uri=LOCAL)
     async with running_services(settings, executor=executor,
                                 inventory=with_sources(hosts)) as services:
+        for vm in VMS:  # the owner's VMs: a Normal account runs on its own VMs only
+            await services.inventory.change_owner(vm.uuid, OWNER.account_uuid)
         yield services
 
 

@@ -55,6 +55,7 @@ from vmexec.services.run_events import (
 )
 from vmexec.services.run_schedule import Schedule, Target
 from vmexec.services.run_targets import TargetSpec, resolve_targets
+from vmexec.services.telemetry import Metrics
 from vmexec.zstack.exec import ExecutionState
 from vmexec.zstack.ids import new_uuid
 from vmexec.zstack.query import Query
@@ -115,8 +116,10 @@ class RunService:
 
     def __init__(self, db: async_sessionmaker[AsyncSession], executions: ExecutionService,
                  inventory: Inventory, jobs: JobService, failure: ErrorReply, *,
-                 retention: timedelta = timedelta(days=30)) -> None:
+                 retention: timedelta = timedelta(days=30),
+                 metrics: Metrics | None = None) -> None:
         self._db = db
+        self._metrics = metrics or Metrics()
         self._retention = retention
         self._executions = executions
         self._inventory = inventory
@@ -162,12 +165,14 @@ class RunService:
                  "state": TargetState.PENDING}
                 for t in targets[first:first + INSERT_BATCH]]))
         try:
-            return await self._jobs.start(
+            task = await self._jobs.start(
                 uuid=uuid, api=API, account_uuid=caller.account_uuid, webhook=webhook,
                 request={"runUuid": uuid}, work=lambda: self._drive(live, ()), writes=writes)
         except BaseException:
             self._live.pop(uuid, None)
             raise
+        self._metrics.run_started()
+        return task
 
     # --- resume -----------------------------------------------------------------------------
     async def resume(self, job_uuid: str, stored: Mapping[str, Any]) -> JobReply:
@@ -227,6 +232,10 @@ class RunService:
                 for _ in range(max(0, live.max_concurrency - len(recovering))):
                     workers.create_task(self._work(live, None))
             state = live.schedule.outcome()
+            skipped = live.schedule.counts[TargetState.SKIPPED]
+            for _ in range(skipped):
+                self._metrics.run_target_finished(TargetState.SKIPPED)
+            self._metrics.run_finished(state)
             await self._writes.commit(update(Run).where(Run.uuid == live.uuid).values(
                 state=state, finish_date=utcnow()))
             inventory = await self._inventory_of_uuid(live.uuid)
@@ -310,6 +319,7 @@ class RunService:
             if isinstance(finished, BaseException):
                 error_code = self._failure(finished).body.get("error", {}).get("code")
         stopped = live.schedule.ended(state)
+        self._metrics.run_target_finished(state)
         self._writes.submit(_target_end(live.uuid, target.seq, state, exit_code, error_code))
         if stopped:
             self._writes.submit(_skip_pending(live.uuid))

@@ -20,6 +20,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from vmexec.api.convert import exec_request
 from vmexec.api.deps import AuthDep, ServicesDep, caller_of
 from vmexec.api.errors import ApiFailure, bad_request, not_found
+from vmexec.api.observe import note
 from vmexec.api.routes.exec import job_location, job_uuid_of, webhook_of
 from vmexec.api.schemas.common import ERROR_RESPONSES, ErrorReply, WireModel
 from vmexec.api.schemas.inventory import (
@@ -84,6 +85,7 @@ async def start_run(http: Request, body: StartGuestVmCommandRunRequest, services
                         if params.targets.conditions is not None else None)),
         max_concurrency=params.max_concurrency, max_errors=params.max_errors)
     uuid = job_uuid_of(http.headers)
+    note(http.scope, resource_uuid=uuid)  # the audit names the run
     await services.runs.start(caller_of(session), run, uuid=uuid, webhook=webhook_of(http.headers))
     return JSONResponse(RunAccepted(location=job_location(http, uuid), uuid=uuid).wire(),
                         status_code=202)
