@@ -25,11 +25,6 @@ def read_line(proc: subprocess.Popen[bytes]) -> bytes:
     return proc.stdout.readline()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server side, resume of a single exec after a restart (executions/engine at runs "
-    "7dbcaee): the new server ends the execution at once with a 200 result without exit "
-    "code or output while the command still runs in the guest (before: IntegrityError "
-    "UNIQUE execution_output(execution_uuid, seq) and no result at all)"))
 def test_the_cli_follows_the_command_across_a_server_restart(
         server_factory: ServerFactory, lab_vms: list[LabVm], tmp_path: Path) -> None:
     port = free_port()

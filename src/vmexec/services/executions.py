@@ -360,7 +360,7 @@ class ExecutionService:
         return await self._finish(uuid, vm.uuid, request, run(), recorder)
 
     async def _recovered(self, vm_uuid: str, request: ExecRequest, uuid: str) -> Finished:
-        recorder = self.output.open(uuid)
+        recorder = await self.output.reopen(uuid)
 
         async def run() -> ExecResult:
             vm = await self._inventory.resolve(vm_uuid)

@@ -149,6 +149,16 @@ class OutputRecorder:
             elif self._timer is None:
                 self._timer = asyncio.get_running_loop().call_later(FLUSH_SECONDS, self._flush)
 
+    def continue_after(self, chunks: list[Chunk], next_seq: int) -> None:
+        """Go on after ``chunks``, stored by a process that stopped while the execution ran:
+        they are the start of the output (for readers, offsets and the cap), the final result
+        adds only what comes after them, and new rows follow ``next_seq``."""
+        for chunk in chunks:
+            self._live.append(chunk)
+            self.stored[chunk.stream] += len(chunk.data)
+            self.seen[chunk.stream] += len(chunk.data)
+        self._seq = next_seq
+
     def complete(self, stream: StreamName, data: bytes) -> None:
         """Add what the final result has of ``stream`` beyond the chunks seen (a platform or
         path that streamed less than it returned)."""
@@ -224,6 +234,17 @@ class OutputHub:
         if live is None:
             live = self._live[uuid] = _Live()
         return OutputRecorder(uuid, live, self._db, cap=self.cap)
+
+    async def reopen(self, uuid: str) -> OutputRecorder:
+        """Record execution ``uuid`` again, after a restart: it goes on from what the stopped
+        process stored (see :meth:`OutputRecorder.continue_after`)."""
+        chunks = await self.stored(uuid)
+        async with self._db() as db:
+            last = await db.scalar(select(func.max(ExecutionOutput.seq))
+                                   .where(ExecutionOutput.execution_uuid == uuid))
+        recorder = self.open(uuid)
+        recorder.continue_after(chunks, 0 if last is None else int(last) + 1)
+        return recorder
 
     def close(self, uuid: str) -> None:
         """Execution ``uuid`` has ended and its end is committed: readers finish from memory,
