@@ -5,8 +5,8 @@ processes on unix sockets, on the host: control-plane load only), in the same ru
 * **engine** — the vmexec engine in the bench process (``Executor.run``), to split the API's
   cost from the engine's;
 * **API** — the vmexec HTTP API (sync PUT ExecuteGuestVmCommand) against ``vmexec serve``;
-* **API run** — the same commands as runs (:mod:`.runs`): one request per
-  ``commands / agents`` targets, every agent a target of each run.
+* **API run** — the same commands as one run (:mod:`.runs`): one request, ``commands``
+  targets, each agent a target ``commands / agents`` times.
 
 An agent socket serves one client at a time (as a QEMU chardev does), so the clients take
 turns: raw (half the commands), engine, API (then DeleteHost so the server lets go of the
@@ -228,9 +228,8 @@ async def measure(server: ApiServer, config: FanoutConfig) -> FanoutResult:
         with PeakSampler(server.pid) as peak:
             await meter.measure(result.api, api_one, 0, config.commands)
         result.peak_kib = peak.peak_kib
-        per_run = config.agents * max(1, config.commands // config.agents)
         await meter.measure_batch(result.run, lambda: runs.run_all(
-            client, uuids, config.commands, config.concurrency), per_run)
+            client, uuids, config.commands, config.concurrency), config.commands)
         # The server deletes its runs' files in the agents' state 2 s after they end: let it,
         # before DeleteHost makes it let go of the sockets.
         await asyncio.sleep(max(0.0, CLEANUP_DELAY + 1 - config.settle))

@@ -164,8 +164,8 @@ def _fanout(fan: FanoutResult) -> list[str]:
                     fan.raw),
         _fanout_row("vmexec engine in-process (`Executor.run`, `SocketTarget`)", fan.engine),
         _fanout_row("vmexec API (sync PUT ExecuteGuestVmCommand, httpx)", fan.api),
-        _fanout_row(f"vmexec API run ({max(1, cfg.commands // cfg.agents)} runs over every "
-                    "agent, started together; p50 = a run's duration)", fan.run),
+        _fanout_row("vmexec API run (one POST .../commands/runs of every command; "
+                    "latency = the run's)", fan.run),
         "", f"Server RSS: {_mib(fan.start_kib)} MiB after start, {_mib(fan.idle_kib)} MiB idle "
             f"after the warm-up, peak {_mib(fan.peak_kib)} MiB while the API ran: "
             f"{fan.per_inflight_kib:.0f} KiB per in-flight command "

@@ -63,19 +63,12 @@ def check(run: dict[str, Any], targets: int) -> None:
 
 async def run_all(client: httpx.AsyncClient, vm_uuids: list[str], commands: int,
                   concurrency: int) -> tuple[float, list[float]]:
-    """``commands`` commands as ``commands / len(vm_uuids)`` runs over every VM, started
-    together and sharing ``concurrency`` (each run's maxConcurrency is its share). Returns the
-    wall seconds and each run's ms (a run's commands have no latency of their own here)."""
-    runs = max(1, commands // len(vm_uuids))
-    share = max(1, concurrency // runs)
-    samples: list[float] = []
-
-    async def one() -> None:
-        started = time.perf_counter()
-        run_uuid = await start(client, vm_uuids, max_concurrency=share)
-        check(await wait(client, run_uuid), len(vm_uuids))
-        samples.append((time.perf_counter() - started) * 1000)
-
+    """``commands`` commands as ONE run whose targets are ``vm_uuids`` over and over (a VM
+    listed again is a target again), ``concurrency`` at once. Returns the wall seconds and the
+    run's ms (a run's commands have no latency of their own here)."""
+    targets = [vm_uuids[k % len(vm_uuids)] for k in range(commands)]
     started = time.perf_counter()
-    await asyncio.gather(*(one() for _ in range(runs)))
-    return time.perf_counter() - started, samples
+    run_uuid = await start(client, targets, max_concurrency=concurrency)
+    check(await wait(client, run_uuid), len(targets))
+    seconds = time.perf_counter() - started
+    return seconds, [seconds * 1000]
