@@ -4,7 +4,9 @@ processes on unix sockets, on the host: control-plane load only), in the same ru
 * **raw** — a raw asyncio client (vmexec's unix-socket transport + typed agent client only);
 * **engine** — the vmexec engine in the bench process (``Executor.run``), to split the API's
   cost from the engine's;
-* **API** — the vmexec HTTP API (sync PUT ExecuteGuestVmCommand) against ``vmexec serve``.
+* **API** — the vmexec HTTP API (sync PUT ExecuteGuestVmCommand) against ``vmexec serve``;
+* **API run** — the same commands as one run (:mod:`.runs`): one request, ``commands``
+  targets, each agent a target ``commands / agents`` times.
 
 An agent socket serves one client at a time (as a QEMU chardev does), so the clients take
 turns: raw (half the commands), engine, API (then DeleteHost so the server lets go of the
@@ -33,12 +35,14 @@ from vmexec.hypervisor.libvirt_host import LibvirtHosts
 from vmexec.hypervisor.sockets import socket_vm_uuid
 from vmexec.lab.bare_agents import BareAgents
 
-from . import api
+from . import api, runs
 from .baselines import COMMAND, EXPECTED, socket_exec
 from .cpu import cpu_ms, total_cpu_ms
 from .server import ApiServer, PeakSampler
 
 RunOne = Callable[[int], Awaitable[float]]
+#: Runs a whole phase at once: wall seconds and each batch's ms.
+Batch = Callable[[], Awaitable[tuple[float, list[float]]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +78,8 @@ class FanoutResult:
     raw: Phase = field(default_factory=Phase)
     engine: Phase = field(default_factory=Phase)
     api: Phase = field(default_factory=Phase)
+    #: Runs: each command's ``ms`` is its run's duration (a run's results come together).
+    run: Phase = field(default_factory=Phase)
     #: Server RSS (KiB): after start, idle after the warm-up, peak while the API ran.
     start_kib: int = 0
     idle_kib: int = 0
@@ -119,6 +125,19 @@ class _Meter:
         bench, server, agents = (b - a for a, b in zip(before, self._cpu(), strict=True))
         phase.seconds += seconds
         phase.ms += samples
+        phase.cpu_bench_ms += bench
+        phase.cpu_server_ms += server
+        phase.cpu_agents_ms += agents
+
+    async def measure_batch(self, phase: Phase, batch: Batch, count: int) -> None:
+        """Like :meth:`measure` for a client that runs ``count`` commands in one call."""
+        before = self._cpu()
+        seconds, run_ms = await batch()
+        await asyncio.sleep(self.config.settle)
+        bench, server, agents = (b - a for a, b in zip(before, self._cpu(), strict=True))
+        phase.seconds += seconds
+        per_run = count // len(run_ms)
+        phase.ms += [ms for ms in run_ms for _ in range(per_run)]
         phase.cpu_bench_ms += bench
         phase.cpu_server_ms += server
         phase.cpu_agents_ms += agents
@@ -209,6 +228,8 @@ async def measure(server: ApiServer, config: FanoutConfig) -> FanoutResult:
         with PeakSampler(server.pid) as peak:
             await meter.measure(result.api, api_one, 0, config.commands)
         result.peak_kib = peak.peak_kib
+        await meter.measure_batch(result.run, lambda: runs.run_all(
+            client, uuids, config.commands, config.concurrency), config.commands)
         # The server deletes its runs' files in the agents' state 2 s after they end: let it,
         # before DeleteHost makes it let go of the sockets.
         await asyncio.sleep(max(0.0, CLEANUP_DELAY + 1 - config.settle))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from vmexec.lab import Lab, LabVm
 
-from . import fanout, large_output, latency
+from . import fanout, large_output, latency, live_output
 from .machine import REPO, describe
 from .report import Report, render
 from .server import ApiServer
@@ -28,6 +28,7 @@ class BenchConfig:
     fanout: fanout.FanoutConfig = field(default_factory=fanout.FanoutConfig)
     large: large_output.LargeOutputConfig = field(
         default_factory=large_output.LargeOutputConfig)
+    live: live_output.LiveConfig = field(default_factory=live_output.LiveConfig)
 
 
 def progress(message: str) -> None:
@@ -50,8 +51,12 @@ def run_all(config: BenchConfig, vm: LabVm) -> Report:
              f"[{time.monotonic() - started:.0f} s]")
     with ApiServer() as server:
         fan = asyncio.run(fanout.measure(server, config.fanout))
+    progress(f"live output, and a run over {config.live.agents} agents "
+             f"[{time.monotonic() - started:.0f} s]")
+    with ApiServer() as server:
+        followed = asyncio.run(live_output.measure(server, config.live))
     progress(f"done [{time.monotonic() - started:.0f} s]")
-    return Report(machine, time.monotonic() - started, lat, fan, large)
+    return Report(machine, time.monotonic() - started, lat, fan, large, followed)
 
 
 def write_results(report: Report, out: Path) -> str:
@@ -77,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--agents", type=int, default=fan.agents)
     p.add_argument("--commands", type=int, default=fan.commands)
     p.add_argument("--concurrency", type=int, default=fan.concurrency)
+    p.add_argument("--run-agents", type=int, default=live_output.LiveConfig().agents,
+                   help="bare agents of the one run whose memory is measured (about 3 MB each)")
+    p.add_argument("--live-lines", type=int, default=live_output.LiveConfig().lines)
     p.add_argument("--output-mib", type=int, default=big.mib)
     p.add_argument("--output-repeats", type=int, default=big.repeats)
     p.add_argument("--seed", type=int, default=None)
@@ -96,7 +104,8 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
         fanout=fanout.FanoutConfig(agents=args.agents, commands=args.commands,
                                    concurrency=args.concurrency),
         large=large_output.LargeOutputConfig(mib=args.output_mib,
-                                             repeats=args.output_repeats))
+                                             repeats=args.output_repeats),
+        live=live_output.LiveConfig(lines=args.live_lines, agents=args.run_agents))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

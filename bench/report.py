@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from .fanout import FanoutResult, Phase
 from .large_output import MIB, LargeOutputResult
 from .latency import METHODS, LatencyResult
+from .live_output import LiveResult
 from .machine import Machine
 from .stats import Summary, summarize
 from .trace import RunBreakdown
@@ -19,6 +20,8 @@ POLLING_FACTOR = 20.0
 FANOUT_FRACTION = 0.7
 #: Large output: server RSS growth at most this many times the output size.
 MEMORY_FACTOR = 3.0
+#: A run over many agents: server RSS growth per in-flight target at most this (KiB).
+INFLIGHT_KIB = 50.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +41,7 @@ class Report:
     latency: LatencyResult
     fanout: FanoutResult
     large: LargeOutputResult
+    live: LiveResult
 
 
 def _ms(value: float | None) -> str:
@@ -71,10 +75,17 @@ def targets(report: Report) -> list[Target]:
         Target(f"fan-out: API >= {FANOUT_FRACTION} x raw commands/s",
                f"{api_rate:.0f} vs {raw_rate:.0f} /s = {api_rate / raw_rate:.2f}x",
                api_rate >= FANOUT_FRACTION * raw_rate),
+        Target(f"fan-out: API run >= {FANOUT_FRACTION} x raw commands/s",
+               f"{fan.run.rate:.0f} vs {raw_rate:.0f} /s = {fan.run.rate / raw_rate:.2f}x",
+               fan.run.rate >= FANOUT_FRACTION * raw_rate),
         Target(f"{large.config.mib} MiB output: server RSS growth <= {MEMORY_FACTOR:g} x "
                f"{large.config.mib} MiB",
                f"{_mib(large.growth_kib)} MiB vs <= {_mib(growth_limit)} MiB",
                large.growth_kib <= growth_limit),
+        Target(f"run over {report.live.config.agents} agents: server RSS growth <= "
+               f"{INFLIGHT_KIB:g} KiB per in-flight target",
+               f"{report.live.per_inflight_kib:.1f} KiB", report.live.per_inflight_kib
+               <= INFLIGHT_KIB),
     ]
 
 
@@ -153,6 +164,8 @@ def _fanout(fan: FanoutResult) -> list[str]:
                     fan.raw),
         _fanout_row("vmexec engine in-process (`Executor.run`, `SocketTarget`)", fan.engine),
         _fanout_row("vmexec API (sync PUT ExecuteGuestVmCommand, httpx)", fan.api),
+        _fanout_row("vmexec API run (one POST .../commands/runs of every command; "
+                    "latency = the run's)", fan.run),
         "", f"Server RSS: {_mib(fan.start_kib)} MiB after start, {_mib(fan.idle_kib)} MiB idle "
             f"after the warm-up, peak {_mib(fan.peak_kib)} MiB while the API ran: "
             f"{fan.per_inflight_kib:.0f} KiB per in-flight command "
@@ -173,13 +186,34 @@ def _large(large: LargeOutputResult) -> list[str]:
     ]
 
 
+def _live(live: LiveResult) -> list[str]:
+    cfg = live.config
+    lines = summarize(live.line_ms)
+    return [
+        "", f"### 4. Live output: a line every {cfg.interval:g} s, followed over SSE "
+            "(`/output`), on a bare agent", "",
+        "Latency from the line's own wall-clock time (`date +%s.%N` in the command) to its "
+        "SSE event at the client: the engine's adaptive follow interval plus the event's way "
+        "out.", "", "| n | p50 ms | p90 ms | p99 ms |", "|---:|---:|---:|---:|",
+        f"| {_summary_cells(lines)} |",
+        "", f"### 5. One run of `sleep 2; echo hi` over {cfg.agents} bare agents, "
+            "maxConcurrency = all", "",
+        "| run s | server RSS idle MiB | peak MiB | per in-flight target KiB | "
+        "idle after MiB | idle growth per VM KiB |",
+        "|---:|---:|---:|---:|---:|---:|",
+        f"| {live.run_seconds:.1f} | {_mib(live.idle_kib)} | {_mib(live.peak_kib)} | "
+        f"{live.per_inflight_kib:.1f} | {_mib(live.after_kib)} | "
+        f"{live.per_vm_after_kib:.1f} |",
+    ]
+
+
 def render(report: Report) -> str:
     lines = ["## vmexec bench", "", report.machine.line(),
              f"· run took {report.seconds:.0f} s", "",
              "### Targets", "", "| target | measured | result |", "|---|---|---|"]
     lines += [t.row() for t in targets(report)]
     lines += ["", *_latency(report.latency), *_breakdown(report.latency.breakdowns)]
-    lines += _fanout(report.fanout) + _large(report.large)
+    lines += _fanout(report.fanout) + _large(report.large) + _live(report.live)
     return "\n".join(lines) + "\n"
 
 

@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bench.fanout import FanoutConfig
 from bench.large_output import LargeOutputConfig
 from bench.latency import METHODS, POLLING, LatencyConfig, schedule
+from bench.live_output import LiveConfig
 from bench.main import BenchConfig, run_all, write_results
 from bench.report import targets
 from bench.stats import percentile, summarize
@@ -26,6 +27,7 @@ TINY = BenchConfig(
     latency=LatencyConfig(iterations=3, polling_iterations=1, warmup=1, traced=2, seed=6),
     fanout=FanoutConfig(agents=4, commands=8, concurrency=4, settle=0.5),
     large=LargeOutputConfig(mib=1, repeats=1, settle=0.5),
+    live=LiveConfig(lines=3, interval=0.3, agents=5),
 )
 
 
@@ -63,15 +65,19 @@ def test_bench_runs_and_reports_every_row(lab_vms: list[LabVm], tmp_path: Path) 
         assert len(lat.samples[method]) == (1 if method in POLLING else 3)
     assert len(lat.server_ms) == 3
     assert set(lat.breakdowns) == {"a", "d", "d_sh", "deferred"}
-    for phase in (report.fanout.raw, report.fanout.engine, report.fanout.api):
+    for phase in (report.fanout.raw, report.fanout.engine, report.fanout.api,
+                  report.fanout.run):
         assert len(phase.ms) == 8
-    for row in ("raw asyncio client", "vmexec engine in-process", "vmexec API (sync PUT"):
+    for row in ("raw asyncio client", "vmexec engine in-process", "vmexec API (sync PUT",
+                "vmexec API run"):
         assert row in table
     assert "Server RSS:" in table
     assert len(report.large.seconds) == 1
     assert "### 3. Large output: 1 MiB" in table
     checked = targets(report)
-    assert len(checked) == 5
+    assert len(report.live.line_ms) == 3
+    assert "### 4. Live output" in table and "### 5. One run of" in table
+    assert len(checked) == 7
     for target in checked:
         assert target.row() in table
         assert target.row().endswith(("| PASS |", "| MISS |"))
