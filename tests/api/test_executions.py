@@ -186,6 +186,15 @@ def test_another_accounts_executions_are_not_found(start_scripted, tmp_path: Pat
         assert {i["uuid"] for i in admin.get(EXECUTIONS).json()["inventories"]} >= {admins,
                                                                                      alices}
         assert execution(admin, alices)["stdout"] == "hers\n"
+        # The VM given to another account takes its history with it (issue 13: a Normal
+        # account reads the executions of its own VMs only).
+        bob = create_account(server, "bob")
+        give(server, bob.uuid, VM_1.uuid)
+        assert other.get(EXECUTIONS).json()["inventories"] == []
+        error_of(other.get(f"{EXECUTIONS}/{alices}"), 404, "SYS.1003")
+        with httpx.Client(base_url=server.url, timeout=60, headers=bob.auth) as new_owner:
+            # ... and shows it to nobody else but admins: bob did not run it.
+            assert new_owner.get(EXECUTIONS).json()["inventories"] == []
 
 
 # --- live output ----------------------------------------------------------------------------

@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select, true
+from sqlalchemy import ColumnElement, and_, func, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vmexec.db.models import Execution
 from vmexec.services.inventory.records import query_reply
+from vmexec.services.inventory.visibility import Viewer, vm_visible
 from vmexec.services.sql_query import Column, SqlQuery, boolean_text
 from vmexec.zstack.inventories import EXECUTION_FIELDS
 from vmexec.zstack.query import FieldKind, Query, QueryResult
@@ -85,12 +86,20 @@ def sql_query(db: AsyncSession) -> SqlQuery:
     return SqlQuery(COLUMNS, db.get_bind().dialect.name, default_order=DEFAULT_ORDER)
 
 
-async def query(db: AsyncSession, query: Query, *, account_uuid: str | None) -> dict[str, Any]:
-    """QueryGuestVmCommandExecution's reply over the executions of ``account_uuid`` (all with
-    None). Raises QueryError."""
+def readable(viewer: Viewer) -> ColumnElement[bool]:
+    """The executions ``viewer`` may read: an admin all; any other account those it started
+    on VMs it owns (a VM given to another account takes its history with it)."""
+    if viewer.admin:
+        return true()
+    return and_(Execution.account_uuid == viewer.account_uuid,
+                vm_visible(viewer, Execution.vm_uuid))
+
+
+async def query(db: AsyncSession, query: Query, *, viewer: Viewer) -> dict[str, Any]:
+    """QueryGuestVmCommandExecution's reply over the executions ``viewer`` may read (see
+    :func:`readable`). Raises QueryError."""
     builder = sql_query(db)
-    visible: ColumnElement[bool] = (
-        true() if account_uuid is None else Execution.account_uuid == account_uuid)
+    visible = readable(viewer)
     where = [visible, *builder.where(query)]
     total: int | None = None
     if query.count or query.reply_with_count:

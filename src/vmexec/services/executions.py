@@ -255,8 +255,9 @@ class ExecutionService:
     async def get(self, caller: Caller, uuid: str) -> Execution:
         """Execution ``uuid`` if the caller may see it. Raises ExecutionNotFound."""
         async with self._db() as db:
-            record = await db.get(Execution, uuid.lower())
-        if record is None or not (caller.admin or record.account_uuid == caller.account_uuid):
+            record = await db.scalar(select(Execution).where(
+                Execution.uuid == uuid.lower(), execution_records.readable(caller.viewer)))
+        if record is None:
             raise ExecutionNotFound(uuid)
         return record
 
@@ -264,8 +265,7 @@ class ExecutionService:
         """QueryGuestVmCommandExecution's reply: the caller's executions (an admin's: all).
         Raises QueryError."""
         async with self._db() as db:
-            return await execution_records.query(
-                db, query, account_uuid=None if caller.admin else caller.account_uuid)
+            return await execution_records.query(db, query, viewer=caller.viewer)
 
     async def inventory(self, caller: Caller, uuid: str, *,
                         output: bool = True) -> dict[str, Any]:
