@@ -87,11 +87,12 @@ def _expire(server: RunningServer, session: str) -> None:
     conn.close()
 
 
-def _owner_job(server: RunningServer, owner: Account) -> str:
+def _ended(server: RunningServer, owner: Account, path: str, body: dict[str, Any],
+           headers: dict[str, str]) -> str:
+    """An async call of the owner's (an exec or a run) waited for until its job ends; its
+    uuid."""
     with server.client(authenticated=False) as client:
-        reply = client.post(f"{URL_PREFIX}/vm-instances/commands/exec", headers={
-            **owner.auth, "Prefer": "respond-async"}, json={"params": {
-                "vmInstanceUuid": OWNED.uuid, "platform": "Linux", "command": "echo job"}})
+        reply = client.post(f"{URL_PREFIX}{path}", headers={**owner.auth, **headers}, json=body)
         assert reply.status_code == 202, reply.text
         job = str(reply.json()["location"]).rsplit("/", 1)[-1]
         for _ in range(200):
@@ -99,21 +100,7 @@ def _owner_job(server: RunningServer, owner: Account) -> str:
                           ).status_code != 202:
                 return job
             time.sleep(0.05)
-    raise AssertionError("the owner's job did not end")
-
-
-def _owner_run(server: RunningServer, owner: Account) -> str:
-    with server.client(authenticated=False) as client:
-        reply = client.post(f"{URL_PREFIX}/vm-instances/commands/runs", headers=owner.auth,
-                            json=_RUN)
-        assert reply.status_code == 202, reply.text
-        run = str(reply.json()["uuid"])
-        for _ in range(200):
-            if client.get(f"{URL_PREFIX}/api-jobs/{run}", headers=owner.auth
-                          ).status_code != 202:
-                return run
-            time.sleep(0.05)
-    raise AssertionError("the owner's run did not end")
+    raise AssertionError(f"the owner's {path} did not end")
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +130,9 @@ def world(module_server_factory: ServerFactory) -> World:
     _expire(server, expired)
     return World(server=server, owner=owner, other=other, owner_key=owner_key,
                  disabled_key=disabled_key, expired_session=expired,
-                 owner_job=_owner_job(server, owner), owner_run=_owner_run(server, owner),
+                 owner_job=_ended(server, owner, "/vm-instances/commands/exec", _EXEC,
+                                  {"Prefer": "respond-async"}),
+                 owner_run=_ended(server, owner, "/vm-instances/commands/runs", _RUN, {}),
                  admin_uuid=admin_uuid)
 
 

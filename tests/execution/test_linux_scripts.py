@@ -265,9 +265,10 @@ def test_run_dir_must_be_a_safe_absolute_path(run_dir: str) -> None:
         PLATFORM.launch(ExecRequest("true"), RUN_ID, run_dir=run_dir, interpreter="bash")
 
 
-@pytest.mark.parametrize("why", list(KillReason))
-def test_kill_ends_the_run_and_its_children(shell: HostShell, run_dir: Path,
-                                            why: KillReason) -> None:
+def _kill_while_running(shell: HostShell, run_dir: Path, kill_dir: Path,
+                        why: KillReason) -> bytes:
+    """Start a run with a background child in ``run_dir``, kill it with the kill script
+    told the run directory is ``kill_dir``; the run's reply on the agent's pipe."""
     launch = PLATFORM.launch(ExecRequest("echo started; sleep 60 & sleep 61; echo never"),
                              RUN_ID, run_dir=str(run_dir), interpreter=shell.interpreter)
     program = ("bash",) if launch.path == "bash" else shell.command
@@ -276,12 +277,18 @@ def test_kill_ends_the_run_and_its_children(shell: HostShell, run_dir: Path,
         while len(_marked_processes()) < 2:  # both sleeps started
             assert proc.poll() is None
         pid = int(output(run_dir, "pid"))
-        kill = PLATFORM.kill(RUN_ID, pid, str(run_dir), why=why)
+        kill = PLATFORM.kill(RUN_ID, pid, str(kill_dir), why=why)
         with subprocess.Popen([*shell.command, *kill.args]) as killer:
             # Reap the run at once, as the guest agent does: the kill waits while it exists.
             stdout, _ = proc.communicate(timeout=30)
             assert killer.wait(timeout=30) == 0
-    status, _ = split_inline(stdout)
+    return stdout
+
+
+@pytest.mark.parametrize("why", list(KillReason))
+def test_kill_ends_the_run_and_its_children(shell: HostShell, run_dir: Path,
+                                            why: KillReason) -> None:
+    status, _ = split_inline(_kill_while_running(shell, run_dir, run_dir, why))
     assert status is not None and status.exit_code == 143
     # The marker says why, for a vmexec that restarts: only that one.
     assert [p.name for p in run_dir.glob(f"{RUN_ID}.[tc]*")] == [f"{RUN_ID}.{why.value}"]
@@ -292,20 +299,9 @@ def test_kill_ends_the_run_and_its_children(shell: HostShell, run_dir: Path,
 def test_kill_kills_even_when_it_cannot_leave_its_marker(shell: HostShell, run_dir: Path,
                                                         tmp_path: Path) -> None:
     # A full disk or a run directory that went away: in dash and busybox sh a failed
-    # redirection of a special built-in (`: >file`) ends the whole script, which then
+    # redirection of a special built-in (`: >file`) ended the whole script, which then
     # killed nothing, and the command outlived its timeout.
-    launch = PLATFORM.launch(ExecRequest("echo started; sleep 60 & sleep 61; echo never"),
-                             RUN_ID, run_dir=str(run_dir), interpreter=shell.interpreter)
-    program = ("bash",) if launch.path == "bash" else shell.command
-    with subprocess.Popen([*program, *launch.args], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE) as proc:
-        while len(_marked_processes()) < 2:  # both sleeps started
-            assert proc.poll() is None
-        pid = int(output(run_dir, "pid"))
-        kill = PLATFORM.kill(RUN_ID, pid, str(tmp_path / "gone"))
-        with subprocess.Popen([*shell.command, *kill.args]) as killer:
-            proc.communicate(timeout=30)
-            assert killer.wait(timeout=30) == 0
+    _kill_while_running(shell, run_dir, tmp_path / "gone", KillReason.TIMEOUT)
     assert _marked_processes() == []
 
 

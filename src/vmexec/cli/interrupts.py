@@ -38,7 +38,8 @@ def note(message: str) -> None:
 
 
 class CtrlC:
-    """Ctrl-C handling for one job; ``cancel`` cancels it on the server."""
+    """Ctrl-C handling for one job; ``cancel`` cancels it on the server; ``what`` names it
+    (``execution UUID``, ``run UUID``: a detach tells how to follow it by its last word)."""
 
     def __init__(self, cancel: Callable[[], Awaitable[object]], *, what: str) -> None:
         self._cancel = cancel
@@ -81,6 +82,9 @@ class CtrlC:
             if self._cancel_task is not None and not self._cancel_task.done():
                 self._cancel_task.cancel()
         if task.cancelled():
+            if detached:
+                note(f"detached from {self._what} (its cancel may still be under way). "
+                     f"Follow it with:\n    vmexec logs {self._what.rsplit(' ', 1)[-1]} -f")
             raise Interrupted(detached=detached)
         return task.result()
 

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from vmexec.cli.interrupts import CtrlC, Interrupted, note
+from vmexec.cli.interrupts import CtrlC
 from vmexec.client import AsyncClient, ClientError, OutputEvent, Result
 from vmexec.zstack.errors import Code
 from vmexec.zstack.ids import new_uuid
@@ -73,13 +73,7 @@ async def exec_live(client: AsyncClient, vm_ref: str, params: Mapping[str, Any],
             await stop_quietly(client.cancel(uuid))
             raise
 
-    try:
-        result = await ctrl_c.guard(work())
-    except Interrupted as exc:
-        if exc.detached:
-            note(f"detached from execution {uuid} (its cancel may still be under way). "
-                 f"Follow it with:\n    vmexec logs {uuid} -f")
-        raise
+    result = await ctrl_c.guard(work())
     return Ended(uuid, result, ctrl_c.cancelled)
 
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from vmexec.cli.interrupts import CtrlC, Interrupted, note
+from vmexec.cli.interrupts import CtrlC
 from vmexec.cli.live import stop_quietly
 from vmexec.cli.run_view import RunView, ViewOptions
 from vmexec.cli.targets import select
@@ -74,11 +74,5 @@ async def exec_run(client: AsyncClient, refs: Sequence[str], conditions: Sequenc
             await stop_quietly(client.cancel_run(uuid))
             raise
 
-    try:
-        run = await ctrl_c.guard(work())
-    except Interrupted as exc:
-        if exc.detached:
-            note(f"detached from run {uuid} (its cancel may still be under way). "
-                 f"Follow it with:\n    vmexec logs {uuid} -f")
-        raise
+    run = await ctrl_c.guard(work())
     return RunEnded(run, ctrl_c.cancelled)
