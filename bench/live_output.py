@@ -88,8 +88,8 @@ async def _live(client: httpx.AsyncClient, vm_uuid: str, config: LiveConfig) -> 
                f"sleep {config.interval}; i=$((i+1)); done")
     reply = await client.post(api.EXEC_PATH, headers={
         "X-Job-UUID": execution, "Prefer": "respond-async"},
-        json=api.exec_body(vm_uuid, command, commandTimeout=config.lines * config.interval
-                           * 4 + 30))
+        json=api.exec_body(vm_uuid, command,
+                           commandTimeout=round(config.lines * config.interval * 4 + 30)))
     if reply.status_code != 202:
         raise api.ApiCallError(f"exec: {reply.status_code} {reply.text[:500]}")
     latencies = await _follow_lines(client, execution)

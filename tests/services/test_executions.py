@@ -44,6 +44,8 @@ async def services(tmp_path: Path, guest: FakeGuest) -> AsyncIterator[Services]:
     settings = Settings(db=f"sqlite:///{tmp_path / 'x.db'}", libvirt_uri=LOCAL)
     async with running_services(settings, executor=executor,
                                 inventory=with_sources(hosts)) as services:
+        for vm in VMS:  # alice's: a Normal account reads executions on its own VMs only
+            await services.inventory.change_owner(vm.uuid, ALICE.account_uuid)
         yield services
 
 
