@@ -49,6 +49,8 @@ class LiveResult:
     after_kib: int = 0
     start_kib: int = 0
     run_seconds: float = 0.0
+    #: Measure 5's targets that failed, by error code (a limit of the machine, reported).
+    failed: dict[str, int] = field(default_factory=dict)
 
     @property
     def per_inflight_kib(self) -> float:
@@ -115,7 +117,12 @@ async def measure(server: ApiServer, config: LiveConfig) -> LiveResult:
             started = time.perf_counter()
             run_uuid = await runs.start(client, uuids, max_concurrency=len(uuids),
                                         command="sleep 2; echo hi")
-            runs.check(await runs.wait(client, run_uuid), len(uuids))
+            run = await runs.wait(client, run_uuid)
+            if len(run.get("targets") or []) != len(uuids):
+                raise api.ApiCallError(f"run {run_uuid}: not every target is listed")
+            for target in runs.failures(run):
+                code = str(target.get("errorCode") or target.get("state"))
+                result.failed[code] = result.failed.get(code, 0) + 1
             result.run_seconds = time.perf_counter() - started
         result.peak_kib = peak.peak_kib
         await asyncio.sleep(CLEANUP_DELAY + 2)

@@ -84,8 +84,9 @@ def targets(report: Report) -> list[Target]:
                large.growth_kib <= growth_limit),
         Target(f"run over {report.live.config.agents} agents: server RSS growth <= "
                f"{INFLIGHT_KIB:g} KiB per in-flight target",
-               f"{report.live.per_inflight_kib:.1f} KiB", report.live.per_inflight_kib
-               <= INFLIGHT_KIB),
+               f"{report.live.per_inflight_kib:.1f} KiB; failed targets: "
+               f"{sum(report.live.failed.values())}",
+               report.live.per_inflight_kib <= INFLIGHT_KIB and not report.live.failed),
     ]
 
 
@@ -204,6 +205,9 @@ def _live(live: LiveResult) -> list[str]:
         f"| {live.run_seconds:.1f} | {_mib(live.idle_kib)} | {_mib(live.peak_kib)} | "
         f"{live.per_inflight_kib:.1f} | {_mib(live.after_kib)} | "
         f"{live.per_vm_after_kib:.1f} |",
+        "", ("Every target succeeded." if not live.failed else
+             "Targets that failed: " + ", ".join(f"{n} x {code}" for code, n in
+                                                 sorted(live.failed.items())) + "."),
     ]
 
 

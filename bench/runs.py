@@ -50,11 +50,16 @@ async def wait(client: httpx.AsyncClient, run_uuid: str) -> dict[str, Any]:
     return inventory
 
 
+def failures(run: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run's targets that did not succeed with the expected output."""
+    return [t for t in run.get("targets") or [] if t.get("state") != "Succeeded"
+            or t.get("stdoutBytes") != len(EXPECTED)]
+
+
 def check(run: dict[str, Any], targets: int) -> None:
     """Raises unless every one of ``targets`` targets succeeded with the expected output."""
     listed = run.get("targets") or []
-    bad = [t for t in listed if t.get("state") != "Succeeded"
-           or t.get("stdoutBytes") != len(EXPECTED)]
+    bad = failures(run)
     if run.get("state") != "Succeeded" or len(listed) != targets or bad:
         raise ApiCallError(f"run {run.get('uuid')}: state {run.get('state')}, "
                            f"{len(listed)} of {targets} targets, {len(bad)} wrong: "
