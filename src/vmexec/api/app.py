@@ -70,8 +70,9 @@ async def _check_session(scope: Scope, _authorization: str | None) -> AuthSessio
                                    scope["path"], Headers(scope=scope))
 
 
-#: The APIs that take a body without a session (LogInByAccount). Every other body is read
-#: only once the request's session is valid: new APIs need a session unless listed here.
+#: The APIs that take a body without a session (LogInByAccount, LogInToConsole). Every other
+#: body is read only once the request's session is valid: new APIs need a session unless
+#: listed here.
 SESSIONLESS_BODIES = frozenset({("PUT", f"{sessions.router.prefix}/login"),
                                 ("POST", console.PATH)})
 
