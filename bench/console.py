@@ -31,8 +31,9 @@ from typing import Any
 
 from playwright.sync_api import Browser, BrowserContext, sync_playwright
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.server import PASSWORD, ApiServer  # noqa: E402
+# Run as a script (python bench/console.py): make the repository root importable for ``bench``.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.server import PASSWORD, ApiServer
 
 CHROMIUM = os.environ.get("VMEXEC_CHROMIUM", "/usr/bin/chromium")
 VIEWPORT = {"width": 1400, "height": 900}

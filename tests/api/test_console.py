@@ -86,7 +86,7 @@ def test_login_sets_an_httponly_strict_session_cookie_and_a_readable_csrf_cookie
 
 
 def test_cookies_are_secure_when_the_request_is_https(server: RunningServer) -> None:
-    # uvicorn takes the scheme from X-Forwarded-Proto of a trusted proxy (loopback).
+    # Behind a TLS proxy (vmexec serve reads no proxy headers, but this one is harmless).
     reply = _log_in(server, headers={"X-Forwarded-Proto": "https"})
     assert reply.status_code == 200, reply.text
     cookies = _set_cookies(reply)

@@ -64,8 +64,16 @@ class ConsoleSessionReply(WireModel):
                                   f"readable cookie {CSRF_COOKIE})")
 
 
+def _https(request: Request) -> bool:
+    """Whether the browser reached us over https: directly, or through a TLS proxy (`vmexec
+    serve` does not read proxy headers; trusting this one is harmless: a client that lies
+    gets a cookie its own browser keeps to https)."""
+    forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    return request.url.scheme == "https" or forwarded == "https"
+
+
 def _set_cookies(response: JSONResponse, request: Request, token: str) -> None:
-    secure = request.url.scheme == "https"
+    secure = _https(request)
     # No Max-Age: the cookie ends with the browser; the session ends on its own timeout.
     response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict", path="/",
                         secure=secure)
@@ -74,7 +82,7 @@ def _set_cookies(response: JSONResponse, request: Request, token: str) -> None:
 
 
 def _clear_cookies(response: JSONResponse, request: Request) -> None:
-    secure = request.url.scheme == "https"
+    secure = _https(request)
     for name, http_only in ((SESSION_COOKIE, True), (CSRF_COOKIE, False)):
         response.delete_cookie(name, path="/", samesite="strict", httponly=http_only,
                                secure=secure)
