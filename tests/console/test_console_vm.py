@@ -172,6 +172,42 @@ def test_cancel_a_sleep_and_open_it_in_history(console: Console, lab_vms: list[L
     console.shot("opened-from-history")
 
 
+def test_a_run_stops_at_max_errors_and_opens_from_history(console: Console,
+                                                          lab_vms: list[LabVm]) -> None:
+    page = console.page
+    _logged_in(console)
+    vms = lab_vms[:3]
+    _select(console, *vms)
+    _command(console, "echo failing on $(hostname) >&2; exit 1")
+    page.get_by_label("Max concurrency").fill("1")
+    page.get_by_label("Max errors").fill("0")
+    page.get_by_role("button", name="Copy as CLI").click()
+    expect(page.get_by_label("Copied command")).to_contain_text("--parallel 1 --max-errors 0")
+    _run(console)
+    # One at a time, no error tolerated: the first fails, the other two never start.
+    progress = page.locator("#progress")
+    expect(progress).to_have_text("Failed: done 0 · failed 1 · running 0 · skipped 2")
+    first = _pane(console, vms[0])
+    expect(_status(first)).to_contain_text("exit code 1")
+    expect(first.locator(".stderr")).to_have_text(f"failing on {vms[0].name}\n")
+    for vm in vms[1:]:
+        expect(_status(_pane(console, vm))).to_have_text("Skipped")
+    console.shot("run-failed")
+
+    page.get_by_role("button", name="History").click()
+    page.get_by_label("Show").select_option("runs")
+    row = page.locator("#history-table tbody tr").first
+    expect(row).to_contain_text("exit 1")
+    expect(row).to_contain_text("2 Skipped")
+    console.shot("runs-history")
+    row.get_by_role("button", name=re.compile("^Open run")).click()
+    expect(progress).to_have_text("Failed: done 0 · failed 1 · running 0 · skipped 2")
+    expect(_pane(console, vms[0]).locator(".stderr")).to_have_text(
+        f"failing on {vms[0].name}\n")
+    expect(_status(_pane(console, vms[2]))).to_have_text("Skipped")
+    console.shot("run-opened")
+
+
 def test_a_wrong_password_shows_the_apis_error(console: Console) -> None:
     console.log_in(password="not the password")
     alert = console.page.get_by_role("alert")
