@@ -19,12 +19,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, Page, Route, sync_playwright
+from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
 CHROMIUM = os.environ.get("VMEXEC_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
 #: How long a step may wait for the page (ms): a TCG guest and a busy machine are slow.
 STEP_TIMEOUT_MS = 60_000
+# expect() has a timeout of its own (5 s by default), apart from the context's.
+expect.set_options(timeout=STEP_TIMEOUT_MS)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from fixtures.server import RunningServer, ServerFactory
 from playwright.sync_api import Error as PlaywrightError
-from playwright.sync_api import Locator, expect
+from playwright.sync_api import Locator, Route, expect
 
 from console.conftest import Console
 from vmexec.lab import LabVm
@@ -206,6 +206,36 @@ def test_a_run_stops_at_max_errors_and_opens_from_history(console: Console,
         f"failing on {vms[0].name}\n")
     expect(_status(_pane(console, vms[2]))).to_have_text("Skipped")
     console.shot("run-opened")
+
+
+def test_a_dropped_run_stream_is_followed_again_without_doubled_output(
+        console: Console, lab_vms: list[LabVm]) -> None:
+    # The first connection to the run's events ends before runFinished, as a restart or a
+    # proxy would end it: the page follows the run again, and each pane shows its output once.
+    page = console.page
+    connections: list[str] = []
+
+    def cut_first(route: Route) -> None:
+        connections.append(route.request.url)
+        if len(connections) > 1:
+            route.fallback()
+            return
+        stream = route.fetch().text()  # the whole stream, to the run's end
+        cut = stream.index("event: runFinished")
+        route.fulfill(status=200, content_type="text/event-stream", body=stream[:cut])
+
+    page.route(re.compile(r"/commands/runs/[0-9a-f]{32}/events$"), cut_first)
+    _logged_in(console)
+    vms = lab_vms[:2]
+    _select(console, *vms)
+    _command(console, "hostname")
+    _run(console)
+    expect(page.locator("#progress")).to_have_text(
+        "Succeeded: done 2 · failed 0 · running 0 · skipped 0")
+    for vm in vms:
+        expect(_pane(console, vm).locator(".output")).to_have_text(f"{vm.name}\n")
+    assert len(connections) == 2, connections
+    console.shot("followed-again")
 
 
 def test_a_wrong_password_shows_the_apis_error(console: Console) -> None:

@@ -43,6 +43,11 @@ export class Pane {
     this.setStatus("running", "running");
   }
 
+  clear() {
+    this.output.replaceChildren();
+    this.setStatus("waiting", "waiting");
+  }
+
   setStatus(text, kind) {
     this.status.textContent = text;
     this.status.dataset.state = kind;
@@ -103,54 +108,70 @@ export function followExecution(uuid, pane) {
   });
 }
 
+/** Consecutive failed connections to a run's events before the console gives up. */
+const RUN_RETRIES = 5;
+
 /** Follow a run: panes by VM uuid; ``progress(counts)`` after each change. Resolves with
- *  the run's inventory once it ended. */
+ *  the run's inventory once it ended. A run's events carry no ids, so a dropped stream is
+ *  followed again from its start (the server replays the events so far) into cleared panes. */
 export function followRun(uuid, panes, progress) {
   return new Promise((resolve) => {
-    const source = new EventSource(`${RUNS}/${uuid}/events`);
-    const counts = { done: 0, failed: 0, running: 0, skipped: 0 };
-    const byExecution = new Map();
-    const paneOf = (data) => byExecution.get(data.executionUuid) ?? panes.get(data.vmInstanceUuid);
-    source.addEventListener("targetStarted", (event) => {
-      const data = JSON.parse(event.data);
-      const pane = panes.get(data.vmInstanceUuid);
-      if (pane) {
-        byExecution.set(data.executionUuid, pane);
-        pane.running();
-      }
-      counts.running += 1;
+    let failures = 0;
+    const connect = () => {
+      for (const pane of panes.values()) pane.clear();
+      const counts = { done: 0, failed: 0, running: 0, skipped: 0 };
       progress(counts);
-    });
-    source.addEventListener("output", (event) => {
-      const data = JSON.parse(event.data);
-      paneOf(data)?.write(data.stream, data.text);
-    });
-    source.addEventListener("targetFinished", async (event) => {
-      const data = JSON.parse(event.data);
-      counts.running -= 1;
-      counts[data.state === "Succeeded" ? "done" : "failed"] += 1;
-      progress(counts);
-      const pane = paneOf(data);
-      const inventory = await execution(data.executionUuid).catch(() => null);
-      pane?.finish(inventory ?? data);
-    });
-    source.addEventListener("runFinished", async (event) => {
-      source.close();
-      const run = JSON.parse(event.data).inventory;
-      const targetCounts = run.targetCounts ?? {};
-      counts.skipped = (targetCounts.Skipped ?? 0) + (targetCounts.Pending ?? 0);
-      counts.running = 0;
-      progress(counts, run);
-      const reply = await query(`${RUNS}/${uuid}`).catch(() => null);
-      for (const target of reply?.inventories?.[0]?.targets ?? []) {
-        if (target.state === "Skipped" || target.state === "Pending") {
-          panes.get(target.vmInstanceUuid)?.setStatus("Skipped", "Skipped");
+      const source = new EventSource(`${RUNS}/${uuid}/events`);
+      const byExecution = new Map();
+      const paneOf = (data) => byExecution.get(data.executionUuid) ?? panes.get(data.vmInstanceUuid);
+      const on = (kind, handle) => source.addEventListener(kind, (event) => {
+        failures = 0;
+        handle(JSON.parse(event.data));
+      });
+      on("targetStarted", (data) => {
+        const pane = panes.get(data.vmInstanceUuid);
+        if (pane) {
+          byExecution.set(data.executionUuid, pane);
+          pane.running();
         }
-      }
-      resolve(run);
-    });
-    source.onerror = () => {
-      if (source.readyState === EventSource.CLOSED) resolve(null);
+        counts.running += 1;
+        progress(counts);
+      });
+      on("output", (data) => paneOf(data)?.write(data.stream, data.text));
+      on("targetFinished", async (data) => {
+        counts.running -= 1;
+        counts[data.state === "Succeeded" ? "done" : "failed"] += 1;
+        progress(counts);
+        const pane = paneOf(data);
+        const inventory = await execution(data.executionUuid).catch(() => null);
+        pane?.finish(inventory ?? data);
+      });
+      on("runFinished", async (data) => {
+        source.close();
+        const run = data.inventory;
+        const targetCounts = run.targetCounts ?? {};
+        counts.skipped = (targetCounts.Skipped ?? 0) + (targetCounts.Pending ?? 0);
+        counts.running = 0;
+        progress(counts, run);
+        const reply = await query(`${RUNS}/${uuid}`).catch(() => null);
+        for (const target of reply?.inventories?.[0]?.targets ?? []) {
+          if (target.state === "Skipped" || target.state === "Pending") {
+            panes.get(target.vmInstanceUuid)?.setStatus("Skipped", "Skipped");
+          }
+        }
+        resolve(run);
+      });
+      source.onerror = () => {
+        source.close();  // not EventSource's own retry: it would replay into full panes
+        failures += 1;
+        if (failures > RUN_RETRIES) {
+          for (const pane of panes.values()) pane.setStatus("events lost", "Failed");
+          resolve(null);
+        } else {
+          setTimeout(connect, 1000 * failures);
+        }
+      };
     };
+    connect();
   });
 }
