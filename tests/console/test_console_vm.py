@@ -6,8 +6,13 @@ than the server's (see conftest.py); each step's screenshot is in test-artifacts
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -169,6 +174,10 @@ def test_cancel_a_sleep_and_open_it_in_history(console: Console, lab_vms: list[L
     pane = _pane(console, vm)
     expect(_status(pane)).to_contain_text("Cancelled")
     expect(page.get_by_label("Command", exact=True)).to_have_value("sleep 60")
+    # It is the command to repeat now: its VM selected, the copy buttons give it.
+    page.get_by_role("button", name="Copy as CLI").click()
+    expect(page.get_by_label("Copied command")).to_have_text(
+        f"vmexec exec {vm.name} -- 'sleep 60'")
     console.shot("opened-from-history")
 
 
@@ -236,6 +245,34 @@ def test_a_dropped_run_stream_is_followed_again_without_doubled_output(
         expect(_pane(console, vm).locator(".output")).to_have_text(f"{vm.name}\n")
     assert len(connections) == 2, connections
     console.shot("followed-again")
+
+
+def test_copied_curl_and_cli_commands_run_as_shown(console: Console, lab_vms: list[LabVm],
+                                                   server: RunningServer) -> None:
+    # What the buttons copy works when pasted into a shell: quotes of both kinds and a $
+    # reach the guest as typed.
+    page = console.page
+    _logged_in(console)
+    vm = lab_vms[0]
+    _select(console, vm)
+    _command(console, """echo "it's $((6 * 7))" """)
+    copied = page.get_by_label("Copied command")
+    page.get_by_role("button", name="Copy as curl").click()
+    expect(copied).to_contain_text("curl -X PUT")
+    curl = copied.inner_text()
+    page.get_by_role("button", name="Copy as CLI").click()
+    expect(copied).to_contain_text("vmexec exec")
+    cli = copied.inner_text()
+    console.shot("copied")
+    env = {**os.environ, "SESSION": server.session, "VMEXEC_SERVER": server.url,
+           "VMEXEC_SESSION": server.session}
+    by_curl = subprocess.run(["bash", "-c", curl], capture_output=True, text=True, env=env,
+                             timeout=120, check=False)
+    assert json.loads(by_curl.stdout)["stdout"] == "it's 42\n", (curl, by_curl)
+    vmexec = str(Path(sys.executable).with_name("vmexec"))
+    by_cli = subprocess.run(["bash", "-c", cli.replace("vmexec", vmexec, 1)],
+                            capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert (by_cli.returncode, by_cli.stdout) == (0, "it's 42\n"), (cli, by_cli)
 
 
 def test_a_wrong_password_shows_the_apis_error(console: Console) -> None:

@@ -180,17 +180,24 @@ for (const [id, format] of [["copy-curl", asCurl], ["copy-cli", asCli]]) {
   });
 }
 
+/** Show a past execution's or run's output; the form and the selection become its command
+ *  and its VMs, so Run, Copy as curl and Copy as CLI repeat it. */
 async function openFromHistory(kind, item) {
   show("run-view");
   fillForm(item);
   if (kind === "executions") {
     const vm = vms.known.get(item.vmInstanceUuid) ?? { uuid: item.vmInstanceUuid, name: item.vmInstanceUuid };
+    vms.select([vm]);
     await watchExecution(item.uuid, vm);
   } else {
     const run = await call("GET", `${API}/vm-instances/commands/runs/${item.uuid}`);
-    const targets = run.inventories[0].targets.map((target) => ({
+    const inventory = run.inventories[0];
+    const targets = inventory.targets.map((target) => ({
       uuid: target.vmInstanceUuid, name: target.vmInstanceName,
     }));
+    vms.select(targets);
+    $("max-concurrency").value = inventory.maxConcurrency ?? "";
+    $("max-errors").value = inventory.maxErrors ?? "";
     await watchRun(item.uuid, targets);
   }
 }

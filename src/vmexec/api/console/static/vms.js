@@ -101,6 +101,15 @@ export class VmList {
     this.onSelection(this.selection());
   }
 
+  /** Select exactly these VMs (a command opened from history), named as given when the
+   *  list does not show them. */
+  select(targets) {
+    this.selected = new Set(targets.map((vm) => vm.uuid));
+    for (const vm of targets) if (!this.known.has(vm.uuid)) this.known.set(vm.uuid, vm);
+    this.render();
+    this.onSelection(this.selection());
+  }
+
   /** The selected VMs, in the list's order. */
   selection() {
     return [...this.selected].map((uuid) => this.known.get(uuid)).filter(Boolean);
