@@ -4,8 +4,8 @@ A real ``vmexec serve`` (bench/server.py: temporary database, free loopback port
 machine's libvirt) and headless chromium driven by Playwright. Each sample is a new browser
 context (empty cache, no cookies):
 
-- **login page**: from navigation start to the login form shown (app.js loaded and run, its
-  ``GET /console/session`` answered), and the bytes the page loaded by then;
+- **login page**: from navigation start to the login form shown (the page's files loaded and
+  run), and the bytes the page loaded by then;
 - **console, logged in**: a context holding a session cookie opens ``/``; to the VM list
   drawn (session check, QueryVmInstance and hosts answered, rows in the table);
 - **docs**: ``/docs`` and ``/redoc`` to their load event (one sample each: they are the

@@ -1,6 +1,6 @@
 // The console: log in, pick VMs, run a command, watch its output; history. Plain ES modules
 // on the same API as every other client (see api.js).
-import { API, call } from "./api.js";
+import { API, call, csrfToken } from "./api.js";
 import { asCli, asCurl, fillForm, request } from "./command.js";
 import { History } from "./history.js";
 import { Pane, followExecution, followRun } from "./output.js";
@@ -24,16 +24,23 @@ function show(view) {
   }
 }
 
+function showLogin() {
+  show("login-view");
+  $("account").focus();
+}
+
 async function start() {
-  let session;
-  try {
-    session = await call("GET", SESSION);
-  } catch {
-    show("login-view");
-    $("account").focus();
+  // The readable CSRF cookie comes and goes with the session cookie: without it there is no
+  // session to ask about.
+  if (!csrfToken()) {
+    showLogin();
     return;
   }
-  enter(session.inventory);
+  try {
+    enter((await call("GET", SESSION)).inventory);
+  } catch {
+    showLogin();
+  }
 }
 
 function enter(account) {
