@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what vmexec needs on a Debian 12 host, idempotently:
-# Debian packages (libvirt, QEMU, guest-image inputs) and a venv in .venv/ with vmexec in editable mode.
+# Debian packages (libvirt, QEMU, guest-image inputs, chromium) and a venv in .venv/ with vmexec in editable mode.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +10,7 @@ DEB_PACKAGES=(
   busybox-static bash-static dash cpio xz-utils qemu-guest-agent curl openssh-server openssh-client
   postgresql
   python3.11-minimal libpython3.11-stdlib  # python3 in the lab guest image
+  chromium fonts-dejavu-core  # the web console's browser tests (Playwright drives it)
 )
 
 missing=()

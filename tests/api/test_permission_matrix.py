@@ -4,8 +4,10 @@ caller → the expected status and code, on a real server.
 The callers: ``admin``; ``owner``, a Normal account that owns the VM the request names;
 ``other``, a Normal account that owns nothing; ``no session``; an ``expired session``; a
 ``valid key`` (the owner's access key: it acts as the owner); a ``disabled key``; a ``bad
-signature``; a ``stale Date``. The last five are refused alike by every route that needs
-credentials (``400`` without any, ``503 ID.1001`` otherwise); the first four get what the
+signature``; a ``stale Date``; the owner's ``console cookie`` (with its CSRF token: it acts as
+the owner) and a ``cookie without CSRF`` token (the owner's, for reads; every change it asks
+is ``403 ID.1002``). The five refused ones are refused alike by every route that needs
+credentials (``400`` without any, ``503 ID.1001`` otherwise); the others get what the
 route's rule says. A route without a rule (or a rule without its route) fails
 :func:`test_every_route_has_a_rule`: a new route must say who may call it.
 """
@@ -31,8 +33,10 @@ from api.accounts_helpers import Account, Key, create_account, create_key, give,
 from api.conftest import LOCAL, with_sources
 from api.doubles import FakeGuest, ScriptedExecutor
 from vmexec.agent.directory import AgentDirectory
+from vmexec.api.cookies import CSRF_HEADER, SAFE_METHODS, SESSION_COOKIE, csrf_token
 from vmexec.config import Settings
 from vmexec.server import create_app
+from vmexec.services.access_keys import sign
 
 OWNED = seen("owned", "0a" * 16)
 ADMINS = seen("admins", "0b" * 16)
@@ -40,7 +44,8 @@ ADMINS = seen("admins", "0b" * 16)
 SPARE_TO_ADD, SPARE_TO_DELETE = "memory://spare-add", "memory://spare-delete"
 
 PRINCIPALS = ("admin", "owner", "other", "no session", "expired session", "valid key",
-              "disabled key", "bad signature", "stale Date")
+              "disabled key", "bad signature", "stale Date", "console cookie",
+              "cookie without CSRF")
 #: Callers whose credentials are refused, and how.
 REFUSED: Mapping[str, tuple[int, str]] = {
     "no session": (400, "SYS.1007"), "expired session": (503, "ID.1001"),
@@ -48,7 +53,10 @@ REFUSED: Mapping[str, tuple[int, str]] = {
     "stale Date": (503, "ID.1001"),
 }
 #: Callers that act as an account: who they are to the rules.
-ACTS_AS = {"admin": "admin", "owner": "owner", "valid key": "owner", "other": "other"}
+ACTS_AS = {"admin": "admin", "owner": "owner", "valid key": "owner", "other": "other",
+           "console cookie": "owner", "cookie without CSRF": "owner"}
+#: What a cookie without its CSRF token gets from a route that may change state.
+NO_CSRF = (403, "ID.1002")
 
 
 def _spec() -> dict[str, Any]:
@@ -73,6 +81,8 @@ class World:
     owner_job: str
     owner_run: str
     admin_uuid: str
+    #: A console session of the owner's (the cookie's token).
+    owner_cookie: str
     #: What a request made for a cell, for its checks (e.g. the key it deleted).
     made: dict[str, str] = field(default_factory=dict)
 
@@ -133,12 +143,40 @@ def world(module_server_factory: ServerFactory) -> World:
                  owner_job=_ended(server, owner, "/vm-instances/commands/exec", _EXEC,
                                   {"Prefer": "respond-async"}),
                  owner_run=_ended(server, owner, "/vm-instances/commands/runs", _RUN, {}),
-                 admin_uuid=admin_uuid)
+                 admin_uuid=admin_uuid, owner_cookie=_console_session(server, owner))
 
 
-def _credentials(world: World, principal: str, method: str, url_path: str) -> dict[str, str]:
-    api_path = url_path.removeprefix(URL_PREFIX)
+def _signed(method: str, url_path: str, key_id: str, secret: str, *,
+            date: str | None = None) -> dict[str, str]:
+    """An access key's headers for ``url_path``: as the SDK signs its APIs; a path outside
+    ZStack's API (the console's session) is signed whole, as the server checks it."""
+    if url_path.startswith(URL_PREFIX):
+        return signed_headers(method, url_path.removeprefix(URL_PREFIX), key_id, secret,
+                              date=date)
+    date = date or sdk_date()
+    return {"Date": date,
+            "Authorization": f"ZStack {key_id}:{sign(secret, method, date, url_path)}"}
+
+
+def _console_session(server: RunningServer, owner: Account) -> str:
+    with server.client(authenticated=False) as client:
+        reply = client.post("/console/session", json={"accountName": owner.name,
+                                                      "password": owner.password})
+    assert reply.status_code == 200, reply.text
+    return str(reply.cookies[SESSION_COOKIE])
+
+
+def _credentials(world: World, principal: str, method: str, url_path: str,
+                 operation_id: str) -> dict[str, str]:
     key = world.owner_key
+    if principal in ("console cookie", "cookie without CSRF"):
+        # The console's logout ends the session it is sent: it gets one of its own.
+        token = (_console_session(world.server, world.owner)
+                 if operation_id == "LogOutOfConsole" else world.owner_cookie)
+        headers = {"Cookie": f"{SESSION_COOKIE}={token}"}
+        if principal == "console cookie":
+            headers[CSRF_HEADER] = csrf_token(token)
+        return headers
     match principal:
         case "admin":
             return world.server.auth
@@ -151,14 +189,14 @@ def _credentials(world: World, principal: str, method: str, url_path: str) -> di
         case "expired session":
             return {"Authorization": f"OAuth {world.expired_session}"}
         case "valid key":
-            return signed_headers(method, api_path, key.key_id, key.secret)
+            return _signed(method, url_path, key.key_id, key.secret)
         case "disabled key":
-            return signed_headers(method, api_path, world.disabled_key.key_id,
+            return _signed(method, url_path, world.disabled_key.key_id,
                                   world.disabled_key.secret)
         case "bad signature":
-            return signed_headers(method, api_path, key.key_id, key.secret[::-1])
+            return _signed(method, url_path, key.key_id, key.secret[::-1])
         case "stale Date":
-            return signed_headers(method, api_path, key.key_id, key.secret,
+            return _signed(method, url_path, key.key_id, key.secret,
                                   date=sdk_date(datetime.now(UTC) - timedelta(minutes=20)))
     raise AssertionError(principal)
 
@@ -181,6 +219,10 @@ JOB_NOT_FOUND = Outcome(404, "SYS.1003")
 def _listed(*names: str, key: str = "name") -> Outcome:
     return Outcome(200, check=lambda _w, body: sorted(
         item[key] for item in body["inventories"]) == sorted(names))
+
+
+def _named(account: str) -> Outcome:
+    return Outcome(200, check=lambda _w, body: body["inventory"]["accountName"] == account)
 
 
 def _keys_of_owner(world: World, body: dict[str, Any]) -> bool:
@@ -255,6 +297,9 @@ class Rule:
     other: Outcome = DENIED
     #: A route anyone may call, with or without credentials: all get ``admin``.
     public: bool = False
+    #: Whether the route checks a console cookie's CSRF token (every route with credentials
+    #: does; of the public ones, the console's logout).
+    cookie_checked: bool | None = None
 
 
 def _plain(world: World) -> Request:
@@ -287,6 +332,12 @@ RULES: Mapping[str, Rule] = {
         "accountName": "other", "password": sha512_hex(w.other.password)}}, {}), public=True),
     "LogOut": Rule(lambda w: ({"session_uuid": "0" * 32}, None, {}), public=True),
     "ValidateSession": Rule(lambda w: ({"session_uuid": "0" * 32}, None, {}), public=True),
+    # The web console's session: log in and out (anyone), who am I (any account).
+    "LogInToConsole": Rule(lambda w: ({}, {"accountName": "other",
+                                           "password": w.other.password}, {}), public=True),
+    "LogOutOfConsole": Rule(_plain, public=True, cookie_checked=True),
+    "GetConsoleSession": Rule(_plain, admin=_named("admin"), owner=_named("owner"),
+                              other=_named("other")),
     # Accounts: admins; an account's own password is tested in test_account_admin.py.
     "CreateAccount": admin_only(lambda w: ({}, {"params": {
         "name": f"new-{time.monotonic_ns()}", "password": sha512_hex("x")}}, {})),
@@ -362,7 +413,10 @@ def test_every_route_has_a_rule() -> None:
         assert needs_credentials != RULES[operation_id].public, operation_id
 
 
-def _expected(rule: Rule, principal: str) -> Outcome:
+def _expected(rule: Rule, principal: str, method: str) -> Outcome:
+    cookie_checked = not rule.public if rule.cookie_checked is None else rule.cookie_checked
+    if principal == "cookie without CSRF" and cookie_checked and method not in SAFE_METHODS:
+        return Outcome(*NO_CSRF)
     if rule.public:
         return rule.admin
     if principal in REFUSED:
@@ -378,10 +432,10 @@ def test_permission_matrix(world: World, operation_id: str, principal: str) -> N
     rule = RULES[operation_id]
     path_params, body, query = rule.request(world)
     url_path = template.format(**path_params)
-    headers = _credentials(world, principal, method, url_path)
+    headers = _credentials(world, principal, method, url_path, operation_id)
     with httpx.Client(base_url=world.server.url, timeout=60) as client:
         reply = client.request(method, url_path, headers=headers, json=body, params=query)
-    expected = _expected(rule, principal)
+    expected = _expected(rule, principal, method)
     cell = f"{operation_id} as {principal}"
     assert reply.status_code == expected.status, (cell, reply.text)
     if expected.code is not None:

@@ -18,10 +18,12 @@ from vmexec.api import errors, log_redaction
 from vmexec.api.deps import CHECKED_SESSION, check_credentials
 from vmexec.api.limits import DEFAULT_BODY_LIMIT, BodyLimit
 from vmexec.api.observe import ObserveCalls
+from vmexec.api.page_headers import PageHeaders
 from vmexec.api.routes import (
     access_keys,
     accounts,
     audits,
+    console,
     executions,
     health,
     hosts,
@@ -68,9 +70,11 @@ async def _check_session(scope: Scope, _authorization: str | None) -> AuthSessio
                                    scope["path"], Headers(scope=scope))
 
 
-#: The APIs that take a body without a session (LogInByAccount). Every other body is read
-#: only once the request's session is valid: new APIs need a session unless listed here.
-SESSIONLESS_BODIES = frozenset({("PUT", f"{sessions.router.prefix}/login")})
+#: The APIs that take a body without a session (LogInByAccount, LogInToConsole). Every other
+#: body is read only once the request's session is valid: new APIs need a session unless
+#: listed here.
+SESSIONLESS_BODIES = frozenset({("PUT", f"{sessions.router.prefix}/login"),
+                                ("POST", console.PATH)})
 
 
 def _needs_session(scope: Scope) -> bool:
@@ -86,10 +90,13 @@ def assemble(lifespan: Lifespan) -> FastAPI:
                 "with ZStack's REST API.",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Served from the package's files by the console's routes, not from a CDN.
+        docs_url=None, redoc_url=None,
     )
     errors.install_error_handlers(app)
     app.add_middleware(BodyLimit, limits=BODY_LIMITS, authenticate=_check_session,
                        needs_session=_needs_session, session_key=CHECKED_SESSION)
+    app.add_middleware(PageHeaders)
     # Added last, so it runs first: it sees the answers the body limit gives before routing.
     app.add_middleware(ObserveCalls)
     log_redaction.install()
@@ -97,7 +104,8 @@ def assemble(lifespan: Lifespan) -> FastAPI:
     # executions and runs before vms: /vm-instances/commands/... must not be read as a VM's
     # uuid.
     for module in (health, metrics, sessions, accounts, jobs, exec_routes, executions, runs,
-                   vms, hosts, access_keys, audits):
+                   vms, hosts, access_keys, audits, console):
         app.include_router(module.router)
     app.include_router(accounts.resources_router)
+    console.mount_files(app)
     return app

@@ -3,10 +3,12 @@
 - ``ServicesDep``: the app's :class:`~vmexec.api.services.Services`.
 - ``AuthDep``: whom the request acts as: the session of ``Authorization: OAuth <uuid>``, or
   the account of the access key of ``Authorization: ZStack <AccessKeyID>:<signature>`` (with
-  a ``Date`` header; see :mod:`vmexec.services.access_keys`). Raises
-  :class:`~vmexec.api.errors.ApiFailure`: ``400`` when the header is missing or of another
-  scheme, ``503 ID.1001`` when the session is unknown or expired, or the signature, key or
-  date is refused.
+  a ``Date`` header; see :mod:`vmexec.services.access_keys`), or, without an
+  ``Authorization`` header, the session of the web console's cookie (state-changing calls
+  with its CSRF token; see :mod:`vmexec.api.cookies`). Raises
+  :class:`~vmexec.api.errors.ApiFailure`: ``400`` when there are no credentials or the header
+  is of another scheme, ``403 ID.1002`` for a cookie without its CSRF token, ``503 ID.1001``
+  when the session is unknown or expired, or the signature, key or date is refused.
 - ``AdminDep``: as ``AuthDep``, for APIs only an admin (a ``SystemAdmin`` account) may call:
   hosts, accounts, SetVmQga, ChangeResourceOwner. Raises ``ApiFailure`` ``503 ID.1002`` for
   any other account.
@@ -20,8 +22,9 @@ from collections.abc import Mapping
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
-from fastapi.security import APIKeyHeader
+from fastapi.security import APIKeyCookie, APIKeyHeader
 
+from vmexec.api.cookies import CSRF_HEADER, SESSION_COOKIE, check_csrf, session_cookie
 from vmexec.api.errors import api_error, bad_request
 from vmexec.api.services import Services
 from vmexec.services.access_keys import SCHEME as ACCESS_KEY_SCHEME
@@ -46,6 +49,12 @@ _authorization = APIKeyHeader(
                 "<AccessKeyID>:<signature>` with a `Date` header, signed with an access key "
                 "as ZStack's SDKs sign.")
 
+# Documented for the API's readers; the check itself is check_credentials's.
+_console_cookie = APIKeyCookie(
+    name=SESSION_COOKIE, auto_error=False, scheme_name="ConsoleCookie",
+    description="The web console's session (`POST /console/session`), when there is no "
+                f"`Authorization` header; PUT, POST and DELETE also need `{CSRF_HEADER}`.")
+
 
 #: The scope key under which the body limit (:mod:`vmexec.api.limits`) leaves the session it
 #: checked before reading the body, so that the route does not look it up again; ``AuthDep``
@@ -54,7 +63,8 @@ CHECKED_SESSION = "vmexec.session"
 
 
 async def authenticate(request: Request, services: ServicesDep,
-                       authorization: Annotated[str | None, Security(_authorization)]
+                       authorization: Annotated[str | None, Security(_authorization)],
+                       _cookie: Annotated[str | None, Security(_console_cookie)]
                        ) -> AuthSession:
     """Whom the request acts as, a session renewed on use (see module doc)."""
     checked = request.scope.get(CHECKED_SESSION)
@@ -71,6 +81,9 @@ async def check_credentials(services: Services, method: str, path: str,
     """What ``AuthDep`` checks, for callers outside a route (see module doc); ``headers``
     must look names up case-insensitively."""
     authorization = headers.get("authorization")
+    if not authorization and (cookie := session_cookie(headers)) is not None:
+        check_csrf(method, cookie, headers)  # before the session: it costs no database call
+        return await services.auth.authenticate(cookie)
     if not authorization:
         raise bad_request("the header 'Authorization' requires a session UUID: "
                           "'Authorization: OAuth <session uuid>'")
