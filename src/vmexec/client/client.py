@@ -14,6 +14,7 @@ time), ``NotLoggedIn`` and ``VmNotFound``. httpx's exceptions are translated onc
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -62,6 +63,16 @@ CANCEL_WAIT = 20
 
 QueryApi = Literal["vm-instances", "hosts", "vm-instances/commands/executions",
                    "vm-instances/commands/runs"]
+
+
+def stdin_params(stdin: str | bytes | None) -> dict[str, str]:
+    """ExecuteGuestVmCommand's stdin parameter for ``stdin``: text as ``stdin``, bytes as
+    ``stdinBase64`` (any bytes, exactly)."""
+    if stdin is None:
+        return {}
+    if isinstance(stdin, bytes):
+        return {"stdinBase64": base64.b64encode(stdin).decode("ascii")}
+    return {"stdin": stdin}
 
 
 def _is_result(event: ExecutionEvent) -> bool:
@@ -308,20 +319,25 @@ class AsyncClient:
                                   f"{api_timeout + POLL_SLACK:g}s after it was accepted")
 
     async def exec(self, vm_uuid: str, command: str, *, platform: Platform = Platform.LINUX,
-                   timeout: int | None = None, stdin: str | None = None,
+                   timeout: int | None = None, stdin: str | bytes | None = None,
                    env: Mapping[str, str] | None = None, working_directory: str | None = None,
                    run_as: str | None = None, shell: Shell | None = None,
-                   max_output_bytes: int | None = None) -> ExecResult:
+                   max_output_bytes: int | None = None,
+                   output_base64: bool = False) -> ExecResult:
         """Run ``command`` (a script) in the VM and return its result, whatever its exit code.
 
-        ``timeout`` is ``commandTimeout`` in seconds (server default when None). Raises
+        ``stdin``: text, or bytes (any: sent as ``stdinBase64``). The result's
+        ``stdout_data``/``stderr_data`` are the exact bytes (``output_base64``: the server
+        sends them for UTF-8 output too). ``timeout`` is ``commandTimeout`` in seconds (server
+        default when None). Raises
         CommandTimedOut (its ``partial`` has the output so far), ApiError (``VM.EXEC.*`` when
         the guest cannot run it, ``SYS.1007`` for bad arguments or an unknown VM),
         NotLoggedIn, ConnectionFailed.
         """
-        optional = {"commandTimeout": timeout, "stdin": stdin,
+        optional = {"commandTimeout": timeout, **stdin_params(stdin),
                     "env": dict(env) if env else None, "workingDirectory": working_directory,
-                    "runAs": run_as, "shell": shell, "maxOutputBytes": max_output_bytes}
+                    "runAs": run_as, "shell": shell, "maxOutputBytes": max_output_bytes,
+                    "outputEncoding": "base64" if output_base64 else None}
         params = {"vmInstanceUuid": vm_uuid, "platform": platform, "command": command,
                   **{k: v for k, v in optional.items() if v is not None}}
         return ExecResult.from_wire(await self.execute(params))
@@ -401,7 +417,7 @@ class AsyncClient:
                         conditions: Sequence[str] | None = None,
                         platform: Platform = Platform.LINUX, timeout: int | None = None,
                         max_concurrency: int | str | None = None,
-                        max_errors: int | str | None = None, stdin: str | None = None,
+                        max_errors: int | str | None = None, stdin: str | bytes | None = None,
                         env: Mapping[str, str] | None = None,
                         working_directory: str | None = None, run_as: str | None = None,
                         shell: Shell | None = None, uuid: str | None = None) -> str:
@@ -417,7 +433,7 @@ class AsyncClient:
             raise ValueError("give either vm_uuids or conditions")
         targets = ({"vmInstanceUuids": list(vm_uuids)} if vm_uuids is not None
                    else {"conditions": list(conditions or ())})
-        optional = {"commandTimeout": timeout, "stdin": stdin,
+        optional = {"commandTimeout": timeout, **stdin_params(stdin),
                     "env": dict(env) if env else None, "workingDirectory": working_directory,
                     "runAs": run_as, "shell": shell, "maxConcurrency": max_concurrency,
                     "maxErrors": max_errors}
