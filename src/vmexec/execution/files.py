@@ -271,13 +271,17 @@ class GuestFiles:
         except agent_errors.AgentError as exc:
             raise _file_error(exc, path, "opening") from None
         try:
-            size = await self.agent.file_seek(handle, 0, 2, timeout=CALL_TIMEOUT)
-            await self.agent.file_seek(handle, 0, 0, timeout=CALL_TIMEOUT)
+            # The first read before the size: a directory opens, but fails here (EISDIR).
+            first = await self.agent.file_read(handle, READ_CHUNK, timeout=CALL_TIMEOUT)
+            if first.eof:
+                size = len(first.data)
+            else:
+                size = await self.agent.file_seek(handle, 0, 2, timeout=CALL_TIMEOUT)
+                await self.agent.file_seek(handle, len(first.data), 0, timeout=CALL_TIMEOUT)
             if size > MAX_FILE_BYTES:
                 raise errors.GuestFileError(
                     f"{path} has {size} bytes, more than {MAX_FILE_BYTES}, the most vmexec "
                     "copies", FileProblem.TOO_LARGE)
-            first = await self.agent.file_read(handle, READ_CHUNK, timeout=CALL_TIMEOUT)
         except agent_errors.AgentError as exc:
             await _shielded(self._close_quietly(handle))
             raise _file_error(exc, path, "reading") from None

@@ -9,8 +9,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.requests import ClientDisconnect
 
 from vmexec.api.deps import AuthDep, ServicesDep, caller_of
+from vmexec.api.errors import bad_request
 from vmexec.api.observe import note
 from vmexec.api.schemas.common import ERROR_RESPONSES, WireModel
 from vmexec.execution.files import MAX_FILE_BYTES, READ_CHUNK, WRITE_CHUNK
@@ -76,9 +78,13 @@ async def put_file(http: Request, uuid: str, path: FilePath, services: ServicesD
 
 
 async def _body(http: Request) -> AsyncIterator[bytes]:
-    async for chunk in http.stream():
-        if chunk:
-            yield chunk
+    try:
+        async for chunk in http.stream():
+            if chunk:
+                yield chunk
+    except ClientDisconnect:
+        # The upload is abandoned (its temporary file removed); nobody reads this answer.
+        raise bad_request("the client went away before the end of the body") from None
 
 
 @router.get(PATH, operation_id="GetGuestFile", summary="Read a file in the VM's guest",
