@@ -13,7 +13,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from vmexec.cli import history, zstack_cli
+from vmexec.cli import copy, history, zstack_cli
 from vmexec.cli.client_config import DEFAULT_SERVER, SERVER_ENV, Login
 from vmexec.cli.client_run import (
     EXIT_ERROR,
@@ -445,6 +445,7 @@ def register(app: typer.Typer) -> None:
     app.command(rich_help_panel=panel)(logout)
     app.command(rich_help_panel=panel)(passwd)
     app.command("exec", rich_help_panel=panel)(exec_)
+    app.command("cp", rich_help_panel=panel)(copy.cp)
     history.register(app, panel)
     app.add_typer(vm_app, name="vm", rich_help_panel=panel)
     app.add_typer(host_app, name="host", rich_help_panel=panel)
