@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 
 from vmexec.api.errors import invalid_argument
 from vmexec.api.schemas.exec import DEFAULT_COMMAND_TIMEOUT, CommandParams, OutputEncoding
@@ -19,7 +18,7 @@ def stdin_of(params: CommandParams) -> bytes | None:
         raise invalid_argument("give stdin or stdinBase64, not both")
     try:
         return base64.b64decode(params.stdin_base64, validate=True)
-    except binascii.Error as exc:
+    except ValueError as exc:  # binascii.Error, or characters that are not ASCII
         raise invalid_argument(f"stdinBase64 is not base64: {exc}") from None
 
 

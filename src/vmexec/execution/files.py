@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from vmexec.agent import errors as agent_errors
-from vmexec.agent.client import GuestAgent
+from vmexec.agent.client import FileChunk, GuestAgent
 from vmexec.execution import errors
 from vmexec.execution.errors import FileProblem
 from vmexec.execution.faults import CALL_TIMEOUT, unavailable
@@ -294,24 +294,34 @@ class GuestFiles:
 
     async def _pieces(self, handle: int, path: str, first: bytes, eof: bool,
                       size: int | None) -> AsyncIterator[bytes]:
+        # The next piece is read from the guest while this one goes to the client: at most
+        # two pieces in memory, and neither side waits for the other.
         sent = 0
+        ahead: asyncio.Future[FileChunk] | None = None
         try:
             data = first
             while True:
                 if size is not None:
                     data = data[:size - sent]  # as many as announced, if it grew meanwhile
+                sent += len(data)
+                if not (eof or not data or (size is not None and sent >= size)):
+                    ahead = asyncio.ensure_future(
+                        self.agent.file_read(handle, READ_CHUNK, timeout=CALL_TIMEOUT))
                 if data:
-                    sent += len(data)
                     yield data
-                if eof or not data or (size is not None and sent >= size):
+                if ahead is None:
                     break
                 try:
-                    chunk = await self.agent.file_read(handle, READ_CHUNK,
-                                                       timeout=CALL_TIMEOUT)
+                    chunk = await ahead
                 except agent_errors.AgentError as exc:
                     raise _file_error(exc, path, "reading") from None
+                finally:
+                    ahead = None
                 data, eof = chunk.data, chunk.eof
         finally:
+            if ahead is not None:  # the reader went away: let the read end, then close
+                with contextlib.suppress(BaseException):
+                    await _shielded(_settled(ahead))
             await _shielded(self._close_quietly(handle))
         if size is not None and sent < size:
             raise errors.GuestFileError(f"{path} shrank while it was read: {sent} of {size} "
@@ -320,6 +330,12 @@ class GuestFiles:
     async def _close_quietly(self, handle: int) -> None:
         with contextlib.suppress(agent_errors.AgentError):
             await self.agent.file_close(handle, timeout=CALL_TIMEOUT)
+
+
+async def _settled(future: asyncio.Future[Any]) -> None:
+    """Wait until ``future`` is done, whatever its outcome."""
+    with contextlib.suppress(BaseException):
+        await future
 
 
 #: Cleanups running on after a cancel (kept so that they are not collected mid-way).
