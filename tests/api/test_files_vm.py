@@ -166,3 +166,13 @@ def test_a_declared_body_over_the_limit_is_refused_unread(server: RunningServer,
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 413"), answer
     assert b'"code":"SYS.1007"' in answer and str(MAX_FILE_BYTES).encode() in answer
+
+
+def test_an_agent_without_guest_exec_takes_no_upload_but_gives_files(
+        server: RunningServer, lab_variants: dict[str, LabVm]) -> None:
+    noexec = lab_variants["noexec"]
+    reply = put(server, noexec, "/tmp/never", b"x")
+    assert error_code(reply) == "VM.EXEC.1005", reply.text
+    assert "nothing was written" in reply.json()["error"]["details"]
+    back = get(server, noexec, "/proc/version")
+    assert back.status_code == 200 and back.content.startswith(b"Linux version")

@@ -143,6 +143,7 @@ class GuestFiles:
                                             "e.g. 0644")
         if owner is not None and not OWNER_PATTERN.match(owner):
             raise errors.InvalidExecRequest(f"owner[{owner}] is not user or user:group")
+        await self._require_exec()
         await self._refuse_directory(path)
         directory, name = posixpath.split(path)
         temp = posixpath.join(directory, f".{name}.vmexec-{secrets.token_hex(6)}.part")
@@ -155,8 +156,10 @@ class GuestFiles:
         try:
             try:
                 written = await self._write_all(handle, body, path)
-            finally:
-                await self._close(handle, path)
+            except BaseException:
+                await _shielded(self._close_quietly(handle))  # the first error is the one
+                raise
+            await self._close(handle, path)
             await self._finish(temp, path, mode, owner)
             placed = True
         finally:
@@ -199,6 +202,17 @@ class GuestFiles:
             await _shielded(self.agent.file_close(handle, timeout=CALL_TIMEOUT))
         except agent_errors.AgentError as exc:
             raise _file_error(exc, path, "writing") from None
+
+    async def _require_exec(self) -> None:
+        """ExecDisabled unless the agent runs commands: putting the file in place (and
+        removing it after a failure) takes one, and a file that can be neither is not begun."""
+        try:
+            info = await self.agent.info(timeout=CALL_TIMEOUT)
+        except agent_errors.AgentError as exc:
+            raise unavailable(exc) from None
+        if not info.enabled("guest-exec"):
+            raise errors.ExecDisabled("the guest agent does not allow guest-exec, which puts "
+                                      "an uploaded file in place: nothing was written")
 
     async def _refuse_directory(self, path: str) -> None:
         """GuestFileError (IS_DIRECTORY) when ``path`` is a directory: it can be opened but
