@@ -28,7 +28,7 @@ FilePath = Annotated[str, Query(description="The file's absolute path in the gue
                                 examples=["/etc/motd"])]
 _LIMITS = (f"Files of up to {MAX_FILE_BYTES} bytes; they go to the guest in pieces of "
            f"{WRITE_CHUNK} bytes and come back in pieces of {READ_CHUNK} (one agent call "
-           "each): vmexec holds one piece at a time, never the file.")
+           "each): vmexec holds a piece or two at a time, never the file.")
 _ERRORS = """Errors (`503`): `VM.EXEC.1020` no such file or directory, `VM.EXEC.1021` permission
 denied (or a read-only file system), `VM.EXEC.1022` the guest's disk is full,
 `VM.EXEC.1023` the path is a directory, `VM.EXEC.1024` otherwise (e.g. a Windows guest);
