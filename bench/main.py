@@ -13,7 +13,7 @@ from pathlib import Path
 
 from vmexec.lab import Lab, LabVm
 
-from . import fanout, large_output, latency, live_output
+from . import fanout, files, large_output, latency, live_output
 from .machine import REPO, describe
 from .report import Report, render
 from .server import ApiServer
@@ -29,6 +29,7 @@ class BenchConfig:
     large: large_output.LargeOutputConfig = field(
         default_factory=large_output.LargeOutputConfig)
     live: live_output.LiveConfig = field(default_factory=live_output.LiveConfig)
+    files: files.FilesConfig = field(default_factory=files.FilesConfig)
 
 
 def progress(message: str) -> None:
@@ -55,8 +56,12 @@ def run_all(config: BenchConfig, vm: LabVm) -> Report:
              f"[{time.monotonic() - started:.0f} s]")
     with ApiServer() as server:
         followed = asyncio.run(live_output.measure(server, config.live))
+    progress(f"files ({config.files.mib} MiB x {config.files.repeats}, both ways) "
+             f"[{time.monotonic() - started:.0f} s]")
+    with ApiServer() as server:
+        copied = files.measure(vm, server, config.files)
     progress(f"done [{time.monotonic() - started:.0f} s]")
-    return Report(machine, time.monotonic() - started, lat, fan, large, followed)
+    return Report(machine, time.monotonic() - started, lat, fan, large, followed, copied)
 
 
 def write_results(report: Report, out: Path) -> str:
@@ -87,6 +92,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--live-lines", type=int, default=live_output.LiveConfig().lines)
     p.add_argument("--output-mib", type=int, default=big.mib)
     p.add_argument("--output-repeats", type=int, default=big.repeats)
+    p.add_argument("--files-mib", type=int, default=files.FilesConfig().mib,
+                   help="file size both ways (the lab VMs' RAM root holds about 100 MiB)")
+    p.add_argument("--files-repeats", type=int, default=files.FilesConfig().repeats)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--lab-prefix", default=LAB_PREFIX,
                    help="lab instance whose VM 1 is used (its own, not the tests' VMs)")
@@ -105,7 +113,8 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
                                    concurrency=args.concurrency),
         large=large_output.LargeOutputConfig(mib=args.output_mib,
                                              repeats=args.output_repeats),
-        live=live_output.LiveConfig(lines=args.live_lines, agents=args.run_agents))
+        live=live_output.LiveConfig(lines=args.live_lines, agents=args.run_agents),
+        files=files.FilesConfig(mib=args.files_mib, repeats=args.files_repeats))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .fanout import FanoutResult, Phase
+from .files import FilesResult
 from .large_output import MIB, LargeOutputResult
 from .latency import METHODS, LatencyResult
 from .live_output import LiveResult
@@ -22,6 +23,10 @@ FANOUT_FRACTION = 0.7
 MEMORY_FACTOR = 3.0
 #: A run over many agents: server RSS growth per in-flight target at most this (KiB).
 INFLIGHT_KIB = 50.0
+#: Files through the API: at least this fraction of the raw agent loop's throughput ...
+FILES_FRACTION = 0.8
+#: ... and server RSS growth at most this (MiB), whatever the file's size.
+FILES_GROWTH_MIB = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +47,8 @@ class Report:
     fanout: FanoutResult
     large: LargeOutputResult
     live: LiveResult
+    #: Measure 6 (None in reports from before it).
+    files: FilesResult | None = None
 
 
 def _ms(value: float | None) -> str:
@@ -87,6 +94,42 @@ def targets(report: Report) -> list[Target]:
                f"{report.live.per_inflight_kib:.1f} KiB; failed targets: "
                f"{sum(report.live.failed.values())}",
                report.live.per_inflight_kib <= INFLIGHT_KIB and not report.live.failed),
+        *_files_targets(report.files),
+    ]
+
+
+def _files_targets(files: FilesResult | None) -> list[Target]:
+    if files is None:
+        return []
+    rows = []
+    for way, api_s, raw_s in (("upload", files.api_up, files.raw_up),
+                              ("download", files.api_down, files.raw_down)):
+        api_rate, raw_rate = files.mib_per_s(api_s), files.mib_per_s(raw_s)
+        rows.append(Target(
+            f"{files.config.mib} MiB file {way}: API >= {FILES_FRACTION} x raw guest-file "
+            "loop", f"{api_rate:.1f} vs {raw_rate:.1f} MiB/s = {api_rate / raw_rate:.2f}x",
+            api_rate >= FILES_FRACTION * raw_rate))
+    rows.append(Target(f"{files.config.mib} MiB file both ways: server RSS growth <= "
+                       f"{FILES_GROWTH_MIB} MiB", f"{_mib(files.growth_kib)} MiB",
+                       files.growth_kib <= FILES_GROWTH_MIB * 1024))
+    return rows
+
+
+def _files(files: FilesResult | None) -> list[str]:
+    if files is None:
+        return []
+    cells = " | ".join(f"{files.mib_per_s(s):.1f}" for s in (
+        files.raw_up, files.api_up, files.raw_down, files.api_down))
+    return [
+        "", f"### 6. A {files.config.mib} MiB file into and out of a lab VM "
+            "(`PUT`/`GET …/files` vs a raw guest-file loop through libvirt)", "",
+        "Best of the repeats; the raw loop uses the same piece sizes (a write request within "
+        "what qemu-ga takes, a read reply within libvirt's limits).", "",
+        "| n | raw up MiB/s | API up MiB/s | raw down MiB/s | API down MiB/s | "
+        "server RSS idle MiB | peak MiB | growth MiB |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {len(files.api_up)} | {cells} | {_mib(min(files.idle_kib))} | "
+        f"{_mib(max(files.peak_kib))} | {_mib(files.growth_kib)} |",
     ]
 
 
@@ -218,6 +261,7 @@ def render(report: Report) -> str:
     lines += [t.row() for t in targets(report)]
     lines += ["", *_latency(report.latency), *_breakdown(report.latency.breakdowns)]
     lines += _fanout(report.fanout) + _large(report.large) + _live(report.live)
+    lines += _files(report.files)
     return "\n".join(lines) + "\n"
 
 

@@ -34,6 +34,7 @@ from vmexec.services.accounts import AccountService
 from vmexec.services.audit import AuditTrail
 from vmexec.services.auth import ADMIN_ACCOUNT, DEFAULT_PASSWORD_WARNING, AuthService
 from vmexec.services.executions import ExecutionService
+from vmexec.services.files import FileService
 from vmexec.services.inventory import HostSources, Inventory
 from vmexec.services.jobs import JobReply, JobService, WebhookPolicy
 from vmexec.services.login_throttle import LoginThrottle, ThrottleLimits
@@ -161,7 +162,7 @@ async def running_services(settings: Settings, *, executor: ExecutorFactory = Ex
                             executions=executions, runs=runs,
                             accounts=AccountService(db, auth.passwords),
                             access_keys=AccessKeyService(db, secret_box(settings)),
-                            metrics=metrics, audit=audit)
+                            metrics=metrics, audit=audit, files=FileService(runner, vms))
         await auth.ensure_admin(settings.admin_password.get_secret_value())
         check_default_password(settings, auth.default_password_in_use)
         await vms.start()

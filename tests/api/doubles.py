@@ -13,7 +13,8 @@
   Other lines are ignored (fuzzed commands must not break the double).
 
   Runs are remembered in a shared :class:`FakeGuest`, so an executor of a restarted server
-  can :meth:`~Executor.recover` a run that the previous one started.
+  can :meth:`~Executor.recover` a run that the previous one started. Its files are a dict
+  (:class:`MemoryFiles`, for the routes' permissions; the copy itself is tested on VMs).
 
 (The inventory is the real one over in-memory hosts: see tests/fakes/hosts.py.)
 """
@@ -29,6 +30,7 @@ from vmexec.agent.directory import AgentDirectory
 from vmexec.agent.targets import AgentTarget
 from vmexec.execution import errors
 from vmexec.execution.engine import Executor
+from vmexec.execution.files import Download, GuestFiles, check_path
 from vmexec.execution.models import (
     ExecRequest,
     ExecResult,
@@ -47,6 +49,32 @@ class FakeGuest:
     requests: dict[str, ExecRequest] = field(default_factory=dict)
     started: asyncio.Event | None = None
     runs: list[str] = field(default_factory=list)
+    files: dict[str, bytes] = field(default_factory=lambda: {"/etc/hostname": b"fake\n"})
+
+
+class MemoryFiles(GuestFiles):
+    """The guest's files as :attr:`FakeGuest.files`."""
+
+    def __init__(self, agents: AgentDirectory, target: AgentTarget, guest: FakeGuest) -> None:
+        super().__init__(agents.get(target))
+        self.guest = guest
+
+    async def upload(self, path: str, body: AsyncIterator[bytes], *, mode: str | None = None,
+                     owner: str | None = None) -> int:
+        check_path(path)
+        data = b"".join([chunk async for chunk in body])
+        self.guest.files[path] = data
+        return len(data)
+
+    async def download(self, path: str) -> Download:
+        check_path(path)
+        if path not in self.guest.files:
+            raise errors.GuestFileError(f"no {path}", errors.FileProblem.NOT_FOUND)
+        data = self.guest.files[path]
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield data
+        return Download(len(data), chunks())
 
 
 _RAISE_KINDS = ("invalid", "unavailable", "stopped", "disabled", "setup", "lost", "nospace")
@@ -206,6 +234,9 @@ class ScriptedExecutor(Executor):
         if request is None:
             raise errors.ResultLost(f"run {run_id} is unknown to the guest")
         return await self._interpret(request, run_id, sleep=False)
+
+    def files(self, target: AgentTarget, platform: Platform = Platform.LINUX) -> GuestFiles:
+        return MemoryFiles(self.agents, target, self.guest)
 
     async def aclose(self) -> None:
         pass

@@ -3,6 +3,7 @@ every error path with its status and code. (On real VMs: test_exec_vm.py.)"""
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import httpx
@@ -202,3 +203,24 @@ def test_never_204_health_and_docs_without_auth(server: RunningServer) -> None:
     statuses = {status for path in spec["paths"].values() for op in path.values()
                 for status in op.get("responses", {})}
     assert "204" not in statuses
+
+
+def test_stdin_as_base64_reaches_the_command_and_comes_back_exactly(
+        client: httpx.Client) -> None:
+    data = bytes(range(256))
+    reply = client.put(EXEC, json=body("cat", stdinBase64=base64.b64encode(data).decode()))
+    assert reply.status_code == 200, reply.text
+    assert base64.b64decode(reply.json()["stdoutBase64"]) == data
+    assert "stderrBase64" not in reply.json()
+
+
+@pytest.mark.parametrize(("params", "says"), [
+    ({"stdin": "a", "stdinBase64": "YQ=="}, "not both"),
+    ({"stdinBase64": "not base64!"}, "not base64"),
+    ({"stdinBase64": "é"}, "not base64"),
+    ({"outputEncoding": "hex"}, "outputEncoding"),
+])
+def test_bad_stdin_or_output_encoding_is_sys_1007(client: httpx.Client, params: dict[str, Any],
+                                                  says: str) -> None:
+    error = error_of(client.put(EXEC, json=body("cat", **params)), 503, "SYS.1007")
+    assert says in error["details"], error

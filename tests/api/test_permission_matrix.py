@@ -368,6 +368,11 @@ RULES: Mapping[str, Rule] = {
     "GetVmGuestToolsInfo": owner_and_admin(_on_vm),
     "ExecuteGuestVmCommand": owner_and_admin(lambda w: ({}, _EXEC, {})),
     "ExecuteGuestVmCommandAsync": owner_and_admin(lambda w: ({}, _EXEC, {})),
+    # Files: whoever may run commands on the VM.
+    "PutGuestFile": owner_and_admin(lambda w: ({"uuid": OWNED.uuid}, None,
+                                               {"path": "/tmp/matrix"})),
+    "GetGuestFile": owner_and_admin(lambda w: ({"uuid": OWNED.uuid}, None,
+                                               {"path": "/etc/hostname"})),
     # Executions and runs: their account's (admins: all); to anyone else they do not exist.
     "QueryGuestVmCommandExecution": Rule(_plain, admin=_lists(_job, included=True),
                                          owner=_lists(_job, included=True),

@@ -15,6 +15,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench.fanout import FanoutConfig
+from bench.files import FilesConfig
 from bench.large_output import LargeOutputConfig
 from bench.latency import METHODS, POLLING, LatencyConfig, schedule
 from bench.live_output import LiveConfig
@@ -28,6 +29,7 @@ TINY = BenchConfig(
     fanout=FanoutConfig(agents=4, commands=8, concurrency=4, settle=0.5),
     large=LargeOutputConfig(mib=1, repeats=1, settle=0.5),
     live=LiveConfig(lines=3, interval=0.3, agents=5),
+    files=FilesConfig(mib=1, repeats=1),
 )
 
 
@@ -77,7 +79,9 @@ def test_bench_runs_and_reports_every_row(lab_vms: list[LabVm], tmp_path: Path) 
     checked = targets(report)
     assert len(report.live.line_ms) == 3
     assert "### 4. Live output" in table and "### 5. One run of" in table
-    assert len(checked) == 7
+    assert "### 6. A 1 MiB file into and out of a lab VM" in table
+    assert len(checked) == 10  # 7, and files: upload, download, memory
+    assert report.files is not None and len(report.files.api_down) == 1
     for target in checked:
         assert target.row() in table
         assert target.row().endswith(("| PASS |", "| MISS |"))

@@ -25,6 +25,7 @@ from vmexec.api.routes import (
     audits,
     console,
     executions,
+    files,
     health,
     hosts,
     jobs,
@@ -36,6 +37,7 @@ from vmexec.api.routes import (
 from vmexec.api.routes import exec as exec_routes
 from vmexec.api.schemas.exec import MAX_BODY_BYTES as EXEC_MAX_BODY_BYTES
 from vmexec.api.schemas.runs import MAX_BODY_BYTES as RUN_MAX_BODY_BYTES
+from vmexec.execution.files import MAX_FILE_BYTES
 from vmexec.services.auth import AuthSession
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -52,7 +54,9 @@ or unknown action is `400`.
 **Request bodies** may be at most {DEFAULT_BODY_LIMIT // 1024} KiB, and
 {EXEC_MAX_BODY_BYTES} bytes for ExecuteGuestVmCommand (its largest valid request: the longest
 command, 1 MiB of stdin and 1 MiB of environment, JSON-escaped); a larger one is `413` before
-it is read. The body of an API that needs a session is read only once the session is valid.
+it is read; a file upload (`PUT /zstack/v1/vm-instances/{{uuid}}/files`) streams, up to
+{MAX_FILE_BYTES} bytes. The body of an API that needs a session is read only once the session
+is valid.
 """
 
 #: Routes whose valid requests can be larger than the default body limit (64 KiB).
@@ -61,6 +65,8 @@ BODY_LIMITS = {
     ("POST", exec_routes.PATH): EXEC_MAX_BODY_BYTES,
     ("POST", runs.PATH): RUN_MAX_BODY_BYTES,
 }
+#: Routes that read their body as it arrives (a file upload): never held whole in memory.
+STREAMED_BODIES = {("PUT", files.PATH_PATTERN): MAX_FILE_BYTES}
 
 
 async def _check_session(scope: Scope, _authorization: str | None) -> AuthSession:
@@ -95,7 +101,8 @@ def assemble(lifespan: Lifespan) -> FastAPI:
     )
     errors.install_error_handlers(app)
     app.add_middleware(BodyLimit, limits=BODY_LIMITS, authenticate=_check_session,
-                       needs_session=_needs_session, session_key=CHECKED_SESSION)
+                       needs_session=_needs_session, session_key=CHECKED_SESSION,
+                       streamed=STREAMED_BODIES)
     app.add_middleware(PageHeaders)
     # Added last, so it runs first: it sees the answers the body limit gives before routing.
     app.add_middleware(ObserveCalls)
@@ -104,7 +111,7 @@ def assemble(lifespan: Lifespan) -> FastAPI:
     # executions and runs before vms: /vm-instances/commands/... must not be read as a VM's
     # uuid.
     for module in (health, metrics, sessions, accounts, jobs, exec_routes, executions, runs,
-                   vms, hosts, access_keys, audits, console):
+                   files, vms, hosts, access_keys, audits, console):
         app.include_router(module.router)
     app.include_router(accounts.resources_router)
     console.mount_files(app)

@@ -91,6 +91,14 @@ _UNAVAILABLE_CODES: Mapping[exec_errors.UnavailableReason, Code] = {
 }
 
 
+_FILE_CODES = {
+    exec_errors.FileProblem.NOT_FOUND: Code.VM_EXEC_FILE_NOT_FOUND,
+    exec_errors.FileProblem.PERMISSION_DENIED: Code.VM_EXEC_FILE_PERMISSION_DENIED,
+    exec_errors.FileProblem.DISK_FULL: Code.VM_EXEC_FILE_DISK_FULL,
+    exec_errors.FileProblem.IS_DIRECTORY: Code.VM_EXEC_FILE_IS_DIRECTORY,
+}
+
+
 def _exec_failure(exc: exec_errors.ExecError) -> ApiFailure:
     match exc:
         case QgaDisabled():
@@ -110,6 +118,9 @@ def _exec_failure(exc: exec_errors.ExecError) -> ApiFailure:
             return api_error(Code.VM_EXEC_RESULT_LOST, exc.message)
         case exec_errors.OutputNotStored():
             return api_error(Code.VM_EXEC_OUTPUT_NOT_STORED, exc.message)
+        case exec_errors.GuestFileError():
+            return api_error(_FILE_CODES.get(exc.problem, Code.VM_EXEC_FILE_FAILED),
+                             f"{exc.message} [{exc.problem}]")
     return api_error(Code.SYS_OPERATION_ERROR, exc.message)
 
 

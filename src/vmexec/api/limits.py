@@ -8,7 +8,9 @@ For a request with a body:
   then handed to the route, which does not look it up again);
 - a ``Content-Length`` above the route's limit is answered ``413`` at once, nothing read;
 - a body sent without a length (chunked) is counted as it arrives and answered ``413`` as soon
-  as it passes the limit, so at most the limit is ever held in memory.
+  as it passes the limit, so at most the limit is ever held in memory;
+- a route that streams its body (a file upload: ``streamed``) gets it as it arrives, once the
+  session and the ``Content-Length`` are checked: it counts the bytes itself.
 
 The ``413`` is ZStack's error body (``SYS.1007``) saying which limit applies; the connection is
 closed after any early answer, since the rest of the body was not read.
@@ -16,6 +18,7 @@ closed after any early answer, since the rest of the body was not read.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -40,9 +43,13 @@ class BodyLimit:
 
     def __init__(self, app: ASGIApp, *, limits: Mapping[tuple[str, str], int],
                  authenticate: Authenticate, needs_session: NeedsSession, session_key: str,
-                 default: int = DEFAULT_BODY_LIMIT) -> None:
+                 default: int = DEFAULT_BODY_LIMIT,
+                 streamed: Mapping[tuple[str, str], int] | None = None) -> None:
         self.app = app
         self._limits = limits
+        #: (method, path pattern) -> limit of the routes that read their body as it comes.
+        self._streamed = [(method, re.compile(pattern), limit)
+                          for (method, pattern), limit in (streamed or {}).items()]
         self._authenticate = authenticate
         self._needs_session = needs_session
         self._session_key = session_key
@@ -60,6 +67,9 @@ class BodyLimit:
         refusal = await self._refusal(scope, headers, declared)
         if refusal is not None:
             await _answer(refusal, scope, receive, send)
+            return
+        if self._streams(scope) is not None:
+            await self.app(scope, receive, send)
             return
 
         limit = self._limit(scope)
@@ -82,7 +92,17 @@ class BodyLimit:
         body = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
         await self.app(scope, _replay([body], receive), send)
 
+    def _streams(self, scope: Scope) -> int | None:
+        """The limit of a route that streams its body (None: the body is read here)."""
+        for method, pattern, limit in self._streamed:
+            if scope["method"] == method and pattern.match(scope["path"]):
+                return limit
+        return None
+
     def _limit(self, scope: Scope) -> int:
+        streamed = self._streams(scope)
+        if streamed is not None:
+            return streamed
         return self._limits.get((scope["method"], scope["path"]), self._default)
 
     async def _refusal(self, scope: Scope, headers: Headers,

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from vmexec.services.audit import AuditTrail
     from vmexec.services.auth import AuthService
     from vmexec.services.executions import ExecutionService
+    from vmexec.services.files import FileService
     from vmexec.services.inventory import Inventory
     from vmexec.services.jobs import JobService
     from vmexec.services.runs import RunService
@@ -36,3 +37,4 @@ class Services:
     access_keys: AccessKeyService
     metrics: Metrics
     audit: AuditTrail
+    files: FileService

@@ -13,7 +13,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from vmexec.cli import history, zstack_cli
+from vmexec.cli import copy, history, zstack_cli
 from vmexec.cli.client_config import DEFAULT_SERVER, SERVER_ENV, Login
 from vmexec.cli.client_run import (
     EXIT_ERROR,
@@ -44,8 +44,9 @@ from vmexec.cli.multi import RunEnded, exec_run
 from vmexec.cli.run_view import ViewOptions, all_succeeded, print_summary, show_progress
 from vmexec.cli.targets import TargetError, is_run
 from vmexec.client import AsyncClient, Host, VmInstance
+from vmexec.client.client import stdin_params
 from vmexec.zstack.errors import Code
-from vmexec.zstack.exec import Platform, Shell
+from vmexec.zstack.exec import MAX_STDIN_BYTES, Platform, Shell
 
 vm_app = typer.Typer(help="VM instances the server knows.", no_args_is_help=True)
 host_app = typer.Typer(help="Hypervisor hosts the server manages.", no_args_is_help=True)
@@ -204,14 +205,24 @@ def _env(pairs: list[str] | None) -> dict[str, str]:
     return env
 
 
-def _stdin_data(value: str | None) -> str | None:
-    if value != "-":
+def _stdin_data(value: str | None, no_stdin: bool) -> str | bytes | None:
+    """The command's stdin: ``--stdin TEXT``; our stdin's bytes with ``--stdin -``, or
+    when our stdin is not a terminal (as ssh sends it; ``-n`` not); else none."""
+    if value is not None and value != "-":
         return value
-    data = sys.stdin.buffer.read()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        fail("--stdin -: the data on stdin is not UTF-8 text", EXIT_USAGE)
+    if no_stdin:
+        if value == "-":
+            fail("--stdin - and -n contradict each other", EXIT_USAGE)
+        return None
+    if value is None and sys.stdin.isatty():
+        return None
+    data = sys.stdin.buffer.read(MAX_STDIN_BYTES + 1)
+    if len(data) > MAX_STDIN_BYTES:
+        fail(f"stdin has more than {MAX_STDIN_BYTES} bytes, the most a command takes (copy "
+             "a file with `vmexec cp`; -n does not send stdin)", EXIT_USAGE)
+    # Nothing on a stdin that is not ours to give (/dev/null, a closed pipe): send none,
+    # as before; `--stdin -` sends even nothing.
+    return data if data or value == "-" else None
 
 
 _PERCENT_OR_COUNT = re.compile(r"^\d+%?$")
@@ -260,7 +271,10 @@ def exec_(
     cwd: Annotated[str | None, typer.Option(help="Working directory in the guest.")] = None,
     user: Annotated[str | None, typer.Option(help="Guest user to run as.")] = None,
     stdin: Annotated[str | None, typer.Option(
-        metavar="TEXT|-", help="Text for the command's stdin; '-' reads ours.")] = None,
+        metavar="TEXT|-", help="Text for the command's stdin; '-' reads ours (any bytes). "
+                               "Without it, ours is sent when it is not a terminal.")] = None,
+    no_stdin: Annotated[bool, typer.Option(
+        "-n", "--no-stdin", help="Do not send our stdin (as ssh -n).")] = False,
     parallel: Annotated[str | None, typer.Option(
         metavar="N|N%", help="Several VMs: how many run at once [server default]",
         show_default=False)] = None,
@@ -290,13 +304,14 @@ def exec_(
         fail("no VM: name one or more, or select them with -q", EXIT_USAGE)
     script = " ".join(words)
     variables = _env(env)
-    data = _stdin_data(stdin)
+    data = _stdin_data(stdin, no_stdin)
     if not is_run(targets, conditions):
         if parallel is not None or max_errors is not None:
             fail("--parallel and --max-errors are for several VMs", EXIT_USAGE)
         _exec_one(targets[0], {
             "platform": platform, "command": script,
-            **{k: v for k, v in {"commandTimeout": timeout, "stdin": data,
+            **stdin_params(data),
+            **{k: v for k, v in {"commandTimeout": timeout,
                                  "env": variables or None, "workingDirectory": cwd,
                                  "runAs": user, "shell": shell}.items() if v is not None}},
             json_)
@@ -430,6 +445,7 @@ def register(app: typer.Typer) -> None:
     app.command(rich_help_panel=panel)(logout)
     app.command(rich_help_panel=panel)(passwd)
     app.command("exec", rich_help_panel=panel)(exec_)
+    app.command("cp", rich_help_panel=panel)(copy.cp)
     history.register(app, panel)
     app.add_typer(vm_app, name="vm", rich_help_panel=panel)
     app.add_typer(host_app, name="host", rich_help_panel=panel)

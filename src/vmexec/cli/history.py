@@ -27,7 +27,7 @@ from vmexec.cli.client_run import (
     write_raw,
 )
 from vmexec.cli.interrupts import CtrlC, Interrupted, note
-from vmexec.cli.live import Ended, exit_status, follow_output
+from vmexec.cli.live import Ended, exit_status, follow_output, write_chunk
 from vmexec.cli.multi import follow_run
 from vmexec.cli.run_view import (
     ViewOptions,
@@ -327,8 +327,8 @@ def logs(
             raise typer.Exit(0 if all_succeeded(got) else EXIT_ERROR)
         _print_run_logs(got)
         return
-    write_raw(sys.stdout, got.stdout or "")
-    write_raw(sys.stderr, got.stderr or "")
+    write_chunk(sys.stdout.buffer, got.stdout_data)
+    write_chunk(sys.stderr.buffer, got.stderr_data)
 
 
 async def _nothing() -> None:

@@ -14,9 +14,13 @@ time), ``NotLoggedIn`` and ``VmNotFound``. httpx's exceptions are translated onc
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+import base64
+import io
+import os
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from stat import S_ISREG
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, BinaryIO, Literal, Self
 
 import httpx
 
@@ -49,6 +53,13 @@ API = "/zstack/v1"
 EXEC_PATH = f"{API}/vm-instances/commands/exec"
 EXECUTIONS_PATH = f"{API}/vm-instances/commands/executions"
 RUNS_PATH = f"{API}/vm-instances/commands/runs"
+FILES_PATH = API + "/vm-instances/{}/files"
+#: Bytes of a local file read (and sent) at a time by ``push``.
+FILE_PIECE = 1024 * 1024
+#: Seconds a file transfer may wait for the other side at any one time (not in all).
+FILE_TIMEOUT = 300.0
+#: ``progress(done, total)`` of a file transfer (total None when not known).
+Progress = Callable[[int, int | None], None]
 #: Seconds the server may hold an exec request before answering ``202`` (``Prefer: wait=N``):
 #: long commands are then polled, so no single HTTP request outlives proxies' idle timeouts.
 EXEC_WAIT = 20
@@ -62,6 +73,27 @@ CANCEL_WAIT = 20
 
 QueryApi = Literal["vm-instances", "hosts", "vm-instances/commands/executions",
                    "vm-instances/commands/runs"]
+
+
+def _size_of(source: BinaryIO) -> int | None:
+    """Bytes left in a seekable regular file (None: a pipe, a terminal)."""
+    try:
+        stat = os.fstat(source.fileno())
+        if not S_ISREG(stat.st_mode):
+            return None
+        return stat.st_size - source.tell()
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return None
+
+
+def stdin_params(stdin: str | bytes | None) -> dict[str, str]:
+    """ExecuteGuestVmCommand's stdin parameter for ``stdin``: text as ``stdin``, bytes as
+    ``stdinBase64`` (any bytes, exactly)."""
+    if stdin is None:
+        return {}
+    if isinstance(stdin, bytes):
+        return {"stdinBase64": base64.b64encode(stdin).decode("ascii")}
+    return {"stdin": stdin}
 
 
 def _is_result(event: ExecutionEvent) -> bool:
@@ -308,20 +340,25 @@ class AsyncClient:
                                   f"{api_timeout + POLL_SLACK:g}s after it was accepted")
 
     async def exec(self, vm_uuid: str, command: str, *, platform: Platform = Platform.LINUX,
-                   timeout: int | None = None, stdin: str | None = None,
+                   timeout: int | None = None, stdin: str | bytes | None = None,
                    env: Mapping[str, str] | None = None, working_directory: str | None = None,
                    run_as: str | None = None, shell: Shell | None = None,
-                   max_output_bytes: int | None = None) -> ExecResult:
+                   max_output_bytes: int | None = None,
+                   output_base64: bool = False) -> ExecResult:
         """Run ``command`` (a script) in the VM and return its result, whatever its exit code.
 
-        ``timeout`` is ``commandTimeout`` in seconds (server default when None). Raises
+        ``stdin``: text, or bytes (any: sent as ``stdinBase64``). The result's
+        ``stdout_data``/``stderr_data`` are the exact bytes (``output_base64``: the server
+        sends them for UTF-8 output too). ``timeout`` is ``commandTimeout`` in seconds (server
+        default when None). Raises
         CommandTimedOut (its ``partial`` has the output so far), ApiError (``VM.EXEC.*`` when
         the guest cannot run it, ``SYS.1007`` for bad arguments or an unknown VM),
         NotLoggedIn, ConnectionFailed.
         """
-        optional = {"commandTimeout": timeout, "stdin": stdin,
+        optional = {"commandTimeout": timeout, **stdin_params(stdin),
                     "env": dict(env) if env else None, "workingDirectory": working_directory,
-                    "runAs": run_as, "shell": shell, "maxOutputBytes": max_output_bytes}
+                    "runAs": run_as, "shell": shell, "maxOutputBytes": max_output_bytes,
+                    "outputEncoding": "base64" if output_base64 else None}
         params = {"vmInstanceUuid": vm_uuid, "platform": platform, "command": command,
                   **{k: v for k, v in optional.items() if v is not None}}
         return ExecResult.from_wire(await self.execute(params))
@@ -396,12 +433,88 @@ class AsyncClient:
             raise ApiError(404, "SYS.1003", "not found", f"no execution has the uuid {uuid}")
         return Execution.from_wire(inventories[0])
 
+    # --- files in and out of guests ------------------------------------------------------------
+    async def push(self, vm_uuid: str, path: str, source: bytes | BinaryIO, *,
+                   mode: str | None = None, owner: str | None = None,
+                   progress: Progress | None = None) -> int:
+        """Write ``source`` (bytes, or a binary file read in pieces: never whole in memory)
+        to the absolute ``path`` in the VM's guest, replacing it; the bytes written.
+        ``mode`` (octal, "0644") and ``owner`` ("user[:group]") are applied;
+        ``progress(done, total)`` is called as the bytes go (total None when unknown).
+
+        Raises ApiError (``VM.EXEC.1020``-``1024`` for the guest's file errors, ``SYS.1007``
+        for a path that is not absolute), NotLoggedIn, ConnectionFailed.
+        """
+        params = {"path": path, **({"mode": mode} if mode else {}),
+                  **({"owner": owner} if owner else {})}
+        headers = {"Content-Type": "application/octet-stream"}
+        total = len(source) if isinstance(source, bytes) else _size_of(source)
+        if total is not None:
+            headers["Content-Length"] = str(total)
+
+        async def pieces() -> AsyncIterator[bytes]:
+            done = 0
+            while True:
+                if isinstance(source, bytes):
+                    piece = source[done:done + FILE_PIECE]
+                else:
+                    piece = await asyncio.to_thread(source.read, FILE_PIECE)
+                if not piece:
+                    return
+                done += len(piece)
+                yield piece
+                if progress is not None:
+                    progress(done, total)
+
+        reply = await self._call("PUT", FILES_PATH.format(vm_uuid), params=params,
+                                 headers=headers, content=pieces(),
+                                 timeout=FILE_TIMEOUT)
+        return int(reply["inventory"]["size"])
+
+    async def pull_to(self, vm_uuid: str, path: str, target: BinaryIO, *,
+                      progress: Progress | None = None) -> int:
+        """Write the file at the absolute ``path`` in the VM's guest to ``target`` as it
+        comes, piece by piece; the bytes written. ``progress(done, total)`` as they come.
+
+        Raises ApiError (as ``push``), NotLoggedIn, ConnectionFailed (also when the transfer
+        broke off: ``target`` then holds what came).
+        """
+        try:
+            async with self._http.stream("GET", FILES_PATH.format(vm_uuid),
+                                         params={"path": path}, headers=self._auth(),
+                                         timeout=FILE_TIMEOUT) as response:
+                if not response.is_success:
+                    await response.aread()
+                    self._body(response)
+                length = response.headers.get("content-length")
+                total = int(length) if length is not None and length.isdigit() else None
+                done = 0
+                async for piece in response.aiter_bytes():
+                    await asyncio.to_thread(target.write, piece)
+                    done += len(piece)
+                    if progress is not None:
+                        progress(done, total)
+        except httpx.TimeoutException:
+            raise ConnectionFailed(self.server, f"no data within {FILE_TIMEOUT:g}s") from None
+        except httpx.TransportError as exc:
+            raise ConnectionFailed(self.server, str(exc) or type(exc).__name__) from None
+        if total is not None and done != total:
+            raise ConnectionFailed(self.server, f"{done} of the {total} bytes of {path} came")
+        return done
+
+    async def pull(self, vm_uuid: str, path: str) -> bytes:
+        """The file at the absolute ``path`` in the VM's guest (in memory: for small files;
+        ``pull_to`` streams). Raises as ``pull_to``."""
+        buffer = io.BytesIO()
+        await self.pull_to(vm_uuid, path, buffer)
+        return buffer.getvalue()
+
     # --- runs: one command, many VMs ------------------------------------------------------------
     async def start_run(self, command: str, *, vm_uuids: Sequence[str] | None = None,
                         conditions: Sequence[str] | None = None,
                         platform: Platform = Platform.LINUX, timeout: int | None = None,
                         max_concurrency: int | str | None = None,
-                        max_errors: int | str | None = None, stdin: str | None = None,
+                        max_errors: int | str | None = None, stdin: str | bytes | None = None,
                         env: Mapping[str, str] | None = None,
                         working_directory: str | None = None, run_as: str | None = None,
                         shell: Shell | None = None, uuid: str | None = None) -> str:
@@ -417,7 +530,7 @@ class AsyncClient:
             raise ValueError("give either vm_uuids or conditions")
         targets = ({"vmInstanceUuids": list(vm_uuids)} if vm_uuids is not None
                    else {"conditions": list(conditions or ())})
-        optional = {"commandTimeout": timeout, "stdin": stdin,
+        optional = {"commandTimeout": timeout, **stdin_params(stdin),
                     "env": dict(env) if env else None, "workingDirectory": working_directory,
                     "runAs": run_as, "shell": shell, "maxConcurrency": max_concurrency,
                     "maxErrors": max_errors}

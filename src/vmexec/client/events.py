@@ -15,6 +15,8 @@ some; an event of a known type whose data is malformed is a :class:`BadEvent`.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -51,11 +53,13 @@ class OutputEvent:
     stream: Stream
     text: str
     offset: int
+    #: The chunk's exact bytes when the server sent them (not UTF-8: ``base64``).
+    raw: bytes | None = None
 
     @property
     def data(self) -> bytes:
         """The chunk's bytes as the guest wrote them."""
-        return text_bytes(self.text)
+        return self.raw if self.raw is not None else text_bytes(self.text)
 
 
 @dataclass(frozen=True)
@@ -101,10 +105,11 @@ class TargetOutput:
     execution_uuid: str
     stream: Stream
     text: str
+    raw: bytes | None = None
 
     @property
     def data(self) -> bytes:
-        return text_bytes(self.text)
+        return self.raw if self.raw is not None else text_bytes(self.text)
 
 
 @dataclass(frozen=True)
@@ -158,6 +163,17 @@ def _optional(data: Mapping[str, Any], name: str, kind: type) -> Any:
     return value if isinstance(value, kind) and not isinstance(value, bool) else None
 
 
+def _raw(event: str, data: Mapping[str, Any]) -> bytes | None:
+    """An output event's exact bytes (``base64``), if it has them."""
+    encoded = _optional(data, "base64", str)
+    if encoded is None:
+        return None
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except binascii.Error:
+        raise BadEvent(f"the {event!r} event's base64 is not: {encoded[:200]!r}") from None
+
+
 def _stream(event: str, value: Any) -> Stream:
     for stream in STREAMS:
         if value == stream:
@@ -169,8 +185,9 @@ def decode_execution_event(event: str, data: str, event_id: str) -> ExecutionEve
     """An event of ``…/executions/{uuid}/output`` (None: a type this client does not know).
     Raises BadEvent."""
     if event in STREAMS:
-        text = _field(event, _json_object(event, data), "text", str)
-        return OutputEvent(_stream(event, event), text, _offset(event, event_id))
+        body = _json_object(event, data)
+        return OutputEvent(_stream(event, event), _field(event, body, "text", str),
+                           _offset(event, event_id), _raw(event, body))
     if event == RESULT_EVENT:
         body = _json_object(event, data)
         status = _field(event, body, "status", int)
@@ -194,7 +211,8 @@ def decode_run_event(event: str, data: str) -> RunEvent | None:
                              _field(event, body, "executionUuid", str))
     if event == "output":
         return TargetOutput(vm, _field(event, body, "executionUuid", str),
-                            _stream(event, body.get("stream")), _field(event, body, "text", str))
+                            _stream(event, body.get("stream")), _field(event, body, "text", str),
+                            _raw(event, body))
     return TargetFinished(vm, _optional(body, "executionUuid", str),
                           _field(event, body, "state", str), _optional(body, "exitCode", int),
                           _optional(body, "errorCode", str))

@@ -3,6 +3,7 @@ field, including ones this client does not know), so nothing the server sends is
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -118,6 +119,15 @@ class ExecResult:
     vm_instance: VmInstance | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
+    @property
+    def stdout_data(self) -> bytes:
+        """stdout's exact bytes (``stdoutBase64`` when the server sent it, else the text)."""
+        return exact_bytes(self.raw, "stdout")
+
+    @property
+    def stderr_data(self) -> bytes:
+        return exact_bytes(self.raw, "stderr")
+
     @classmethod
     def from_wire(cls, body: Mapping[str, Any]) -> ExecResult:
         vm = body.get("vmInstance")
@@ -140,6 +150,15 @@ class ExecResult:
         if self.signal is not None:
             return 128 + self.signal
         return self.exit_code if self.exit_code is not None else 1
+
+
+def exact_bytes(body: Mapping[str, Any], stream: str) -> bytes:
+    """The exact bytes of ``stream`` in a reply or inventory: its ``<stream>Base64`` when
+    there is one (output that is not UTF-8), else its text."""
+    encoded = body.get(f"{stream}Base64")
+    if isinstance(encoded, str):
+        return base64.b64decode(encoded)
+    return str(body.get(stream) or "").encode()
 
 
 def _bool(value: Any) -> bool:
@@ -192,6 +211,15 @@ class Execution:
             stdout_truncated=_bool(inv.get("stdoutTruncated")),
             stderr_truncated=_bool(inv.get("stderrTruncated")),
             stdout=_str(inv.get("stdout")), stderr=_str(inv.get("stderr")), raw=dict(inv))
+
+    @property
+    def stdout_data(self) -> bytes:
+        """stdout's exact bytes as stored (``get_execution`` only; see :func:`exact_bytes`)."""
+        return exact_bytes(self.raw, "stdout")
+
+    @property
+    def stderr_data(self) -> bytes:
+        return exact_bytes(self.raw, "stderr")
 
     @property
     def running(self) -> bool:

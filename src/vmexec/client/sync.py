@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, BinaryIO, Self, TypeVar
 
 import httpx
 
-from vmexec.client.client import EXEC_WAIT, AsyncClient, QueryApi
+from vmexec.client.client import EXEC_WAIT, AsyncClient, Progress, QueryApi
 from vmexec.client.events import ExecutionEvent, RunEvent
 from vmexec.client.models import Account, ExecResult, Execution, Host, Run, Session, VmInstance
 from vmexec.zstack.exec import Platform, Shell
@@ -118,6 +118,20 @@ class Client:
         self._runner.run(self._client.delete_host(uuid))
 
     # --- executions and runs ---------------------------------------------------------------------
+    def push(self, vm_uuid: str, path: str, source: bytes | BinaryIO, *,
+             mode: str | None = None, owner: str | None = None,
+             progress: Progress | None = None) -> int:
+        return self._runner.run(self._client.push(vm_uuid, path, source, mode=mode,
+                                                  owner=owner, progress=progress))
+
+    def pull_to(self, vm_uuid: str, path: str, target: BinaryIO, *,
+                progress: Progress | None = None) -> int:
+        return self._runner.run(self._client.pull_to(vm_uuid, path, target,
+                                                     progress=progress))
+
+    def pull(self, vm_uuid: str, path: str) -> bytes:
+        return self._runner.run(self._client.pull(vm_uuid, path))
+
     def _iterate(self, events: AsyncIterator[T]) -> Iterator[T]:
         """An async iterator's items, each fetched on the facade's loop."""
         try:

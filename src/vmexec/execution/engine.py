@@ -45,6 +45,7 @@ from vmexec.execution.faults import (
     transient,
     unavailable,
 )
+from vmexec.execution.files import GuestFiles
 from vmexec.execution.following import OutputFollower
 from vmexec.execution.guest_helpers import KILL_WAIT, adopt, kill, stop_if_started
 from vmexec.execution.guestfiles import RunFiles
@@ -245,6 +246,10 @@ class Executor:
                 "or the run's files were removed): its exit status is unknown")
         return await _collect(run, files, status, finished=now(),
                               outcome=outcome_of(cancelled=cancelled, timed_out=timed_out))
+
+    def files(self, target: AgentTarget, platform: Platform = Platform.LINUX) -> GuestFiles:
+        """Copies files into and out of the guest behind ``target`` (see :mod:`.files`)."""
+        return GuestFiles(self.agents.get(target), platform)
 
     async def aclose(self) -> None:
         """Delete the files of ended runs now (best effort) and stop background work."""

@@ -8,7 +8,8 @@ Exception tree::
      ├── ExecDisabled           guest-exec is disabled in the guest agent
      ├── GuestSetupError        the guest cannot run it as asked; ``reason`` says why
      ├── ResultLost             the command ran but its result could not be recovered
-     └── OutputNotStored        the guest could not store the command's output (disk full)
+     ├── OutputNotStored        the guest could not store the command's output (disk full)
+     └── GuestFileError         a file could not be copied in or out; ``problem`` says why
 
 A command that ran and exited non-zero, or that timed out, is a result, not an error.
 """
@@ -78,3 +79,21 @@ class OutputNotStored(ExecError):
         super().__init__(message)
         self.ran = ran
         self.exit_code = exit_code
+
+
+class FileProblem(enum.StrEnum):
+    """Why a file could not be copied into or out of a guest."""
+
+    NOT_FOUND = "not-found"
+    PERMISSION_DENIED = "permission-denied"
+    DISK_FULL = "disk-full"
+    IS_DIRECTORY = "is-a-directory"
+    TOO_LARGE = "too-large"
+    UNSUPPORTED = "unsupported"
+    FAILED = "failed"
+
+
+class GuestFileError(ExecError):
+    def __init__(self, message: str, problem: FileProblem) -> None:
+        super().__init__(message)
+        self.problem = problem

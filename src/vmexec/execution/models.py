@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 # The wire's names are the engine's: one Platform and one Shell.
+from vmexec.zstack.exec import MAX_STDIN_BYTES as MAX_STDIN_BYTES
 from vmexec.zstack.exec import Platform as Platform
 from vmexec.zstack.exec import Shell as Shell
 
@@ -15,9 +16,9 @@ from vmexec.zstack.exec import Shell as Shell
 AGENT_OUTPUT_CAP = 16 * 1024 * 1024
 MAX_COMMAND_CHARS = 65_536
 MAX_TIMEOUT_SECONDS = 86_400
-#: Larger stdin and environments reach a Linux guest as run files written in pieces before the
-#: launch (one agent request must stay small: see vmexec.agent.protocol.SAFE_REQUEST_BYTES).
-MAX_STDIN_BYTES = 1024 * 1024
+# Larger stdin and environments reach a Linux guest as run files written in pieces before the
+# launch (one agent request must stay small: see vmexec.agent.protocol.SAFE_REQUEST_BYTES).
+# MAX_STDIN_BYTES is the wire's (the CLI checks it too).
 #: The environment as NAME=VALUE entries, all together.
 MAX_ENV_BYTES = 1024 * 1024
 
@@ -38,6 +39,9 @@ class ExecRequest:
     run_as: str | None = None
     shell: Shell = Shell.DEFAULT
     max_output_bytes: int = AGENT_OUTPUT_CAP
+    #: The reply carries both streams' bytes as base64 (``"outputEncoding": "base64"``); a
+    #: concern of the reply only, kept with the request so that a resumed one answers alike.
+    output_base64: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,7 +53,7 @@ from vmexec.services.jobs import ErrorReply, JobReply, JobService
 from vmexec.services.output import Chunk, OutputHub, OutputRecorder
 from vmexec.services.telemetry import ExecutionReport, Metrics
 from vmexec.zstack.errors import Code, ErrorCode
-from vmexec.zstack.exec import API, CommandOutput, ExecutionState, stream_text
+from vmexec.zstack.exec import API, CommandOutput, ExecutionState, exact_output, stream_text
 from vmexec.zstack.inventories import VmState
 from vmexec.zstack.query import Query
 
@@ -75,7 +75,10 @@ CANCELS_KEPT = 4096
 STARTERS_KEPT = 4096
 #: Keys of a reply that carry the output text: kept out of the execution record's copy of the
 #: reply (the output is stored once, in execution_output) and put back from it when read.
-_OUTPUT_KEYS = ("stream", "stdout", "stderr")
+_OUTPUT_KEYS = ("stream", "stdout", "stderr", "stdoutBase64", "stderrBase64")
+#: Kept in the record's copy of a reply that had both streams' bytes (``"outputEncoding":
+#: "base64"``, or neither was UTF-8): they are put back with the output.
+_BOTH_BASE64 = "vmexecBothBase64"
 
 
 #: Commits statements (together with others): a run's group commit.
@@ -267,11 +270,13 @@ class ExecutionService:
         async with self._db() as db:
             return await execution_records.query(db, query, viewer=caller.viewer)
 
-    async def inventory(self, caller: Caller, uuid: str, *,
-                        output: bool = True) -> dict[str, Any]:
+    async def inventory(self, caller: Caller, uuid: str, *, output: bool = True,
+                        always_base64: bool = False) -> dict[str, Any]:
         """Execution ``uuid``'s inventory, with ``output``: its output so far
         (``stdout``/``stderr``, left out when none was stored, as for records older than
-        stored output). Raises ExecutionNotFound."""
+        stored output; with ``stdoutBase64``/``stderrBase64`` as in the command's reply:
+        for a stream that is not UTF-8, or both when ``always_base64``). Raises
+        ExecutionNotFound."""
         record = await self.get(caller, uuid)
         inventory = execution_records.inventory(record)
         if not output:
@@ -280,8 +285,11 @@ class ExecutionService:
         if chunks is None:
             chunks = await self.output.stored(record.uuid)
         if chunks or not (record.stdout_bytes or record.stderr_bytes):
-            inventory["stdout"] = output_text(chunks, StreamName.STDOUT)
-            inventory["stderr"] = output_text(chunks, StreamName.STDERR)
+            stdout = output_bytes(chunks, StreamName.STDOUT)
+            stderr = output_bytes(chunks, StreamName.STDERR)
+            inventory["stdout"] = stdout.decode(errors="replace")
+            inventory["stderr"] = stderr.decode(errors="replace")
+            inventory.update(exact_output(stdout, stderr, always=always_base64))
         return inventory
 
     async def result(self, uuid: str) -> JobReply | None:
@@ -298,10 +306,11 @@ class ExecutionService:
         if job is not None and job.status is not None and job.result is not None:
             return JobReply(job.status, job.result)
         chunks = await self.output.stored(uuid)
-        stdout = output_text(chunks, StreamName.STDOUT)
-        stderr = output_text(chunks, StreamName.STDERR)
+        stdout = output_bytes(chunks, StreamName.STDOUT)
+        stderr = output_bytes(chunks, StreamName.STDERR)
         if record.reply_status is None or record.reply is None:
-            return _legacy_reply(record, stdout, stderr)
+            return _legacy_reply(record, stdout.decode(errors="replace"),
+                                 stderr.decode(errors="replace"))
         return JobReply(record.reply_status, with_output(record.reply, stdout, stderr))
 
     async def wait(self, uuid: str, timeout: float) -> None:
@@ -419,7 +428,7 @@ class ExecutionService:
             return await self._failed(uuid, recorder, exc), None
         recorder.complete(StreamName.STDOUT, result.stdout.data)
         recorder.complete(StreamName.STDERR, result.stderr.data)
-        output = command_output(result)
+        output = command_output(result, always_base64=request.output_base64)
         state = _state_of(result)
         if state is ExecutionState.TIMED_OUT:
             error = ErrorCode.of(
@@ -471,9 +480,9 @@ class ExecutionService:
                         JobReply(reply.status, reply.body, writes))
 
 
-def output_text(chunks: Sequence[Chunk], stream: StreamName) -> str:
-    """The text of ``stream`` in ``chunks`` (UTF-8; undecodable bytes replaced)."""
-    return b"".join(c.data for c in chunks if c.stream is stream).decode(errors="replace")
+def output_bytes(chunks: Sequence[Chunk], stream: StreamName) -> bytes:
+    """The bytes of ``stream`` in ``chunks``."""
+    return b"".join(c.data for c in chunks if c.stream is stream)
 
 
 def _never_started(uuid: str) -> ExecResult:
@@ -518,34 +527,54 @@ def _state_of(result: ExecResult) -> ExecutionState:
 
 
 def _without_output(body: Mapping[str, Any]) -> dict[str, Any]:
-    """``body`` without the output text (see :data:`_OUTPUT_KEYS`)."""
-    kept = {k: v for k, v in body.items() if k not in _OUTPUT_KEYS}
+    """``body`` without the output (see :data:`_OUTPUT_KEYS`), marked when it had both
+    streams' bytes."""
+
+    def strip(fields: Mapping[str, Any]) -> dict[str, Any]:
+        kept = {k: v for k, v in fields.items() if k not in _OUTPUT_KEYS}
+        if "stdoutBase64" in fields and "stderrBase64" in fields:
+            kept[_BOTH_BASE64] = True
+        return kept
+
+    kept = strip(body)
     error = kept.get("error")
     if isinstance(error, Mapping) and isinstance(error.get("opaque"), Mapping):
-        opaque = {k: v for k, v in error["opaque"].items() if k not in _OUTPUT_KEYS}
-        kept["error"] = {**error, "opaque": opaque}
+        kept["error"] = {**error, "opaque": strip(error["opaque"])}
     return kept
 
 
-def with_output(body: Mapping[str, Any], stdout: str, stderr: str) -> dict[str, Any]:
+def with_output(body: Mapping[str, Any], stdout_data: bytes,
+                stderr_data: bytes) -> dict[str, Any]:
     """The inverse of :func:`_without_output`: the reply with the stored output put back
     where the original had it (a command's reply, or a timed-out/cancelled error's
     ``opaque``)."""
-    text = {"stream": stream_text(stdout, stderr), "stdout": stdout, "stderr": stderr}
+    stdout = stdout_data.decode(errors="replace")
+    stderr = stderr_data.decode(errors="replace")
+    original = body
+
+    def output(fields: Mapping[str, Any]) -> dict[str, Any]:
+        exact = exact_output(stdout_data, stderr_data, always=bool(fields.get(_BOTH_BASE64)))
+        return {"stream": stream_text(stdout, stderr), "stdout": stdout, "stderr": stderr,
+                **exact}
+
     error = body.get("error")
+    body = {k: v for k, v in body.items() if k != _BOTH_BASE64}
     if isinstance(error, Mapping):
         if isinstance(error.get("opaque"), Mapping):
-            return {**body, "error": {**error, "opaque": {**text, **error["opaque"]}}}
-        return dict(body)
-    return {**body, **text}
+            opaque = {k: v for k, v in error["opaque"].items() if k != _BOTH_BASE64}
+            return {**body, "error": {**error,
+                                      "opaque": {**output(error["opaque"]), **opaque}}}
+        return body
+    return {**body, **output(original)}
 
 
-def command_output(result: ExecResult) -> CommandOutput:
+def command_output(result: ExecResult, *, always_base64: bool = False) -> CommandOutput:
     return CommandOutput(
         stdout=result.stdout.text, stderr=result.stderr.text, exit_code=result.exit_code,
         signal=result.signal, stdout_truncated=result.stdout.truncated,
         stderr_truncated=result.stderr.truncated, timed_out=result.timed_out,
-        duration_ms=result.duration_ms)
+        duration_ms=result.duration_ms, stdout_data=result.stdout.data,
+        stderr_data=result.stderr.data, always_base64=always_base64)
 
 
 def request_to_json(request: ExecRequest) -> dict[str, Any]:
@@ -557,6 +586,7 @@ def request_to_json(request: ExecRequest) -> dict[str, Any]:
         "env": dict(request.env), "workingDirectory": request.working_directory,
         "runAs": request.run_as, "shell": str(request.shell),
         "maxOutputBytes": request.max_output_bytes,
+        **({"outputBase64": True} if request.output_base64 else {}),
     }
 
 
@@ -570,6 +600,7 @@ def request_from_json(data: Mapping[str, Any]) -> ExecRequest:
         env=dict(data.get("env") or {}), working_directory=data.get("workingDirectory"),
         run_as=data.get("runAs"), shell=Shell(data.get("shell") or Shell.DEFAULT),
         max_output_bytes=int(data.get("maxOutputBytes") or AGENT_OUTPUT_CAP),
+        output_base64=bool(data.get("outputBase64")),
     )
 
 

@@ -17,6 +17,8 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from vmexec.zstack.exec import chunk_data
+
 TARGET_STARTED = "targetStarted"
 OUTPUT = "output"
 TARGET_FINISHED = "targetFinished"
@@ -111,7 +113,7 @@ async def with_output(events: AsyncIterator[RunEvent],
         async for chunk in follow(execution_uuid):
             await out.put(RunEvent(OUTPUT, {
                 "vmInstanceUuid": vm_uuid, "executionUuid": execution_uuid,
-                "stream": chunk.stream, "text": chunk.data.decode("utf-8", "replace")}))
+                "stream": chunk.stream, **chunk_data(chunk.data)}))
 
     async def pump() -> None:
         try:

@@ -27,6 +27,11 @@ fields are left out on the wire, as ZStack's JSON writer does. Codes (vmexec-spe
     VM.EXEC.1009  503  the guest could not store the command's output (its disk is full)
     VM.EXEC.1010  503  the command was cancelled (CancelGuestVmCommand); ``opaque`` holds the
                        output so far
+    VM.EXEC.1020  503  file copy: no such file or directory in the guest
+    VM.EXEC.1021  503  file copy: permission denied in the guest (or a read-only file system)
+    VM.EXEC.1022  503  file copy: the guest's disk is full
+    VM.EXEC.1023  503  file copy: the path is a directory
+    VM.EXEC.1024  503  file copy failed otherwise (too large, a Windows guest, ...)
 """
 
 from __future__ import annotations
@@ -61,6 +66,11 @@ class Code(enum.StrEnum):
     VM_EXEC_HOST_UNREACHABLE = "VM.EXEC.1008"
     VM_EXEC_OUTPUT_NOT_STORED = "VM.EXEC.1009"
     VM_EXEC_CANCELLED = "VM.EXEC.1010"
+    VM_EXEC_FILE_NOT_FOUND = "VM.EXEC.1020"
+    VM_EXEC_FILE_PERMISSION_DENIED = "VM.EXEC.1021"
+    VM_EXEC_FILE_DISK_FULL = "VM.EXEC.1022"
+    VM_EXEC_FILE_IS_DIRECTORY = "VM.EXEC.1023"
+    VM_EXEC_FILE_FAILED = "VM.EXEC.1024"
 
 
 #: The fixed ``description`` of each code (ZStack's wording where ZStack has the code).
@@ -85,6 +95,11 @@ DESCRIPTIONS: Mapping[Code, str] = {
     Code.VM_EXEC_HOST_UNREACHABLE: "The host of the VM cannot be reached",
     Code.VM_EXEC_OUTPUT_NOT_STORED: "The guest could not store the command's output",
     Code.VM_EXEC_CANCELLED: "The command was cancelled",
+    Code.VM_EXEC_FILE_NOT_FOUND: "No such file or directory in the guest",
+    Code.VM_EXEC_FILE_PERMISSION_DENIED: "Permission denied in the guest",
+    Code.VM_EXEC_FILE_DISK_FULL: "The guest's disk is full",
+    Code.VM_EXEC_FILE_IS_DIRECTORY: "The path is a directory in the guest",
+    Code.VM_EXEC_FILE_FAILED: "The file could not be copied",
 }
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 API = "ExecuteGuestVmCommand"
+#: The most stdin a command takes (``stdin`` as UTF-8, or ``stdinBase64`` decoded).
+MAX_STDIN_BYTES = 1024 * 1024
 
 
 class Platform(enum.StrEnum):
@@ -51,6 +54,35 @@ def stream_text(stdout: str, stderr: str) -> str:
     return f"standardStream: {_chomp(stdout)}, errorStream: {_chomp(stderr)}"
 
 
+def is_utf8(data: bytes) -> bool:
+    """Whether ``data`` decodes as UTF-8 (its text then carries every byte)."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def exact_output(stdout: bytes, stderr: bytes, *, always: bool = False) -> dict[str, str]:
+    """vmexec's ``stdoutBase64``/``stderrBase64``: a stream's exact bytes, for each stream
+    whose text cannot carry them (not UTF-8), or for both when ``always``
+    (``"outputEncoding": "base64"``)."""
+    fields = {}
+    for name, data in (("stdoutBase64", stdout), ("stderrBase64", stderr)):
+        if always or not is_utf8(data):
+            fields[name] = base64.b64encode(data).decode("ascii")
+    return fields
+
+
+def chunk_data(data: bytes) -> dict[str, str]:
+    """An output event's data: ``text`` always (readable), and ``base64`` when the chunk is
+    not UTF-8 (its exact bytes)."""
+    text = data.decode("utf-8", errors="replace")
+    if is_utf8(data):
+        return {"text": text}
+    return {"text": text, "base64": base64.b64encode(data).decode("ascii")}
+
+
 @dataclass(frozen=True, slots=True)
 class CommandOutput:
     """What a command that ran left: ZStack's ``stream``, and vmexec's extensions."""
@@ -63,6 +95,11 @@ class CommandOutput:
     stderr_truncated: bool
     timed_out: bool
     duration_ms: int
+    #: The streams' bytes (see :func:`exact_output`).
+    stdout_data: bytes = b""
+    stderr_data: bytes = b""
+    #: ``"outputEncoding": "base64"``: the bytes of both streams, UTF-8 or not.
+    always_base64: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """The output fields of the reply (also a timed-out error's ``opaque``); nulls left
@@ -72,6 +109,7 @@ class CommandOutput:
             "signal": self.signal, "stdout": self.stdout, "stderr": self.stderr,
             "stdoutTruncated": self.stdout_truncated, "stderrTruncated": self.stderr_truncated,
             "timedOut": self.timed_out, "durationMs": self.duration_ms,
+            **exact_output(self.stdout_data, self.stderr_data, always=self.always_base64),
         }
         return {k: v for k, v in fields.items() if v is not None}
 

@@ -20,6 +20,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from vmexec.api.deps import AuthDep, ServicesDep, caller_of
 from vmexec.api.errors import bad_request, invalid_argument
 from vmexec.api.schemas.common import ERROR_RESPONSES, ErrorReply
+from vmexec.api.schemas.exec import OutputEncoding
 from vmexec.api.schemas.executions import (
     OFFSET_PATTERN,
     OUTPUT_EVENTS_DOC,
@@ -28,12 +29,14 @@ from vmexec.api.schemas.executions import (
     GetGuestVmCommandExecutionReply,
     GuestVmCommandExecutionReply,
     LastEventId,
+    OutputEncodingQuery,
     QueryGuestVmCommandExecutionReply,
 )
 from vmexec.api.schemas.inventory import Count, Fields, Limit, Q, ReplyWithCount, Sort, Start
 from vmexec.api.services import Services
 from vmexec.services.errors import ExecutionNotFound
 from vmexec.services.execution_records import COLUMNS
+from vmexec.zstack.exec import chunk_data
 from vmexec.zstack.ids import is_uuid
 from vmexec.zstack.query import parse_query
 
@@ -77,10 +80,14 @@ async def query_executions(request: Request, services: ServicesDep, session: Aut
 @router.get("/{uuid}", operation_id="GetGuestVmCommandExecution", responses=_NOT_FOUND,
             response_model=GetGuestVmCommandExecutionReply,
             summary="One execution, with its output")
-async def get_execution(uuid: ExecutionUuid, services: ServicesDep,
-                        session: AuthDep) -> JSONResponse:
-    """``{"inventories": [execution + stdout + stderr]}``; unknown: ``404 SYS.1003``."""
-    inventory = await services.executions.inventory(caller_of(session), _checked(uuid))
+async def get_execution(uuid: ExecutionUuid, services: ServicesDep, session: AuthDep,
+                        output_encoding: OutputEncodingQuery = None) -> JSONResponse:
+    """``{"inventories": [execution + stdout + stderr]}``, with ``stdoutBase64``/
+    ``stderrBase64`` for a stream that is not UTF-8 (both with ``outputEncoding=base64``);
+    unknown: ``404 SYS.1003``."""
+    inventory = await services.executions.inventory(
+        caller_of(session), _checked(uuid),
+        always_base64=output_encoding is OutputEncoding.BASE64)
     return JSONResponse({"inventories": [inventory]})
 
 
@@ -97,7 +104,7 @@ async def _events(services: Services, uuid: str, after: int) -> AsyncIterator[Se
     position = after
     async for chunk in services.executions.output.follow(uuid, after):
         position = chunk.end
-        yield ServerSentEvent(data=json.dumps({"text": chunk.data.decode(errors="replace")}),
+        yield ServerSentEvent(data=json.dumps(chunk_data(chunk.data)),
                               event=str(chunk.stream), id=str(chunk.end))
     try:
         reply = await services.executions.result(uuid)

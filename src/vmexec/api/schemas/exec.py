@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from typing import Annotated, Any
 
 from pydantic import Field
@@ -31,6 +32,14 @@ MAX_BODY_BYTES = (OTHER_FIELDS_BYTES + 12 * MAX_COMMAND_CHARS + 6 * MAX_STDIN_BY
 Tags = list[str]
 
 
+class OutputEncoding(enum.StrEnum):
+    """``params.outputEncoding``: ``text`` (the default) adds a stream's exact bytes
+    (``stdoutBase64``/``stderrBase64``) only when it is not UTF-8; ``base64`` always."""
+
+    TEXT = "text"
+    BASE64 = "base64"
+
+
 class CommandParams(WireModel):
     """What to run and how: shared by ExecuteGuestVmCommand and runs (many VMs)."""
 
@@ -46,6 +55,13 @@ class CommandParams(WireModel):
     user_tags: Tags | None = None
     # --- vmexec extensions (ignored by ZStack) -------------------------------------------------
     stdin: str | None = Field(default=None, description="Text fed to the command's stdin.")
+    stdin_base64: str | None = Field(
+        default=None, description="Bytes fed to the command's stdin, as base64 (instead of "
+                                  "``stdin``: any bytes, not only text).")
+    output_encoding: OutputEncoding | None = Field(
+        default=None, description="``base64``: the reply has ``stdoutBase64`` and "
+                                  "``stderrBase64`` always, not only for output that is not "
+                                  "UTF-8.")
     env: dict[str, str] | None = Field(default=None, description="Extra environment variables.")
     working_directory: str | None = Field(default=None, description="Directory to run in.")
     run_as: str | None = Field(default=None, description="Guest user to run the command as.")
@@ -81,6 +97,10 @@ class ExecuteGuestVmCommandReply(WireModel):
     stderr_truncated: bool
     timed_out: bool
     duration_ms: int
+    stdout_base64: str | None = Field(
+        default=None, description="stdout's exact bytes, when they are not UTF-8 (``stdout`` "
+                                  "then has U+FFFD for the bytes that are not) or on request")
+    stderr_base64: str | None = None
 
 
 class AsyncReply(WireModel):

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Header, Path
+from fastapi import Header, Path, Query
 from pydantic import ConfigDict, Field, WithJsonSchema, create_model
 from pydantic.alias_generators import to_snake
 
 from vmexec.api.schemas.common import WireModel
+from vmexec.api.schemas.exec import OutputEncoding
 from vmexec.api.schemas.inventory import Tags
 from vmexec.zstack.inventories import EXECUTION_FIELDS
 from vmexec.zstack.query import FieldKind
@@ -24,6 +25,11 @@ LastEventId = Annotated[str | None, WithJsonSchema({"type": "string",
                                                     "pattern": OFFSET_PATTERN}), Header(
     alias="Last-Event-ID",
     description="Resume after this byte offset (an event's id); not an integer: 400")]
+
+OutputEncodingQuery = Annotated[OutputEncoding | None, Query(
+    alias="outputEncoding",
+    description="base64: stdoutBase64 and stderrBase64 always, not only for output that is "
+                "not UTF-8")]
 
 
 class _DocModel(WireModel):
@@ -51,8 +57,10 @@ GuestVmCommandExecutionInventory = create_model(
 
 GuestVmCommandExecutionOutputInventory = create_model(
     "GuestVmCommandExecutionOutputInventory", __base__=GuestVmCommandExecutionInventory,
-    __doc__="An execution with the output kept of it (UTF-8 text).",
-    stdout=(str | None, None), stderr=(str | None, None))
+    __doc__="An execution with the output kept of it (UTF-8 text; the exact bytes as "
+            "base64 too when they are not UTF-8).",
+    stdout=(str | None, None), stderr=(str | None, None),
+    stdout_base64=(str | None, None), stderr_base64=(str | None, None))
 
 QueryGuestVmCommandExecutionReply = create_model(
     "QueryGuestVmCommandExecutionReply", __base__=_DocModel,
@@ -97,7 +105,9 @@ class ExecutionActionRequest(WireModel):
 
 
 OUTPUT_EVENTS_DOC = """Server-Sent Events: `stdout` and `stderr` events, `data` =
-`{"text": "<chunk>"}`, in the order the guest wrote them; each `id` is the byte offset in the
-combined output after the chunk, so `Last-Event-ID: N` resumes after byte N. Then one
+`{"text": "<chunk>"}` (and `"base64": "<the chunk's exact bytes>"` when the chunk is not
+UTF-8: `text` then has U+FFFD for the bytes that are not), in the order the guest wrote
+them; each `id` is the byte offset in the combined output after the chunk, so
+`Last-Event-ID: N` resumes after byte N. Then one
 `result` event, `data` = `{"status": <HTTP status>, "body": <the job's reply body>}`, and the
 stream ends. Comments keep the connection alive every 15 s."""
