@@ -70,8 +70,8 @@ def test_a_command_whose_node_is_killed_finishes_on_a_peer_once(
                          "the killed node's job finished on its peer")
         assert reply.status_code == 200, reply.text
         assert reply.json()["exitCode"] == 0 and "done" in reply.json()["stdout"]
-        execution = client.get(f"{EXECUTIONS}/{job}").json()["inventory"]
-        assert execution["state"] == "Succeeded"
+        execution = client.get(f"{EXECUTIONS}/{job}").json()["inventories"][0]
+        assert (execution["state"], execution["stdout"]) == ("Succeeded", "started\ndone\n")
         ran = client.put(EXEC, json=_exec(vm.uuid, f"cat {counter}; rm -f {counter}"))
         assert ran.json()["stdout"] == "ran\n"  # launched once, collected by B
     b.stop()  # a clean stop: every delivery B had begun is over
