@@ -365,14 +365,17 @@ class JobService:
         mine = set(self._owned)
         async with self._db() as db:
             renewed = await leases.renew(db, self._lease)
+            missing = mine - renewed
+            # Missing: finished here a moment ago (its task about to let go of it), or taken
+            # over by a peer. Only the latter is stopped; the question is rarely asked.
+            lost = await leases.owned_by_others(db, missing, self._lease) if missing else set()
             await db.commit()
-        for uuid in mine - renewed:
-            task = self._owned.get(uuid)
-            if task is not None and uuid in mine:
+        for uuid in lost:
+            task = self._owned.pop(uuid, None)
+            if task is not None:
                 # A peer took the job over (this node was silent longer than its lease): it
                 # finishes the job; this node stops, and stores and sends nothing.
                 log.warning("job %s was taken over by another node; stopping it here", uuid)
-                del self._owned[uuid]
                 task.cancel()
 
     async def purge_expired(self) -> int:

@@ -108,6 +108,13 @@ async def renew(db: AsyncSession, lease: NodeLease) -> set[str]:
     return set(result.scalars().all())
 
 
+async def owned_by_others(db: AsyncSession, uuids: set[str], lease: NodeLease) -> set[str]:
+    """Which of ``uuids`` another node owns now."""
+    result = await db.execute(select(_JOBS.c.uuid).where(
+        _JOBS.c.uuid.in_(sorted(uuids)), _JOBS.c.owner_node != lease.node))
+    return set(result.scalars().all())
+
+
 def owned(uuid: str, lease: NodeLease) -> ColumnElement[bool]:
     """The WHERE clause of a write that only the owner of job ``uuid`` may make."""
     return and_(_JOBS.c.uuid == uuid, _JOBS.c.owner_node == lease.node)
