@@ -120,6 +120,35 @@ async def test_a_node_that_lost_its_job_stores_and_sends_nothing(
                           f"'{job}'") == [["second", "delivered"]]
 
 
+async def test_a_node_that_lost_its_job_stores_nothing_even_before_its_peer(
+        node: Node, database: str, receiver: WebhookReceiver) -> None:
+    # The stalled owner wakes up and finishes while its peer still collects the result: the
+    # job is the peer's, so the first store is refused and only the peer's reply counts.
+    first = node("first", lease=0.5)
+    second = node("second")
+    collected = asyncio.Event()
+
+    async def resume(uuid: str, stored: Mapping[str, Any]) -> JobReply:
+        await collected.wait()
+        return _reply("from the peer")
+
+    second.register(API, resume)
+    gate = asyncio.Event()
+    job = "4" * 32
+    task = await _start(first, job, gate, webhook=receiver.url)
+    await asyncio.sleep(0.6)
+    assert await second.resume_unfinished() == 1
+    gate.set()
+    await task  # first's work ended, its store refused
+    assert await second.reply(job, ACCOUNT) is None
+    collected.set()
+    reply = await _eventually(lambda: second.reply(job, ACCOUNT))
+    assert reply.body["text"] == "from the peer"
+    await second.aclose()
+    await first.aclose()
+    assert receiver.count(job) == 1 and receiver.bodies[job]["text"] == "from the peer"
+
+
 async def test_a_start_takes_no_job_of_a_live_peer(node: Node) -> None:
     live = node("live")
     await live.resume_unfinished()  # renews its leases from now on
