@@ -196,3 +196,19 @@ async def test_of_nodes_claiming_at_once_each_job_goes_to_one(node: Node) -> Non
     await _eventually(idle)
     claimed = [job for seen in calls for job in seen]
     assert sorted(claimed) == sorted(jobs)  # every job once
+
+
+async def test_a_node_restarted_with_its_node_id_takes_its_jobs_back_at_once(
+        node: Node) -> None:
+    crashed = node("fixed-id", lease=3600)
+    job = "5" * 32
+    await _start(crashed, job, asyncio.Event())
+    await crashed.aclose()  # its process ends without releasing (as a kill -9 would)
+    peer = node("peer")
+    assert await peer.resume_unfinished() == 0  # an hour-long lease: not the peer's yet
+    restarted = node("fixed-id", lease=3600)
+    calls: list[str] = []
+    restarted.register(API, _resumer("taken back", calls))
+    assert await restarted.resume_unfinished() == 1
+    reply = await _eventually(lambda: restarted.reply(job, ACCOUNT))
+    assert reply.body["text"] == "taken back" and calls == [job]
