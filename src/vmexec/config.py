@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import secrets
+import socket
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -37,6 +39,12 @@ def default_db_url() -> str:
 def default_secret_key_file() -> Path:
     """Where a generated ``secret_key`` is kept: ``secret.key`` in the user's data directory."""
     return Path(platformdirs.user_data_dir("vmexec", appauthor=False)) / "secret.key"
+
+
+def default_node_id() -> str:
+    """This process's node id: host name, process id and a random suffix (unique per process,
+    also across containers that reuse process ids)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 def async_db_url(url: str) -> str:
@@ -199,6 +207,16 @@ class Settings(BaseSettings):
                     "/metrics answers loopback clients only")
     audit_retention: float = Field(default=90 * 86400.0, gt=0,
                                    description="seconds audit entries are kept")
+    node_id: str = Field(
+        default_factory=default_node_id, min_length=1, max_length=128,
+        description="this node's name among the nodes sharing the database (the owner of the "
+                    "jobs it runs); default: host name, process id and a random suffix. Two "
+                    "live processes must never share one; a fixed one lets a restarted node "
+                    "take back its own jobs at once instead of after their lease")
+    job_lease: float = Field(
+        default=30.0, ge=2.0, le=3600.0,
+        description="seconds a node owns a running job without renewing it (it renews every "
+                    "third of it); a peer finishes the jobs of a node silent that long")
     libvirt_uri: str = Field(default="qemu:///system",
                              description="the local libvirt, registered as a host at start "
                                          "(it must pass the host URI policy above)")

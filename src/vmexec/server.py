@@ -37,6 +37,7 @@ from vmexec.services.executions import ExecutionService
 from vmexec.services.files import FileService
 from vmexec.services.inventory import HostSources, Inventory
 from vmexec.services.jobs import JobReply, JobService, WebhookPolicy
+from vmexec.services.leases import NodeLease
 from vmexec.services.login_throttle import LoginThrottle, ThrottleLimits
 from vmexec.services.passwords import PasswordChecker
 from vmexec.services.runs import RunService
@@ -145,7 +146,10 @@ async def running_services(settings: Settings, *, executor: ExecutorFactory = Ex
                 attempts=settings.webhook_attempts, timeout=settings.webhook_timeout,
                 backoff=settings.webhook_backoff,
                 destinations=DestinationPolicy.from_settings(settings.webhook_allow,
-                                                             settings.webhook_deny)))
+                                                             settings.webhook_deny)),
+            lease=NodeLease(settings.node_id, settings.job_lease),
+            # SQLite serves one node (README): what it finds unfinished at start is its own.
+            exclusive=engine.dialect.name == "sqlite")
         auth = auth_service(settings, db)
         stack.callback(auth.close)
         executions = ExecutionService(
@@ -168,7 +172,9 @@ async def running_services(settings: Settings, *, executor: ExecutorFactory = Ex
         await vms.start()
         stack.push_async_callback(vms.aclose)
         # Jobs stop before the inventory and agents they use (callbacks run in reverse).
-        # Runs' queued target writes are committed after the jobs stopped.
+        # Runs' queued target writes are committed after the jobs stopped; then the leases
+        # go to the peers, with nothing more to be written here.
+        stack.push_async_callback(jobs.release)
         stack.push_async_callback(runs.aclose)
         stack.push_async_callback(jobs.aclose)
         jobs.register(EXEC_API, executions.resume)

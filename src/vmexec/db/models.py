@@ -125,6 +125,12 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    #: The node that runs the job (or delivers its webhook) while ``lease_expires`` is ahead;
+    #: once it is past, any node may claim the job (:mod:`vmexec.services.leases`).
+    owner_node: Mapped[str | None] = mapped_column(String(128))
+    lease_expires: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
+    #: When the ``apiTimeout`` the job's ``202`` announced runs out (null: none announced).
+    deadline: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class Execution(Base):

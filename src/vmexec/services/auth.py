@@ -23,11 +23,13 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Table, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vmexec.db.models import Account, Session, utcnow
+from vmexec.db.seeds import insert_unless_present
 from vmexec.services.login_throttle import LoginThrottle, LoginThrottled
 from vmexec.services.passwords import PasswordCheckBusy, PasswordChecker
 from vmexec.zstack.ids import new_uuid
@@ -35,6 +37,8 @@ from vmexec.zstack.inventories import AccountType
 from vmexec.zstack.passwords import sha512_hex
 
 log = logging.getLogger(__name__)
+#: The accounts table, for Core statements.
+_ACCOUNTS = cast(Table, Account.__table__)
 
 ADMIN_ACCOUNT = "admin"
 #: The password the ``admin`` account gets when none is configured.
@@ -152,12 +156,19 @@ class AuthService:
             stored = await db.scalar(
                 select(Account.password_hash).where(Account.name == ADMIN_ACCOUNT))
         if stored is None:
-            stored = await self.passwords.hash(sha512_hex(password))
+            hashed = await self.passwords.hash(sha512_hex(password))
             async with self._db() as db:
-                db.add(Account(uuid=new_uuid(), name=ADMIN_ACCOUNT, password_hash=stored,
-                               type=SYSTEM_ADMIN))
+                # Another node starting at the same instant may create it first: then its
+                # row stands, and ours is not written.
+                created = await db.execute(insert_unless_present(db, _ACCOUNTS, {
+                    "uuid": new_uuid(), "name": ADMIN_ACCOUNT, "password_hash": hashed,
+                    "type": SYSTEM_ADMIN, "create_date": utcnow(), "last_op_date": utcnow()}))
+                stored = await db.scalar(
+                    select(Account.password_hash).where(Account.name == ADMIN_ACCOUNT))
                 await db.commit()
-            log.info("created the %r account", ADMIN_ACCOUNT)
+            if getattr(created, "rowcount", 0):
+                log.info("created the %r account", ADMIN_ACCOUNT)
+            assert stored is not None, "inserted, or inserted by another node"
         self.default_password_in_use = await self.passwords.verify(
             stored, sha512_hex(DEFAULT_PASSWORD))
         await self.passwords.dummy_hash()

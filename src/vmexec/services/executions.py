@@ -168,7 +168,8 @@ class ExecutionService:
         task = await self._jobs.start(
             uuid=job_uuid, api=API, account_uuid=caller.account_uuid, webhook=webhook,
             request={"vmInstanceUuid": vm.uuid, "request": request_to_json(request)},
-            work=work, writes=[self.record(caller, vm.uuid, request, uuid=job_uuid)])
+            work=work, writes=[self.record(caller, vm.uuid, request, uuid=job_uuid)],
+            timeout=api_timeout(request))
         # The job's reply and the execution's end are committed when the task is done: only
         # then do live readers turn to the database.
         task.add_done_callback(lambda _: self.output.close(job_uuid))
