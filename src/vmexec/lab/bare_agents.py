@@ -11,6 +11,7 @@ evidence that anything ran inside a VM; functional tests use the lab's VMs (:cla
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import tempfile
 import time
@@ -19,6 +20,8 @@ from types import TracebackType
 from typing import BinaryIO
 
 QEMU_GA = "/usr/sbin/qemu-ga"
+#: Where the engine keeps a Linux guest's run files first (linux/platform.py RUN_DIRS).
+LINUX_RUN_DIR = "/var/lib/vmexec"
 READY_TIMEOUT = 15.0
 STOP_TIMEOUT = 5.0
 
@@ -41,9 +44,15 @@ class BareAgents:
     """
 
     def __init__(self, count: int, *, qemu_ga: str = QEMU_GA,
-                 ready_timeout: float = READY_TIMEOUT) -> None:
+                 ready_timeout: float = READY_TIMEOUT,
+                 private_run_dir: bool | None = None) -> None:
+        """``private_run_dir``: give each agent its own ``/var/lib/vmexec`` (a mount
+        namespace; needs root and ``unshare``); None: when this process can."""
         if count < 1:
             raise ValueError(f"count must be at least 1, not {count}")
+        if private_run_dir is None:
+            private_run_dir = os.geteuid() == 0 and shutil.which("unshare") is not None
+        self.private_run_dir = private_run_dir
         self.count = count
         self.qemu_ga = qemu_ga
         self.ready_timeout = ready_timeout
@@ -77,12 +86,22 @@ class BareAgents:
         state_dir = base / f"agent-{i}"
         state_dir.mkdir()
         sock = base / f"agent-{i}.sock"
+        # Own pid file: the default /var/run/qemu-ga.pid is locked by the first agent.
+        argv = [self.qemu_ga, "-m", "unix-listen", "-p", str(sock), "-t", str(state_dir),
+                "-f", str(base / f"agent-{i}.pid")]
+        if self.private_run_dir:
+            # Each guest has a file system of its own: here a mount namespace in which the
+            # agent's commands see a directory of their own as /var/lib/vmexec. Without it
+            # every agent's runs create and delete their files in one host directory, and
+            # its lock, not vmexec, bounds the throughput measured.
+            run_dir = state_dir / "run"
+            run_dir.mkdir(mode=0o700)
+            argv = ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
+                    'mount --bind "$1" "$2" && shift 2 && exec "$@"', "vmexec-bare-agent",
+                    str(run_dir), LINUX_RUN_DIR, *argv]
         with _log_file(base / f"agent-{i}.log") as log:
-            # Own pid file: the default /var/run/qemu-ga.pid is locked by the first agent.
             proc = await asyncio.create_subprocess_exec(
-                self.qemu_ga, "-m", "unix-listen", "-p", str(sock), "-t", str(state_dir),
-                "-f", str(base / f"agent-{i}.pid"),
-                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log)
+                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log)
         self.processes.append(proc)
         self.sockets.append(sock)
 
