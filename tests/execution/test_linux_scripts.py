@@ -297,6 +297,34 @@ def test_kill_ends_the_run_and_its_children(shell: HostShell, run_dir: Path,
     assert _marked_processes() == []  # the background sleep is gone too
 
 
+def test_kill_spares_a_process_that_took_the_runs_pid(shell: HostShell, run_dir: Path) -> None:
+    """A run's first process has ended and its pid is used again (often soon: pid_max is
+    32768 on many guests): the deadline's kill (or the watchdog's) must not kill whatever
+    process has that pid now."""
+    run_dir.mkdir()
+    with subprocess.Popen(["sleep", "60"]) as stranger:
+        try:
+            kill = PLATFORM.kill(RUN_ID, stranger.pid, str(run_dir))
+            subprocess.run([*shell.command, *kill.args], check=True, timeout=30)
+            assert stranger.poll() is None  # still running
+        finally:
+            stranger.kill()
+
+
+def test_watchdog_gives_up_once_vmexec_collected_the_run(shell: HostShell,
+                                                          run_dir: Path) -> None:
+    """The run ended, vmexec collected it and deleted its files; the watchdog must not kill
+    at the deadline (the pid it was given may be another process's by then)."""
+    run_dir.mkdir()
+    with subprocess.Popen(["sleep", "60"]) as stranger:
+        try:
+            watchdog = PLATFORM.watchdog(RUN_ID, stranger.pid, str(run_dir), 1)
+            subprocess.run([*shell.command, *watchdog.args], check=True, timeout=30)
+            assert stranger.poll() is None
+        finally:
+            stranger.kill()
+
+
 def test_kill_kills_even_when_it_cannot_leave_its_marker(shell: HostShell, run_dir: Path,
                                                         tmp_path: Path) -> None:
     # A full disk or a run directory that went away: in dash and busybox sh a failed
