@@ -123,6 +123,13 @@ class BareAgents:
             await writer.wait_closed()
             return
 
+    def run_dir(self, i: int) -> Path:
+        """Agent ``i``'s own ``/var/lib/vmexec`` as this host sees it (with
+        ``private_run_dir``): what its commands wrote there."""
+        if self._dir is None or not self.private_run_dir:
+            raise BareAgentsError("the agents have no run directories of their own")
+        return self._dir / f"agent-{i}" / "run"
+
     def _log(self, i: int) -> str:
         assert self._dir is not None
         try:
