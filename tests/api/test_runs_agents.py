@@ -11,9 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
-from api.run_helpers import get_run, start_run, wait_run
 from fixtures.server import RunningServer
 
+from api.run_helpers import get_run, start_run, wait_run
 from vmexec.lab.bare_agents import BareAgents
 
 pytestmark = [pytest.mark.agents, pytest.mark.slow]

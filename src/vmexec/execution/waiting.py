@@ -4,7 +4,9 @@ file, killing at the deadline.
 The agent says "exited" once, and only when every holder of the output pipes is gone, so the
 poll also reads the run's status file now and then (a background process may hold the pipes
 after the command ended). Status polls start at once and back off (2 ms growing by 1.3 up to
-0.25 s), so a trivial command costs a few agent round trips; a run that lasts gets a watchdog
+0.25 s, counted from each reply and never shorter than the last round trip: when many runs
+share a busy machine, polls sent back to back would be most of the work, each answered
+"running"), so a trivial command costs a few agent round trips; a run that lasts gets a watchdog
 in the guest, which kills it at the deadline even if vmexec is gone.
 
 **Following the output** (:meth:`Executor.stream`). The run's output files are first read

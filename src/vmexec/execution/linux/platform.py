@@ -190,6 +190,11 @@ class LinuxPlatform(GuestPlatform):
         return Launch("/bin/sh", ["-c", FIND, "vmexec-find", check_run_dir(run_dir),
                                   run_id[:-1], run_id[-1]])
 
+    def remove(self, run_dir: str, run_ids: Sequence[str]) -> Launch:
+        check_run_dir(run_dir)
+        return Launch("rm", ["-f", "--", *(f"{run_dir}/{check_run_id(run_id)}.{kind}"
+                                           for run_id in run_ids for kind in RUN_FILE_KINDS)])
+
     def cleanup(self, run_dir: str, run_ids: Sequence[str], retention: float | None) -> Launch:
         minutes = "" if retention is None else str(max(1, math.ceil(retention / 60)))
         return Launch("/bin/sh", ["-c", CLEANUP, "vmexec-cleanup", check_run_dir(run_dir),
