@@ -41,9 +41,10 @@ CLEANUP_BATCH = 1000
 #: shell: half what a cleanup costs the guest, and a fleet run's only cleanup in most guests)
 #: in batches of at most this many: each names every file, within one agent request.
 REMOVE_BATCH = 200
-#: A run directory is swept for files older than the retention by the first cleanup there,
-#: then at most this often: the sweep is a process more in the guest (``find``), and the files
-#: it looks for are rare (runs whose cleanup was lost).
+#: A run directory is swept for files older than the retention at most this often, the first
+#: time by the first cleanup there this long after the engine first used the guest: the sweep
+#: is a process more in the guest (``find``), the files it looks for are rare (runs whose
+#: cleanup was lost), and a fleet run's one command per guest should not pay for it.
 SWEEP_INTERVAL = 600.0
 #: Seconds a run's files may stay in a guest (runs whose cleanup was lost, e.g. when vmexec
 #: restarted) before a cleanup in that directory removes them; longer than any run lasts.
@@ -83,8 +84,10 @@ class GuestCleanup:
         self._cleaning = asyncio.Lock()
         #: Loop time the last cleanup started.
         self._last_cleanup = float("-inf")
-        #: Loop time of the last sweep of each run dir.
+        #: Loop time of the last sweep of each run dir (as if one when the guest was first
+        #: used).
         self._swept: dict[str, float] = {}
+        self._first_used: float | None = None
 
     def queue(self, run_dir: str, run_id: str, *, collected: bool = True) -> None:
         """Queue the files of an ended run for deletion. A collected run proves the agent
@@ -95,6 +98,8 @@ class GuestCleanup:
         else:
             self._maybe_alive.add(run_id)
         loop = asyncio.get_running_loop()
+        if self._first_used is None:
+            self._first_used = loop.time()
         due = max(loop.time() + CLEANUP_DELAY, self._last_cleanup + CLEANUP_INTERVAL)
         if self._timer is not None:
             if not collected or self._timer.when() <= due:
@@ -152,8 +157,8 @@ class GuestCleanup:
                 continue
             retention = self._policy.file_retention
             now = asyncio.get_running_loop().time()
-            last = self._swept.get(run_dir)
-            sweep = last is None or now - last >= min(SWEEP_INTERVAL, retention)
+            last = self._swept.get(run_dir, self._first_used or now)
+            sweep = now - last >= min(SWEEP_INTERVAL, retention)
             launch = None
             if (not sweep and len(run_ids) <= REMOVE_BATCH
                     and self._maybe_alive.isdisjoint(run_ids)):
