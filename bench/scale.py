@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import sys
 import time
 from collections import Counter
@@ -30,13 +31,13 @@ from vmexec.hypervisor.sockets import socket_vm_uuid
 from vmexec.lab.bare_agents import BareAgents
 
 from . import api, runs
-from .fanout import FanoutConfig, Phase, _Engine, _Meter, _RawClients
+from .fanout import FanoutConfig, Phase, RunOne, _Engine, _Meter, _RawClients
 from .server import ApiServer, PeakSampler
 from .stats import percentile
 
 #: Memory an agent takes beyond its shared pages (PSS ~0.4 MiB here), with room for the
 #: command it runs and the server's share.
-AGENT_BUDGET_MIB = 2
+AGENT_BUDGET_MIB = 1
 #: Seconds after each phase for deferred work (cleanups) to be counted with it.
 SETTLE = 12.0
 
@@ -54,6 +55,8 @@ class ScaleRow:
     idle_kib: int = 0
     peak_kib: int = 0
     failed: dict[str, int] = field(default_factory=dict)
+    #: Commands of the raw client and the engine that failed, by exception.
+    failed_direct: dict[str, int] = field(default_factory=dict)
     #: Agents that were not running any more at the end (none should be).
     exited: int = 0
 
@@ -64,6 +67,23 @@ class ScaleRow:
     @property
     def per_inflight_kib(self) -> float:
         return (self.peak_kib - self.idle_kib) / self.agents
+
+
+def _tolerant(one: RunOne, row: ScaleRow, client: str) -> RunOne:
+    """``one``, a failure counted (by client and exception) rather than raised: at fleet
+    scale a bare agent may be lost, and the other commands still say something."""
+    async def counted(k: int) -> float:
+        try:
+            return await one(k)
+        except Exception as exc:
+            key = f"{client}: {type(exc).__name__}"
+            row.failed_direct[key] = row.failed_direct.get(key, 0) + 1
+            return math.nan
+    return counted
+
+
+def _drop_failed(phase: Phase) -> None:
+    phase.ms = [ms for ms in phase.ms if not math.isnan(ms)]
 
 
 async def _run_once(client: httpx.AsyncClient, uuids: list[str], commands: int,
@@ -94,14 +114,14 @@ async def measure(server: ApiServer, agents: int, per_agent: int, nice: int) -> 
         meter = _Meter(config, server.pid, [p.pid for p in bare.processes])
         raw = _RawClients(sockets)
         try:
-            await meter.warm(raw.one)
-            await meter.measure(row.raw, raw.one, 0, half)
+            await meter.warm(_tolerant(raw.one, row, "raw"))
+            await meter.measure(row.raw, _tolerant(raw.one, row, "raw"), 0, half)
         finally:
             await raw.release()
         engine = _Engine(sockets)
         try:
-            await meter.warm(engine.one)
-            await meter.measure(row.engine, engine.one, 0, commands)
+            await meter.warm(_tolerant(engine.one, row, "engine"))
+            await meter.measure(row.engine, _tolerant(engine.one, row, "engine"), 0, commands)
         finally:
             await engine.release()
         row.before_kib = server.memory().rss_kib
@@ -120,11 +140,15 @@ async def measure(server: ApiServer, agents: int, per_agent: int, nice: int) -> 
         row.after_kib = server.memory().rss_kib
         await api.delete_host(client, host)
         try:
-            await raw.connect()
-            await meter.measure(row.raw, raw.one, half, commands - half)
+            # (An agent lost on the way is counted by the commands that fail on it.)
+            await asyncio.gather(*(agent.ping(timeout=10) for agent in raw.agents),
+                                 return_exceptions=True)
+            await meter.measure(row.raw, _tolerant(raw.one, row, "raw"), half, commands - half)
         finally:
             await raw.release()
         row.exited = len(bare.exited())
+    for phase in (row.raw, row.engine):
+        _drop_failed(phase)
     return row
 
 
@@ -150,7 +174,9 @@ def render(rows: list[ScaleRow], nice: int) -> str:
     ]
     for r in rows:
         raw = r.raw.rate
-        failed = ", ".join(f"{n} x {code}" for code, n in Counter(r.failed).most_common()) or "0"
+        failed = ", ".join(f"{n} x {code}" for code, n in Counter(
+            {**r.failed_direct, **{f"run: {c}": n for c, n in r.failed.items()}}).most_common())
+        failed = failed or "0"
         lines.append(
             f"| {r.agents} | {r.commands} | {raw:.0f} | {r.engine.rate:.0f} "
             f"({r.engine.rate / raw:.2f}) | {r.run.rate:.0f} ({r.run.rate / raw:.2f}) | "
