@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: bootstrap demo demo-down test lint bench
+.PHONY: bootstrap demo demo-down test lint bench bench-scale
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -23,3 +23,7 @@ lint: bootstrap
 
 bench: bootstrap
 	@$(PY) bench/run.py
+
+# The engine at fleet scale: 200, 2,000 and (when the memory allows) 10,000 bare agents.
+bench-scale: bootstrap
+	@$(PY) -m bench.scale

@@ -144,6 +144,10 @@ async def test_files_older_than_the_retention_go_with_the_next_cleanup(
         own_vm: LibvirtTarget) -> None:
     old, recent = new_run_id(), new_run_id()
     async with engine() as executor, engine() as observer:
+        # A retention of a second: the sweep is due at this engine's first cleanup (with
+        # the default, 10 minutes after it first used the guest), and takes files older than
+        # a minute (find's unit).
+        executor.file_retention = 1.0
         await sh(observer, own_vm,
                  f"mkdir -p {RUN_DIR} && cd {RUN_DIR} && "
                  f"for k in out err rc pid sh; do touch -d '2020-01-01 00:00:00' {old}.$k; done"

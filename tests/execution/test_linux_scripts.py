@@ -20,6 +20,7 @@ import pytest
 
 from vmexec.execution.errors import InvalidExecRequest
 from vmexec.execution.linux import INLINE_MAX, LinuxPlatform
+from vmexec.execution.linux.platform import RUN_FILE_KINDS
 from vmexec.execution.models import ExecRequest, Shell
 from vmexec.execution.platform import KillReason, Launch
 from vmexec.execution.status import Status, Where, parse_status, split_inline
@@ -296,6 +297,34 @@ def test_kill_ends_the_run_and_its_children(shell: HostShell, run_dir: Path,
     assert _marked_processes() == []  # the background sleep is gone too
 
 
+def test_kill_spares_a_process_that_took_the_runs_pid(shell: HostShell, run_dir: Path) -> None:
+    """A run's first process has ended and its pid is used again (often soon: pid_max is
+    32768 on many guests): the deadline's kill (or the watchdog's) must not kill whatever
+    process has that pid now."""
+    run_dir.mkdir()
+    with subprocess.Popen(["sleep", "60"]) as stranger:
+        try:
+            kill = PLATFORM.kill(RUN_ID, stranger.pid, str(run_dir))
+            subprocess.run([*shell.command, *kill.args], check=True, timeout=30)
+            assert stranger.poll() is None  # still running
+        finally:
+            stranger.kill()
+
+
+def test_watchdog_gives_up_once_vmexec_collected_the_run(shell: HostShell,
+                                                          run_dir: Path) -> None:
+    """The run ended, vmexec collected it and deleted its files; the watchdog must not kill
+    at the deadline (the pid it was given may be another process's by then)."""
+    run_dir.mkdir()
+    with subprocess.Popen(["sleep", "60"]) as stranger:
+        try:
+            watchdog = PLATFORM.watchdog(RUN_ID, stranger.pid, str(run_dir), 1)
+            subprocess.run([*shell.command, *watchdog.args], check=True, timeout=30)
+            assert stranger.poll() is None
+        finally:
+            stranger.kill()
+
+
 def test_kill_kills_even_when_it_cannot_leave_its_marker(shell: HostShell, run_dir: Path,
                                                         tmp_path: Path) -> None:
     # A full disk or a run directory that went away: in dash and busybox sh a failed
@@ -331,6 +360,46 @@ def test_cleanup_deletes_the_named_runs_and_runs_older_than_the_retention(
     assert sorted(p.name for p in run_dir.iterdir()) == sorted(
         [*(f"{recent}.{k}" for k in kinds), *(f"{old}.{k}" for k in kinds if k not in (
             "out", "rc")), "agent.conf"])
+
+
+def test_cleanup_without_a_retention_deletes_only_the_named_runs(
+        shell: HostShell, run_dir: Path) -> None:
+    """The sweep for old files is a process more (``find``): only some cleanups ask for it."""
+    old, other = "f" * 32, "e" * 32
+    run_dir.mkdir()
+    for run_id in (RUN_ID, old, other):
+        for kind in RUN_FILE_KINDS:
+            (run_dir / f"{run_id}.{kind}").write_text(kind)
+    for kind in RUN_FILE_KINDS:
+        os.utime(run_dir / f"{old}.{kind}", (0, time.time() - 8 * 86400))
+    cleanup = PLATFORM.cleanup(str(run_dir), [RUN_ID], retention=None)
+    subprocess.run([*shell.command, *cleanup.args], check=True, timeout=30)
+    assert sorted(p.name for p in run_dir.iterdir()) == sorted(
+        f"{run_id}.{kind}" for run_id in (old, other) for kind in RUN_FILE_KINDS)
+
+
+def test_cleanup_deletes_a_batch_of_runs_with_one_rm_naming_each_file(
+        shell: HostShell, run_dir: Path, tmp_path: Path) -> None:
+    """Every kind of a run's files goes, each named: no pattern (a pattern reads the whole
+    directory once per run) and one ``rm`` for the batch (a process per run would cost the
+    guest as much as the commands did). A fake ``rm`` first on PATH logs its calls (busybox
+    sh may run its own ``rm`` applet in the shell's process: no process, nothing to count)."""
+    run_ids = [f"{i:032x}" for i in range(1, 41)]
+    run_dir.mkdir()
+    for run_id in run_ids:
+        for kind in RUN_FILE_KINDS:
+            (run_dir / f"{run_id}.{kind}").write_text(kind)
+    (run_dir / f"{run_ids[0]}.notes").write_text("not a kind of run file: stays")
+    bin_dir, log = tmp_path / "bin", tmp_path / "rm.log"
+    bin_dir.mkdir()
+    (bin_dir / "rm").write_text(f'#!/bin/sh\necho "$#" >>{log}\nexec /bin/rm "$@"\n')
+    (bin_dir / "rm").chmod(0o755)
+    cleanup = PLATFORM.cleanup(str(run_dir), run_ids, retention=None)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    subprocess.run([*shell.command, *cleanup.args], check=True, timeout=30, env=env)
+    assert [p.name for p in run_dir.iterdir()] == [f"{run_ids[0]}.notes"]
+    if shell.command[0] != "busybox":
+        assert log.read_text().split() == [str(2 + len(run_ids) * len(RUN_FILE_KINDS))]
 
 
 def _touch(path: Path) -> Path:

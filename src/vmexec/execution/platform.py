@@ -93,9 +93,15 @@ class GuestPlatform(abc.ABC):
         return None
 
     @abc.abstractmethod
-    def cleanup(self, run_dir: str, run_ids: Sequence[str], retention: float) -> Launch:
-        """A guest-exec that deletes the files of runs ``run_ids`` in ``run_dir``, and those
-        of every run there whose files are older than ``retention`` seconds."""
+    def cleanup(self, run_dir: str, run_ids: Sequence[str], retention: float | None) -> Launch:
+        """A guest-exec that deletes the files of runs ``run_ids`` in ``run_dir``, and (unless
+        ``retention`` is None) those of every run there whose files are older than
+        ``retention`` seconds."""
+
+    def remove(self, run_dir: str, run_ids: Sequence[str]) -> Launch | None:
+        """A guest-exec that deletes the files of runs ``run_ids`` (all known to have
+        ended) and nothing else, cheaper than :meth:`cleanup`; None: use that."""
+        return None
 
     def file(self, run_dir: str, run_id: str, kind: str) -> str:
         return f"{run_dir}{self.separator}{run_id}.{kind}"

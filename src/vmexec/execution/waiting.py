@@ -4,7 +4,9 @@ file, killing at the deadline.
 The agent says "exited" once, and only when every holder of the output pipes is gone, so the
 poll also reads the run's status file now and then (a background process may hold the pipes
 after the command ended). Status polls start at once and back off (2 ms growing by 1.3 up to
-0.25 s), so a trivial command costs a few agent round trips; a run that lasts gets a watchdog
+0.25 s, counted from each reply and never shorter than the last round trip: when many runs
+share a busy machine, polls sent back to back would be most of the work, each answered
+"running"), so a trivial command costs a few agent round trips; a run that lasts gets a watchdog
 in the guest, which kills it at the deadline even if vmexec is gone.
 
 **Following the output** (:meth:`Executor.stream`). The run's output files are first read
@@ -38,8 +40,13 @@ from vmexec.execution.status import Status
 
 #: Status polls: first at once, then at a growing interval up to POLL_MAX seconds.
 POLL_START, POLL_GROWTH, POLL_MAX = 0.002, 1.3, 0.25
-#: A run still going after this many seconds gets a watchdog in the guest.
-WATCHDOG_AFTER = 2.0
+#: A run still going after WATCHDOG_SHARE of its timeout, but at least WATCHDOG_AFTER and at
+#: most WATCHDOG_AFTER_MAX seconds, gets a watchdog in the guest (two processes: as much as a
+#: trivial command). It matters only if vmexec is gone for good before the deadline (a
+#: restarted vmexec recovers the run and kills it on time), so it need not come early: a
+#: fixed 2 s gave every run a watchdog once a busy machine made trivial commands take 2 s,
+#: and the watchdogs made it busier.
+WATCHDOG_AFTER, WATCHDOG_SHARE, WATCHDOG_AFTER_MAX = 2.0, 0.1, 30.0
 #: How often a long poll also looks at the run's status file (seconds).
 HOLDER_CHECK = 1.0
 #: Output is first read once a followed run has lasted this long (seconds).
@@ -63,7 +70,9 @@ async def wait_for_end(run: Run, files: RunFiles, deadline: float,
     status_at = began
     output_at = began + FOLLOW_AFTER
     output_delay = OUTPUT_POLL_MIN
-    watchdog_at = began + min(WATCHDOG_AFTER, run.request.timeout)
+    timeout = run.request.timeout
+    watchdog_at = began + min(timeout, max(WATCHDOG_AFTER,
+                                           min(WATCHDOG_SHARE * timeout, WATCHDOG_AFTER_MAX)))
     holder_check = began + HOLDER_CHECK
     until = deadline + KILL_WAIT
     while True:
@@ -83,7 +92,11 @@ async def wait_for_end(run: Run, files: RunFiles, deadline: float,
                 run.ended = True
                 yield reply
                 return
-            status_at = now + delay
+            # From the reply, and no sooner than a round trip: polls sent back to back
+            # while many runs share the machine (and round trips grow) would be most of
+            # the engine's work, and each tells only "running".
+            replied = loop.time()
+            status_at = replied + max(delay, replied - now)
             delay = min(delay * POLL_GROWTH, POLL_MAX)
         chunks: list[OutputChunk] = []
         status: Status | None = None

@@ -94,7 +94,10 @@ if (Test-Path $f) {{
 
 CLEANUP = r"""
 foreach ($id in @({ids})) {{ Remove-Item -Force -ErrorAction SilentlyContinue -Path "{run_dir}\$id.*" }}
-$old = (Get-Date).AddMinutes(-{minutes})
+"""
+#: Appended to :data:`CLEANUP` when the run directory is swept for files older than the
+#: retention.
+SWEEP = r"""$old = (Get-Date).AddMinutes(-{minutes})
 Get-ChildItem -File -Path "{run_dir}" -ErrorAction SilentlyContinue |
   Where-Object {{ $_.Name -match '^[0-9a-f]{{32}}\.' -and $_.LastWriteTime -lt $old }} |
   Remove-Item -Force -ErrorAction SilentlyContinue
@@ -142,11 +145,12 @@ class WindowsPlatform(GuestPlatform):
         return Launch(POWERSHELL, encode_powershell(
             KILL.format(run_id=check_run_id(run_id), why=why.value)))
 
-    def cleanup(self, run_dir: str, run_ids: Sequence[str], retention: float) -> Launch:
+    def cleanup(self, run_dir: str, run_ids: Sequence[str], retention: float | None) -> Launch:
         ids = ",".join(f"'{check_run_id(r)}'" for r in run_ids)
-        minutes = max(1, math.ceil(retention / 60))
-        return Launch(POWERSHELL, encode_powershell(
-            CLEANUP.format(ids=ids, run_dir=RUN_DIR, minutes=minutes)))
+        script = CLEANUP.format(ids=ids, run_dir=RUN_DIR)
+        if retention is not None:
+            script += SWEEP.format(run_dir=RUN_DIR, minutes=max(1, math.ceil(retention / 60)))
+        return Launch(POWERSHELL, encode_powershell(script))
 
     def decode(self, data: bytes, code_page: str | None) -> str:
         try:

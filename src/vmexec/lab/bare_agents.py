@@ -11,7 +11,9 @@ evidence that anything ran inside a VM; functional tests use the lab's VMs (:cla
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +21,8 @@ from types import TracebackType
 from typing import BinaryIO
 
 QEMU_GA = "/usr/sbin/qemu-ga"
+#: Where the engine keeps a Linux guest's run files first (linux/platform.py RUN_DIRS).
+LINUX_RUN_DIR = "/var/lib/vmexec"
 READY_TIMEOUT = 15.0
 STOP_TIMEOUT = 5.0
 
@@ -41,15 +45,26 @@ class BareAgents:
     """
 
     def __init__(self, count: int, *, qemu_ga: str = QEMU_GA,
-                 ready_timeout: float = READY_TIMEOUT) -> None:
+                 ready_timeout: float = READY_TIMEOUT,
+                 private_run_dir: bool | None = None, nice: int = 0) -> None:
+        """``private_run_dir``: give each agent its own ``/var/lib/vmexec`` (a mount
+        namespace; needs root and ``unshare``); None: when this process can. ``nice``: run
+        the agents (and so the commands they start) at a lower priority, as guests on vCPUs
+        of their own would not take the CPU from the client under test."""
         if count < 1:
             raise ValueError(f"count must be at least 1, not {count}")
+        if private_run_dir is None:
+            private_run_dir = os.geteuid() == 0 and shutil.which("unshare") is not None
+        self.private_run_dir = private_run_dir
+        self.nice = nice
         self.count = count
         self.qemu_ga = qemu_ga
         self.ready_timeout = ready_timeout
         #: One unix socket per agent, valid inside the ``async with`` block.
         self.sockets: list[Path] = []
-        self.processes: list[asyncio.subprocess.Process] = []
+        #: Plain processes, not asyncio's: its child watcher keeps a thread per child, and
+        #: the fleet benches start thousands of agents.
+        self.processes: list[subprocess.Popen[bytes]] = []
         self._dir: Path | None = None
 
     async def __aenter__(self) -> BareAgents:
@@ -61,8 +76,10 @@ class BareAgents:
         """
         self._dir = Path(tempfile.mkdtemp(prefix="vmexec-bare-agents."))
         try:
+            if not os.access(self.qemu_ga, os.X_OK):
+                raise FileNotFoundError(f"no executable qemu-ga at {self.qemu_ga}")
             for i in range(self.count):
-                await self._spawn(self._dir, i)
+                self._spawn(self._dir, i)
             await asyncio.gather(*(self._wait_ready(i) for i in range(self.count)))
         except BaseException:
             await self.aclose()
@@ -73,16 +90,26 @@ class BareAgents:
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         await self.aclose()
 
-    async def _spawn(self, base: Path, i: int) -> None:
+    def _spawn(self, base: Path, i: int) -> None:
         state_dir = base / f"agent-{i}"
         state_dir.mkdir()
         sock = base / f"agent-{i}.sock"
+        # Own pid file: the default /var/run/qemu-ga.pid is locked by the first agent.
+        argv = [self.qemu_ga, "-m", "unix-listen", "-p", str(sock), "-t", str(state_dir),
+                "-f", str(base / f"agent-{i}.pid")]
+        if self.private_run_dir:
+            # Each guest has a file system of its own: here a mount namespace in which the
+            # agent's commands see a directory of their own as /var/lib/vmexec. Without it
+            # every agent's runs create and delete their files in one host directory, and
+            # its lock, not vmexec, bounds the throughput measured.
+            run_dir = state_dir / "run"
+            run_dir.mkdir(mode=0o700)
+            argv = ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
+                    'mount --bind "$1" "$2" && shift 2 && exec "$@"', "vmexec-bare-agent",
+                    str(run_dir), LINUX_RUN_DIR, *argv]
         with _log_file(base / f"agent-{i}.log") as log:
-            # Own pid file: the default /var/run/qemu-ga.pid is locked by the first agent.
-            proc = await asyncio.create_subprocess_exec(
-                self.qemu_ga, "-m", "unix-listen", "-p", str(sock), "-t", str(state_dir),
-                "-f", str(base / f"agent-{i}.pid"),
-                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log)
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                    preexec_fn=self._lower_priority if self.nice else None)
         self.processes.append(proc)
         self.sockets.append(sock)
 
@@ -90,7 +117,7 @@ class BareAgents:
         proc, sock = self.processes[i], self.sockets[i]
         deadline = time.monotonic() + self.ready_timeout
         while True:
-            if proc.returncode is not None:
+            if proc.poll() is not None:
                 raise BareAgentsError(f"qemu-ga #{i} exited {proc.returncode}: {self._log(i)}")
             try:
                 _, writer = await asyncio.open_unix_connection(str(sock))
@@ -104,6 +131,13 @@ class BareAgents:
             await writer.wait_closed()
             return
 
+    def run_dir(self, i: int) -> Path:
+        """Agent ``i``'s own ``/var/lib/vmexec`` as this host sees it (with
+        ``private_run_dir``): what its commands wrote there."""
+        if self._dir is None or not self.private_run_dir:
+            raise BareAgentsError("the agents have no run directories of their own")
+        return self._dir / f"agent-{i}" / "run"
+
     def _log(self, i: int) -> str:
         assert self._dir is not None
         try:
@@ -111,17 +145,27 @@ class BareAgents:
         except OSError:
             return ""
 
+    def exited(self) -> list[int]:
+        """The agents that are no longer running (none should be, inside the block)."""
+        return [i for i, proc in enumerate(self.processes) if proc.poll() is not None]
+
+    def _lower_priority(self) -> None:
+        os.nice(self.nice)
+
     async def aclose(self) -> None:
         """Kill every agent (SIGTERM, then SIGKILL) and remove the temporary directory."""
         for proc in self.processes:
-            if proc.returncode is None:
+            if proc.poll() is None:
                 proc.terminate()
-        for proc in self.processes:
-            try:
-                await asyncio.wait_for(proc.wait(), STOP_TIMEOUT)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while any(proc.poll() is None for proc in self.processes):
+            if time.monotonic() > deadline:
+                for proc in self.processes:
+                    if proc.poll() is None:
+                        proc.kill()
+                        proc.wait()
+                break
+            await asyncio.sleep(0.05)
         self.processes.clear()
         self.sockets.clear()
         if self._dir is not None:

@@ -37,6 +37,7 @@ class UnixSocketTransport(AgentTransport):
         self.path = path
         self._idle_close = idle_close
         self._idle: asyncio.TimerHandle | None = None
+        self._last_used = 0.0
         self.name = f"unix:{path}"
         self._sync_timeout = sync_timeout
         self._lock = asyncio.Lock()
@@ -48,21 +49,26 @@ class UnixSocketTransport(AgentTransport):
         self, command: str, arguments: Mapping[str, Any] | None = None, *,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> Any:
-        try:
-            # A frozen agent makes every queued command wait its full timeout: one that cannot
-            # get its turn in its own timeout fails unsent rather than wait for all of them.
-            async with asyncio.timeout(timeout):
-                await self._lock.acquire()
-        except TimeoutError:
-            raise AgentBusy(
-                f"not sent: the agent's earlier commands did not finish within {timeout:g} s",
-                command=command) from None
+        if self._lock.locked():
+            try:
+                # A frozen agent makes every queued command wait its full timeout: one that
+                # cannot get its turn in its own timeout fails unsent rather than wait for all.
+                async with asyncio.timeout(timeout):
+                    await self._lock.acquire()
+            except TimeoutError:
+                raise AgentBusy(
+                    f"not sent: the agent's earlier commands did not finish within "
+                    f"{timeout:g} s", command=command) from None
+        else:
+            await self._lock.acquire()  # free: no timer for a wait that cannot happen
         try:
             reader, writer = await self._ensure_synced()
             payload = protocol.encode_command(command, arguments)
             self._log.debug("--> %s", payload[:200])
             try:
-                line = await asyncio.wait_for(self._roundtrip(reader, writer, payload), timeout)
+                # (A timeout scope, not wait_for: no task per call.)
+                async with asyncio.timeout(timeout):
+                    line = await self._roundtrip(reader, writer, payload)
             except TimeoutError:
                 # A late reply may still come: drop the connection so the next call starts
                 # from a clean, resynced stream.
@@ -81,14 +87,23 @@ class UnixSocketTransport(AgentTransport):
             self._lock.release()
 
     def _arm_idle_close(self) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
-        self._idle = asyncio.get_running_loop().call_later(self._idle_close, self._close_idle)
+        # One timer per idle period, not one per call: it looks at when the last call ended.
+        loop = asyncio.get_running_loop()
+        self._last_used = loop.time()
+        if self._idle is None:
+            self._idle = loop.call_later(self._idle_close, self._close_idle)
 
     def _close_idle(self) -> None:
         self._idle = None
-        if self._lock.locked() or self._writer is None:
-            return  # in use (the call in flight re-arms the timer)
+        if self._writer is None:
+            return
+        loop = asyncio.get_running_loop()
+        idle_for = loop.time() - self._last_used
+        if self._lock.locked() or idle_for < self._idle_close:
+            # In use, or used since: look again when it may have been idle long enough.
+            wait = self._idle_close if self._lock.locked() else self._idle_close - idle_for
+            self._idle = loop.call_later(wait, self._close_idle)
+            return
         writer, self._reader, self._writer = self._writer, None, None
         writer.close()
 

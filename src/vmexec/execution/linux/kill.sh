@@ -6,6 +6,12 @@
 # $1 run id, $2 pid of its first process ("" = unknown), $3 run directory, $4 grace,
 # $5 why ("" = timeout).
 id=$1 pid=$2 d=$3 grace=$4 why=${5:-timeout}
+# The pid is the run's only while its command line names the run: a pid is used again soon on
+# a busy guest (pid_max is often 32768), and a run's first process may be gone already.
+# (cmdline is NUL-separated: busybox grep stops at the first NUL, tr does not.)
+if [ -n "$pid" ]; then
+  case $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) in *"$id"*) ;; *) pid= ;; esac
+fi
 # `true`, not `:`: a failed redirection of a special built-in (a full disk, a directory that
 # went away) would end the whole script in dash and busybox sh, killing nothing.
 true 2>/dev/null >"$d/$id.$why"

@@ -43,6 +43,9 @@ from vmexec.execution.platform import (
 
 #: Where runs keep their files, in order of preference (the first that is writable wins).
 RUN_DIRS = ("/var/lib/vmexec", "/run/vmexec", "/tmp/vmexec")
+#: Every kind of file a run may leave in its run directory (output, status, pid, staged input,
+#: the marker of a kill).
+RUN_FILE_KINDS = ("out", "err", "rc", "pid", "sh", "in", "env", *(r.value for r in KillReason))
 #: Output up to this many bytes per stream travels inline (bash guests, text without NUL);
 #: ``exit-bash.sh`` reads one byte more.
 INLINE_MAX = 64 * 1024
@@ -187,7 +190,12 @@ class LinuxPlatform(GuestPlatform):
         return Launch("/bin/sh", ["-c", FIND, "vmexec-find", check_run_dir(run_dir),
                                   run_id[:-1], run_id[-1]])
 
-    def cleanup(self, run_dir: str, run_ids: Sequence[str], retention: float) -> Launch:
-        minutes = str(max(1, math.ceil(retention / 60)))
+    def remove(self, run_dir: str, run_ids: Sequence[str]) -> Launch:
+        check_run_dir(run_dir)
+        return Launch("rm", ["-f", "--", *(f"{run_dir}/{check_run_id(run_id)}.{kind}"
+                                           for run_id in run_ids for kind in RUN_FILE_KINDS)])
+
+    def cleanup(self, run_dir: str, run_ids: Sequence[str], retention: float | None) -> Launch:
+        minutes = "" if retention is None else str(max(1, math.ceil(retention / 60)))
         return Launch("/bin/sh", ["-c", CLEANUP, "vmexec-cleanup", check_run_dir(run_dir),
-                                  minutes, *map(check_run_id, run_ids)])
+                                  minutes, " ".join(RUN_FILE_KINDS), *map(check_run_id, run_ids)])
