@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import tomllib
+import uuid
 from pathlib import Path
 from typing import Any, Literal
 
@@ -202,6 +203,14 @@ class Settings(BaseSettings):
     libvirt_uri: str = Field(default="qemu:///system",
                              description="the local libvirt, registered as a host at start "
                                          "(it must pass the host URI policy above)")
+    node_id: str = Field(
+        default_factory=lambda: uuid.uuid4().hex, min_length=1, max_length=64,
+        description="this server's name among the nodes sharing one PostgreSQL database "
+                    "(it owns hosts under it); default: a new random id per process")
+    host_lease: float = Field(
+        default=15.0, ge=1.0,
+        description="seconds a node owns a host (watches and resyncs it) without renewing; "
+                    "a peer takes the host over once this expired (the owner died)")
 
     @field_validator("db")
     @classmethod

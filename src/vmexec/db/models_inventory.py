@@ -40,6 +40,11 @@ class HostRow(Base):
     status: Mapped[str] = mapped_column(String(32), default="Connecting")
     create_date: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     last_op_date: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    #: The node (``node_id``) that watches and resyncs the host while its lease runs; other
+    #: nodes only read the host's rows. Null: nobody (a node released it on shutdown).
+    owner_node: Mapped[str | None] = mapped_column(String(64))
+    #: When the owner's lease ends unless renewed; a peer takes an expired host over.
+    lease_expires: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class VmRow(Base):

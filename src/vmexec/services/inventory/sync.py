@@ -7,6 +7,13 @@ is Disconnected and its VMs Unknown until it answers again.
 
 Changes of one host are serialised by a lock per host, so a resync, an event and a deletion of
 the same host never interleave their writes.
+
+Several nodes may share one database. Each host then has one owner: the node holding the lease
+on its row (:meth:`.InventoryStore.claim_hosts`, renewed every third of the lease). Only the
+owner lists the host, watches its events and writes its VMs; the other nodes re-read the
+database (when a peer announces a change, when a lookup misses, at every resync). A node whose
+owner died takes its hosts once their leases expire; a node shutting down releases its leases,
+so a peer takes them at its next renewal.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from typing import Any
 
 from vmexec.agent.directory import AgentDirectory
@@ -39,6 +47,8 @@ DEFAULT_RESYNC_INTERVAL = 10.0
 #: Seconds a host may take to list its VMs (or subscribe to events) before it counts as
 #: unreachable.
 LIST_TIMEOUT = 15.0
+#: Seconds a node owns a host without renewing its lease.
+DEFAULT_HOST_LEASE = 15.0
 
 
 def _consume_exception(future: asyncio.Future[Any]) -> None:
@@ -55,11 +65,21 @@ class Sync:
     """
 
     def __init__(self, store: InventoryStore, sources: SourceFactory, agents: AgentDirectory,
-                 *, interval: float = DEFAULT_RESYNC_INTERVAL) -> None:
+                 *, interval: float = DEFAULT_RESYNC_INTERVAL, node_id: str | None = None,
+                 lease: float = DEFAULT_HOST_LEASE) -> None:
         self._store = store
         self._open_source = sources
         self._agents = agents
         self._interval = interval
+        #: This node's name on the host rows it owns.
+        self.node_id = node_id or uuid.uuid4().hex
+        self.lease = lease
+        #: The hosts this node owns (lists, watches, writes), as of the last claim.
+        self.owned: set[str] = set()
+        self._owned_until = float("-inf")
+        self.lease_task: asyncio.Task[None] | None = None
+        #: Listings of hosts this node made (its share of the resync work), for metrics.
+        self.listings = 0
         self._sources: dict[str, HostSource] = {}
         self._watchers: dict[str, Watcher] = {}
         self._host_locks: dict[str, asyncio.Lock] = {}
@@ -72,20 +92,32 @@ class Sync:
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Sync every host, watch their events, and resync every ``interval`` from now on."""
+        """Claim the hosts nobody owns, sync them, watch their events, and from now on renew
+        the leases and resync every ``interval``."""
+        await self._claim()
         await self.sync()
         await self.watch_all()
         self._resync_task = asyncio.create_task(self._keep_current(), name="inventory-resync")
+        self.lease_task = asyncio.create_task(self._keep_leases(), name="inventory-leases")
 
     async def aclose(self) -> None:
-        """Stop keeping the inventory current and close the sources; never raises."""
+        """Stop keeping the inventory current, release this node's hosts to its peers and
+        close the sources; never raises."""
         tasks: list[asyncio.Future[Any]] = [
             *self._tasks, *self._pending_lists.values(),
-            *([self._resync_task] if self._resync_task else [])]
+            *([self._resync_task] if self._resync_task else []),
+            *([self.lease_task] if self.lease_task else [])]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._resync_task = None
+        self._resync_task = self.lease_task = None
+        if self.owned:
+            try:
+                await self._store.release_hosts(self.node_id)
+            except Exception:  # the database is gone: peers take over when the leases expire
+                log.warning("could not release this node's hosts; peers take them over when "
+                            "their leases expire", exc_info=True)
+            self.owned = set()
         watchers, self._watchers = list(self._watchers.values()), {}
         for watcher in watchers:
             await watcher.aclose()
@@ -103,6 +135,51 @@ class Sync:
                 raise
             except Exception:  # a bug here must not end the resync for good
                 log.exception("inventory resync failed")
+
+    # --- host leases -------------------------------------------------------------------------
+
+    def owns(self, host_uuid: str) -> bool:
+        """Whether this node lists and watches the host now."""
+        if time.monotonic() >= self._owned_until:
+            self.owned = set()  # not renewed in time: a peer may hold the hosts by now
+        return host_uuid in self.owned
+
+    def take(self, host_uuid: str) -> None:
+        """This node inserted the host with its own lease (AddKVMHost)."""
+        self.owned.add(host_uuid)
+
+    async def _claim(self) -> set[str]:
+        """Renew and take leases; returns the hosts this node gained."""
+        started = time.monotonic()
+        owned = await self._store.claim_hosts(self.node_id, self.lease)
+        self._owned_until = started + self.lease
+        gained, lost = owned - self.owned, self.owned - owned
+        self.owned = owned
+        for host_uuid in lost:
+            log.info("host %s is owned by another node now", host_uuid)
+            watcher = self._watchers.pop(host_uuid, None)
+            if watcher is not None:
+                await watcher.aclose()
+        if gained:
+            log.info("node %s owns %d more hosts (%d in all)", self.node_id, len(gained),
+                     len(owned))
+        return gained
+
+    async def _keep_leases(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            try:
+                gained = await self._claim()
+                if gained:
+                    await self._store.load()  # the previous owner's last writes
+                    hosts = [h for u in gained if (h := self._store.hosts.get(u)) is not None]
+                    await asyncio.gather(*(self.sync_host(h) for h in hosts))
+                    for host in hosts:
+                        await self.watch(host)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the database is away: owns() lets the hosts go in time
+                log.warning("could not renew this node's host leases", exc_info=True)
 
     # --- sources -----------------------------------------------------------------------------
 
@@ -161,7 +238,22 @@ class Sync:
             if self._last_sync_start >= moment:
                 return
             self._last_sync_start = time.monotonic()
-            await asyncio.gather(*(self.sync_host(h) for h in list(self._store.hosts.values())))
+            # Peers' hosts as they wrote them, then this node's own, listed.
+            await self.refresh()
+            await asyncio.gather(*(self.sync_host(h) for h in list(self._store.hosts.values())
+                                   if self.owns(h.uuid)))
+
+    async def refresh(self) -> None:
+        """Re-read the inventory from the database (peers' changes), and let go of what this
+        node held for hosts deleted meanwhile (on any node)."""
+        await self._store.load()
+        for host_uuid in [u for u in self._sources if u not in self._store.hosts]:
+            watcher = self._watchers.pop(host_uuid, None)
+            if watcher is not None:
+                await watcher.aclose()
+            self._pending_lists.pop(host_uuid, None)
+            self.owned.discard(host_uuid)
+            await self._sources.pop(host_uuid).aclose()
 
     async def sync_host(self, host: HostRecord) -> None:
         """Bring the host's status and VMs in line with what its source lists now."""
@@ -169,6 +261,7 @@ class Sync:
             if host.uuid not in self._store.hosts:
                 return  # deleted meanwhile
             source = self.source(host)
+            self.listings += 1
             try:
                 seen = await asyncio.wait_for(asyncio.shield(self._listing(host, source)),
                                               LIST_TIMEOUT)
@@ -197,7 +290,8 @@ class Sync:
     async def watch_all(self) -> None:
         """Make sure every host has a live event subscription (a dead one is replaced)."""
         for host in list(self._store.hosts.values()):
-            await self.watch(host)
+            if self.owns(host.uuid):
+                await self.watch(host)
 
     async def watch(self, host: HostRecord) -> None:
         """Make sure ``host`` has a live event subscription; a host that refuses is retried at
