@@ -207,6 +207,10 @@ class Settings(BaseSettings):
         default_factory=lambda: uuid.uuid4().hex, min_length=1, max_length=64,
         description="this server's name among the nodes sharing one PostgreSQL database "
                     "(it owns hosts under it); default: a new random id per process")
+    libvirt_idle_close: float = Field(
+        default=60.0, gt=0,
+        description="seconds a libvirt connection no call used stays open (a node connects "
+                    "to the hosts it does not own only to run commands on their VMs)")
     host_lease: float = Field(
         default=15.0, ge=1.0,
         description="seconds a node owns a host (watches and resyncs it) without renewing; "

@@ -139,7 +139,8 @@ async def running_services(settings: Settings, *, executor: ExecutorFactory = Ex
         stack.push_async_callback(runner.aclose)
         vms = inventory(db=db, sources=HostSources(hosts, policy=uri_policy), agents=agents,
                         local_host_uri=settings.libvirt_uri, node_id=settings.node_id,
-                        host_lease=settings.host_lease)
+                        host_lease=settings.host_lease,
+                        connection_idle=settings.libvirt_idle_close)
         jobs = JobService(
             db, retention=timedelta(seconds=settings.job_retention), error_reply=error_reply,
             webhook=WebhookPolicy(

@@ -13,7 +13,12 @@ from vmexec.services.inventory.hosts import HostAdmin
 from vmexec.services.inventory.listener import ChangeListener, listen_dsn
 from vmexec.services.inventory.source import SourceFactory
 from vmexec.services.inventory.store import InventoryStore
-from vmexec.services.inventory.sync import DEFAULT_HOST_LEASE, DEFAULT_RESYNC_INTERVAL, Sync
+from vmexec.services.inventory.sync import (
+    DEFAULT_CONNECTION_IDLE,
+    DEFAULT_HOST_LEASE,
+    DEFAULT_RESYNC_INTERVAL,
+    Sync,
+)
 from vmexec.services.inventory.visibility import Viewer
 from vmexec.services.inventory.vms import VmLookups, VmRef
 from vmexec.services.queries import QueryRunner
@@ -41,11 +46,12 @@ class Inventory:
     def __init__(self, db: async_sessionmaker[AsyncSession], sources: SourceFactory,
                  agents: AgentDirectory, *, local_host_uri: str | None = None,
                  resync_interval: float = DEFAULT_RESYNC_INTERVAL, node_id: str | None = None,
-                 host_lease: float = DEFAULT_HOST_LEASE) -> None:
+                 host_lease: float = DEFAULT_HOST_LEASE,
+                 connection_idle: float = DEFAULT_CONNECTION_IDLE) -> None:
         self._local_host_uri = local_host_uri
         self._store = InventoryStore(db)
         self._sync = Sync(self._store, sources, agents, interval=resync_interval,
-                          node_id=node_id, lease=host_lease)
+                          node_id=node_id, lease=host_lease, connection_idle=connection_idle)
         engine = db.kw.get("bind")
         dsn = listen_dsn(engine) if engine is not None else None
         #: Peers' changes, heard on PostgreSQL; ``None`` on SQLite (a single node).
@@ -104,6 +110,11 @@ class Inventory:
     def owned_host_count(self) -> int:
         """How many hosts this node owns (lists and watches) now."""
         return len(self._sync.owned)
+
+    def libvirt_connections(self) -> int:
+        """How many libvirt hosts this node has its shared connection open to now (event
+        subscriptions, one per owned libvirt host, come on top)."""
+        return self._sync.libvirt_connections()
 
     @property
     def host_listings(self) -> int:

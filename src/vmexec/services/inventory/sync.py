@@ -49,6 +49,8 @@ DEFAULT_RESYNC_INTERVAL = 10.0
 LIST_TIMEOUT = 15.0
 #: Seconds a node owns a host without renewing its lease.
 DEFAULT_HOST_LEASE = 15.0
+#: Seconds an unused libvirt connection stays open.
+DEFAULT_CONNECTION_IDLE = 60.0
 
 
 def _consume_exception(future: asyncio.Future[Any]) -> None:
@@ -66,7 +68,8 @@ class Sync:
 
     def __init__(self, store: InventoryStore, sources: SourceFactory, agents: AgentDirectory,
                  *, interval: float = DEFAULT_RESYNC_INTERVAL, node_id: str | None = None,
-                 lease: float = DEFAULT_HOST_LEASE) -> None:
+                 lease: float = DEFAULT_HOST_LEASE,
+                 connection_idle: float = DEFAULT_CONNECTION_IDLE) -> None:
         self._store = store
         self._open_source = sources
         self._agents = agents
@@ -74,6 +77,7 @@ class Sync:
         #: This node's name on the host rows it owns.
         self.node_id = node_id or uuid.uuid4().hex
         self.lease = lease
+        self._connection_idle = connection_idle
         #: The hosts this node owns (lists, watches, writes), as of the last claim.
         self.owned: set[str] = set()
         self._owned_until = float("-inf")
@@ -131,10 +135,15 @@ class Sync:
             try:
                 await self.sync()
                 await self.watch_all()
+                # Connections made to run commands on VMs of hosts other nodes own.
+                await self._agents.hosts.close_idle(self._connection_idle)
             except asyncio.CancelledError:
                 raise
             except Exception:  # a bug here must not end the resync for good
                 log.exception("inventory resync failed")
+
+    def libvirt_connections(self) -> int:
+        return self._agents.hosts.connections()
 
     # --- host leases -------------------------------------------------------------------------
 
