@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from fakes.hosts import MemoryHosts, seen
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from services.conftest import A, B, C, host_query, until, vm_query
 from vmexec.agent.directory import AgentDirectory
@@ -204,3 +204,26 @@ async def test_a_node_that_stops_hands_its_hosts_to_a_peer(
     async def stopped() -> bool:
         return (await second.inventory(A))["state"] == "Stopped"
     await until(stopped, timeout=PEER_DELAY)
+
+
+async def test_a_node_whose_listening_connection_dropped_catches_up(
+        database: str, hosts: MemoryHosts, open_node: OpenNode) -> None:
+    hosts.add(URI, seen("web", A))
+    first = await open_node()
+    second = await open_node()
+    engine = create_engine(database)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            # Both nodes' listening connections end (a database restart, a proxy's timeout);
+            # what is announced before they are back is lost to them.
+            ended = await session.scalar(text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid()"))
+        assert ended == 2
+    finally:
+        await engine.dispose()
+    await first.add_host(name="shared", uri=URI)
+
+    async def second_sees_web() -> bool:
+        return await names(second) == {"web"}
+    await until(second_sees_web, timeout=5)

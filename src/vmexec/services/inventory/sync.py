@@ -47,6 +47,8 @@ DEFAULT_RESYNC_INTERVAL = 10.0
 #: Seconds a host may take to list its VMs (or subscribe to events) before it counts as
 #: unreachable.
 LIST_TIMEOUT = 15.0
+#: Seconds a server stopping waits for a host's event subscription to close.
+CLOSE_TIMEOUT = 5.0
 #: Seconds a node owns a host without renewing its lease.
 DEFAULT_HOST_LEASE = 15.0
 #: Seconds an unused libvirt connection stays open.
@@ -81,7 +83,7 @@ class Sync:
         #: The hosts this node owns (lists, watches, writes), as of the last claim.
         self.owned: set[str] = set()
         self._owned_until = float("-inf")
-        self.lease_task: asyncio.Task[None] | None = None
+        self._lease_task: asyncio.Task[None] | None = None
         #: Listings of hosts this node made (its share of the resync work), for metrics.
         self.listings = 0
         self._sources: dict[str, HostSource] = {}
@@ -102,7 +104,7 @@ class Sync:
         await self.sync()
         await self.watch_all()
         self._resync_task = asyncio.create_task(self._keep_current(), name="inventory-resync")
-        self.lease_task = asyncio.create_task(self._keep_leases(), name="inventory-leases")
+        self._lease_task = asyncio.create_task(self._keep_leases(), name="inventory-leases")
 
     async def aclose(self) -> None:
         """Stop keeping the inventory current, release this node's hosts to its peers and
@@ -110,11 +112,11 @@ class Sync:
         tasks: list[asyncio.Future[Any]] = [
             *self._tasks, *self._pending_lists.values(),
             *([self._resync_task] if self._resync_task else []),
-            *([self.lease_task] if self.lease_task else [])]
+            *([self._lease_task] if self._lease_task else [])]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._resync_task = self.lease_task = None
+        self._resync_task = self._lease_task = None
         if self.owned:
             try:
                 await self._store.release_hosts(self.node_id)
@@ -124,7 +126,13 @@ class Sync:
             self.owned = set()
         watchers, self._watchers = list(self._watchers.values()), {}
         for watcher in watchers:
-            await watcher.aclose()
+            # A host gone from the network (no RST, no keepalive answer yet) would hold the
+            # unsubscription until TCP gives up; a server stopping does not wait for that.
+            try:
+                await asyncio.wait_for(watcher.aclose(), CLOSE_TIMEOUT)
+            except TimeoutError:
+                log.warning("the event subscription of a host did not close within %g s; "
+                            "left to die with the process", CLOSE_TIMEOUT)
         sources, self._sources = list(self._sources.values()), {}
         for source in sources:
             await source.aclose()
