@@ -227,3 +227,22 @@ async def test_a_node_whose_listening_connection_dropped_catches_up(
     async def second_sees_web() -> bool:
         return await names(second) == {"web"}
     await until(second_sees_web, timeout=5)
+
+
+async def test_a_miss_on_another_node_has_the_owner_resync(
+        hosts: MemoryHosts, open_node: OpenNode) -> None:
+    # A VM defined on a host without lifecycle events (an agent-socket directory), or before
+    # its event arrived: a lookup that misses on a node that does not own the host finds it
+    # at once, as on the owner, instead of after the owner's next periodic resync.
+    shared = hosts.add(URI, seen("web", A))
+    first = await open_node()
+    second = await open_node()
+    await first.add_host(name="shared", uri=URI)
+    shared.put(seen("new", B))  # no event
+    assert (await second.resolve(B)).name == "new"
+    reply = await second.query_vms(vm_query("name=newer"))
+    assert reply["inventories"] == []  # still not there: asked, answered, not found
+    shared.put(seen("newer", C))
+    reply = await second.query_vms(vm_query("name=newer"))
+    assert [vm["uuid"] for vm in reply["inventories"]] == [C]
+    assert second.host_listings == 0  # the owner listed it

@@ -21,7 +21,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from vmexec.services.inventory.store import CHANNEL
+from vmexec.services.inventory.store import CHANNEL, RESYNC_CHANNEL, RESYNCED
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +39,15 @@ def listen_dsn(engine: AsyncEngine) -> str | None:
 class ChangeListener:
     """Runs ``on_change()`` after peers' inventory writes; see the module docstring."""
 
-    def __init__(self, dsn: str, on_change: Callable[[], Awaitable[None]]) -> None:
+    def __init__(self, dsn: str, on_change: Callable[[], Awaitable[None]], *,
+                 on_resync_request: Callable[[str], None] | None = None,
+                 on_resynced: Callable[[str, str], None] | None = None) -> None:
+        """``on_resync_request(request)``: a peer missed a lookup and asks the owners to
+        resync; ``on_resynced(request, node)``: ``node`` answered ``request``."""
         self._dsn = dsn
         self._on_change = on_change
+        self._on_resync_request = on_resync_request
+        self._on_resynced = on_resynced
         self._wake = asyncio.Event()
         self._lost = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -65,11 +71,21 @@ class ChangeListener:
         self._lost.clear()
         connection.add_termination_listener(lambda _conn: self._lost.set())
         await connection.add_listener(CHANNEL, self._notified)
+        await connection.add_listener(RESYNC_CHANNEL, self._asked)
         return connection
 
-    def _notified(self, *_args: Any) -> None:
+    def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        if payload.startswith(RESYNCED):
+            _word, request, node = [*payload.split(" ", 2), "", ""][:3]
+            if self._on_resynced is not None:
+                self._on_resynced(request, node)
+            return
         # A burst of notifications (a resync writing many VMs) becomes one re-read.
         self._wake.set()
+
+    def _asked(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        if self._on_resync_request is not None:
+            self._on_resync_request(payload)
 
     async def _keep_listening(self, connection: asyncpg.Connection) -> None:
         try:

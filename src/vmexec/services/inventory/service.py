@@ -55,7 +55,10 @@ class Inventory:
         engine = db.kw.get("bind")
         dsn = listen_dsn(engine) if engine is not None else None
         #: Peers' changes, heard on PostgreSQL; ``None`` on SQLite (a single node).
-        self._listener = ChangeListener(dsn, self._sync.refresh) if dsn else None
+        self._listener = ChangeListener(
+            dsn, self._sync.refresh, on_resync_request=self._sync.on_resync_request,
+            on_resynced=self._sync.on_resynced) if dsn else None
+        self._sync.peers_listen = self._listener is not None
         self._queries = QueryRunner()
         self._hosts = HostAdmin(self._store, self._sync, sources, self._queries)
         self._vms = VmLookups(self._store, self._sync, agents, self._queries)

@@ -30,8 +30,14 @@ from vmexec.services.inventory.records import HostRecord, VmRecord
 from vmexec.services.inventory.source import SeenVm
 from vmexec.zstack.inventories import VmState
 
-#: The PostgreSQL channel inventory changes are announced on.
+#: The PostgreSQL channel inventory changes are announced on (payload empty), and answers to
+#: resync requests (payload ``resynced REQUEST NODE``).
 CHANNEL = "vmexec_inventory"
+#: The channel a node that missed a lookup asks the owners of its peers' hosts to resync on
+#: (payload: the request's id).
+RESYNC_CHANNEL = "vmexec_inventory_resync"
+#: The start of an answer's payload on :data:`CHANNEL`.
+RESYNCED = "resynced"
 
 #: Columns set by API calls only, never by a resync.
 _API_COLUMNS = frozenset({"qga_enabled", "owner_account_uuid"})
@@ -146,6 +152,22 @@ class InventoryStore:
                 .values(owner_node=node, lease_expires=now + timedelta(seconds=lease))
                 .returning(HostRow.uuid))
             return set(owned.all())
+
+    async def peer_owners(self, node: str) -> set[str]:
+        """The other nodes that hold a live lease on a host now."""
+        async with self._db() as session:
+            owners = await session.scalars(
+                select(HostRow.owner_node).distinct()
+                .where(HostRow.owner_node.is_not(None), HostRow.owner_node != node,
+                       HostRow.lease_expires >= utcnow()))
+            return {owner for owner in owners if owner is not None}
+
+    async def notify(self, channel: str, payload: str) -> None:
+        """Send one notification (PostgreSQL only: nobody listens on SQLite)."""
+        async with self._db() as session, session.begin():
+            if is_postgresql(session):
+                await session.execute(text("SELECT pg_notify(:channel, :payload)"),
+                                      {"channel": channel, "payload": payload})
 
     async def release_hosts(self, node: str) -> None:
         """End ``node``'s leases (it shuts down): a peer takes its hosts at its next claim."""
