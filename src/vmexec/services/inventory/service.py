@@ -112,7 +112,7 @@ class Inventory:
 
     def owned_host_count(self) -> int:
         """How many hosts this node owns (lists and watches) now."""
-        return len(self._sync.owned)
+        return self._sync.owned_count()
 
     def libvirt_connections(self) -> int:
         """How many libvirt hosts this node has its shared connection open to now (event

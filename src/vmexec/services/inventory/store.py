@@ -39,6 +39,8 @@ RESYNC_CHANNEL = "vmexec_inventory_resync"
 #: The start of an answer's payload on :data:`CHANNEL`.
 RESYNCED = "resynced"
 
+#: Reads a load makes at most while this node's own writes keep landing.
+_READ_ATTEMPTS = 5
 #: Columns set by API calls only, never by a resync.
 _API_COLUMNS = frozenset({"qga_enabled", "owner_account_uuid"})
 #: Columns a resync never overwrites in an existing row: the API's, and the first-seen date
@@ -63,6 +65,8 @@ class InventoryStore:
         self.vms: dict[str, VmRecord] = {}
         self._load_lock = asyncio.Lock()
         self._loads = 0
+        #: Bumped by every write of this node to memory (after its commit).
+        self._writes = 0
 
     async def load(self) -> None:
         """Read both tables into memory (the view of this node). Loads are serialised, and a
@@ -75,12 +79,20 @@ class InventoryStore:
             if self._loads >= first_after + 2:
                 return  # a load that started after this call was made has finished
             self._loads += 1
-            async with self._db() as session:
-                hosts = (await session.scalars(select(HostRow))).all()
-                vms = (await session.scalars(select(VmRow))).all()
-            self.hosts = {row.uuid: HostRecord.of(row) for row in hosts}
-            self.vms = {row.uuid: VmRecord.of(row) for row in vms}
-            self._loads += 1
+            try:
+                for _attempt in range(_READ_ATTEMPTS):
+                    writes = self._writes
+                    async with self._db() as session:
+                        hosts = (await session.scalars(select(HostRow))).all()
+                        vms = (await session.scalars(select(VmRow))).all()
+                    # A write of this node that reached memory while this read ran may not be
+                    # in what was read (read before its commit): read again, it is now.
+                    if self._writes == writes:
+                        break
+                self.hosts = {row.uuid: HostRecord.of(row) for row in hosts}
+                self.vms = {row.uuid: VmRecord.of(row) for row in vms}
+            finally:
+                self._loads += 1
 
     def vms_of(self, host_uuid: str) -> list[VmRecord]:
         return [vm for vm in self.vms.values() if vm.host_uuid == host_uuid]
@@ -103,6 +115,7 @@ class InventoryStore:
                 raise await self._existing(session, host)
             await announce(session)
         self.hosts[host.uuid] = host
+        self._writes += 1
 
     async def find_host_conflict(self, uri: str, uuid: str | None) -> HostExists | None:
         """Why adding a host of ``uri`` (and ``uuid``) would fail, reading the database: a
@@ -135,6 +148,7 @@ class InventoryStore:
         for vm in gone:
             del self.vms[vm.uuid]
         self.hosts.pop(host_uuid, None)
+        self._writes += 1
         return gone
 
     # --- host leases -------------------------------------------------------------------------
@@ -187,6 +201,7 @@ class InventoryStore:
                                   .values(status=status, last_op_date=now))
             await announce(session)
         host.status, host.last_op_date = status, now
+        self._writes += 1
 
     async def set_qga(self, vm_uuid: str, enable: bool) -> None:
         async with self._db() as session, session.begin():
@@ -196,6 +211,7 @@ class InventoryStore:
         vm = self.vms.get(vm_uuid)
         if vm is not None:
             vm.qga_enabled = enable
+        self._writes += 1
 
     async def set_owner(self, vm_uuid: str, owner_account_uuid: str | None) -> None:
         async with self._db() as session, session.begin():
@@ -205,6 +221,7 @@ class InventoryStore:
         vm = self.vms.get(vm_uuid)
         if vm is not None:
             vm.owner_account_uuid = owner_account_uuid
+        self._writes += 1
 
     async def disown(self, account_uuid: str) -> None:
         """Give every VM of ``account_uuid`` back to the ``admin`` account."""
@@ -215,6 +232,7 @@ class InventoryStore:
         for vm in self.vms.values():
             if vm.owner_account_uuid == account_uuid:
                 vm.owner_account_uuid = None
+        self._writes += 1
 
     async def mark_unknown(self, host_uuid: str) -> None:
         """The host cannot be reached: its VMs are in an unknown state (as ZStack has it)."""
@@ -229,6 +247,7 @@ class InventoryStore:
             await announce(session)
         for vm in stale:
             vm.state, vm.last_op_date = VmState.UNKNOWN, now
+        self._writes += 1
 
     async def reconcile(self, host_uuid: str, seen: Sequence[SeenVm], *,
                         complete: bool) -> list[VmRecord]:
@@ -290,6 +309,7 @@ class InventoryStore:
             await announce(session)
         for row in stored:
             self.vms[row.uuid] = VmRecord.of(row)
+        self._writes += 1
         return [vm for uuid in gone if (vm := self.vms.pop(uuid, None)) is not None]
 
     async def remove_vms(self, host_uuid: str, uuids: Iterable[str]) -> list[VmRecord]:
@@ -301,4 +321,5 @@ class InventoryStore:
             await session.execute(delete(VmRow).where(VmRow.uuid.in_(gone),
                                                       VmRow.host_uuid == host_uuid))
             await announce(session)
+        self._writes += 1
         return [vm for uuid in gone if (vm := self.vms.pop(uuid, None)) is not None]

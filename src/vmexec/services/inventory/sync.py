@@ -91,6 +91,8 @@ class Sync:
         #: Whether peers hear resync requests (PostgreSQL with a listener; never on SQLite).
         self.peers_listen = False
         self._waiting: dict[str, tuple[set[str], asyncio.Event]] = {}
+        #: Hosts being added by this node: their source is open before their row exists.
+        self._adopting: set[str] = set()
         self._asking: tuple[float, asyncio.Task[None]] | None = None
         self._sources: dict[str, HostSource] = {}
         self._watchers: dict[str, Watcher] = {}
@@ -162,14 +164,17 @@ class Sync:
     # --- host leases -------------------------------------------------------------------------
 
     def owns(self, host_uuid: str) -> bool:
-        """Whether this node lists and watches the host now."""
-        if time.monotonic() >= self._owned_until:
-            self.owned = set()  # not renewed in time: a peer may hold the hosts by now
-        return host_uuid in self.owned
+        """Whether this node lists and watches the host now: it did at the last claim, and
+        that claim's lease has not run out (not renewed in time: a peer may hold it now)."""
+        return host_uuid in self.owned and time.monotonic() < self._owned_until
+
+    def owned_count(self) -> int:
+        return len(self.owned) if time.monotonic() < self._owned_until else 0
 
     def take(self, host_uuid: str) -> None:
         """This node inserted the host with its own lease (AddKVMHost)."""
         self.owned.add(host_uuid)
+        self._adopting.discard(host_uuid)
 
     async def _claim(self) -> set[str]:
         """Renew and take leases; returns the hosts this node gained."""
@@ -222,10 +227,12 @@ class Sync:
     def adopt(self, host_uuid: str, source: HostSource) -> None:
         """Use ``source`` (already open and probed) for the host ``host_uuid``."""
         self._sources[host_uuid] = source
+        self._adopting.add(host_uuid)
 
     def abandon(self, host_uuid: str) -> None:
         """Undo :meth:`adopt` (the host could not be stored); the caller closes the source."""
         self._sources.pop(host_uuid, None)
+        self._adopting.discard(host_uuid)
 
     def target(self, vm: VmRecord) -> AgentTarget:
         """Where the agent of ``vm`` is reached."""
@@ -303,7 +310,7 @@ class Sync:
 
     def on_resync_request(self, request: str) -> None:
         """A peer missed a lookup: resync the hosts this node owns, then answer."""
-        if not self.owned or request in self._waiting:
+        if not self.owned_count() or request in self._waiting:
             return  # nothing to resync, or this node's own request
         task = asyncio.create_task(self._answer(request), name="inventory-resync-request")
         self._tasks.add(task)
@@ -331,7 +338,8 @@ class Sync:
         """Re-read the inventory from the database (peers' changes), and let go of what this
         node held for hosts deleted meanwhile (on any node)."""
         await self._store.load()
-        for host_uuid in [u for u in self._sources if u not in self._store.hosts]:
+        for host_uuid in [u for u in self._sources
+                          if u not in self._store.hosts and u not in self._adopting]:
             watcher = self._watchers.pop(host_uuid, None)
             if watcher is not None:
                 await watcher.aclose()
@@ -404,6 +412,8 @@ class Sync:
 
     def _on_change(self, host_uuid: str, vm_uuid: str, what: str) -> None:
         log.debug("VM %s on host %s: %s", vm_uuid, host_uuid, what)
+        if not self.owns(host_uuid):
+            return  # its lease ran out unrenewed: the host's writes are a peer's now
         task = asyncio.create_task(self._refresh_vm(host_uuid, vm_uuid))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
