@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from vmexec.agent.directory import AgentDirectory
 from vmexec.services.inventory.hosts import HostAdmin
 from vmexec.services.inventory.listener import ChangeListener, listen_dsn
+from vmexec.services.inventory.peers import PeerResyncs
 from vmexec.services.inventory.source import SourceFactory
 from vmexec.services.inventory.store import InventoryStore
 from vmexec.services.inventory.sync import (
@@ -55,10 +56,14 @@ class Inventory:
         engine = db.kw.get("bind")
         dsn = listen_dsn(engine) if engine is not None else None
         #: Peers' changes, heard on PostgreSQL; ``None`` on SQLite (a single node).
-        self._listener = ChangeListener(
-            dsn, self._sync.refresh, on_resync_request=self._sync.on_resync_request,
-            on_resynced=self._sync.on_resynced) if dsn else None
-        self._sync.peers_listen = self._listener is not None
+        self._listener: ChangeListener | None = None
+        if dsn:
+            peers = self._sync.peers = PeerResyncs(
+                self._store, self._sync.node_id, resync_after=self._sync.sync_after,
+                refresh=self._sync.refresh, owns_hosts=lambda: self._sync.owned_count() > 0)
+            self._listener = ChangeListener(dsn, self._sync.refresh,
+                                            on_resync_request=peers.on_request,
+                                            on_resynced=peers.on_answer)
         self._queries = QueryRunner()
         self._hosts = HostAdmin(self._store, self._sync, sources, self._queries)
         self._vms = VmLookups(self._store, self._sync, agents, self._queries)

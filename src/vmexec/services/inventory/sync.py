@@ -27,6 +27,7 @@ from typing import Any
 from vmexec.agent.directory import AgentDirectory
 from vmexec.agent.targets import AgentTarget
 from vmexec.services.errors import InvalidValue
+from vmexec.services.inventory.peers import PeerResyncs
 from vmexec.services.inventory.records import HostRecord, VmRecord
 from vmexec.services.inventory.source import (
     HostSource,
@@ -37,7 +38,7 @@ from vmexec.services.inventory.source import (
     UnusableSource,
     Watcher,
 )
-from vmexec.services.inventory.store import CHANNEL, RESYNC_CHANNEL, RESYNCED, InventoryStore
+from vmexec.services.inventory.store import InventoryStore
 from vmexec.zstack.inventories import HostStatus
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,6 @@ DEFAULT_RESYNC_INTERVAL = 10.0
 #: Seconds a host may take to list its VMs (or subscribe to events) before it counts as
 #: unreachable.
 LIST_TIMEOUT = 15.0
-#: Seconds a lookup that missed waits for the owners of peers' hosts to resync them.
-PEER_RESYNC_TIMEOUT = 5.0
 #: Seconds a server stopping waits for a host's event subscription to close.
 CLOSE_TIMEOUT = 5.0
 #: Seconds a node owns a host without renewing its lease.
@@ -88,12 +87,10 @@ class Sync:
         self._lease_task: asyncio.Task[None] | None = None
         #: Listings of hosts this node made (its share of the resync work), for metrics.
         self.listings = 0
-        #: Whether peers hear resync requests (PostgreSQL with a listener; never on SQLite).
-        self.peers_listen = False
-        self._waiting: dict[str, tuple[set[str], asyncio.Event]] = {}
+        #: The peers that resync for this node's misses (PostgreSQL; ``None`` on SQLite).
+        self.peers: PeerResyncs | None = None
         #: Hosts being added by this node: their source is open before their row exists.
         self._adopting: set[str] = set()
-        self._asking: tuple[float, asyncio.Task[None]] | None = None
         self._sources: dict[str, HostSource] = {}
         self._watchers: dict[str, Watcher] = {}
         self._host_locks: dict[str, asyncio.Lock] = {}
@@ -125,6 +122,8 @@ class Sync:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._resync_task = self._lease_task = None
+        if self.peers is not None:
+            await self.peers.aclose()
         if self.owned:
             try:
                 await self._store.release_hosts(self.node_id)
@@ -277,62 +276,10 @@ class Sync:
         """A lookup missed: resync this node's hosts and have the owners of the others resync
         theirs (a VM defined a moment ago, on a host without events or before its event), then
         re-read; coalesced as :meth:`sync_after` is."""
-        asking = self._ask_peers(moment) if self.peers_listen else None
+        asking = self.peers.ask(moment) if self.peers is not None else None
         await self.sync_after(moment)
         if asking is not None:
             await asking
-
-    def _ask_peers(self, moment: float) -> asyncio.Task[None]:
-        if self._asking is not None and self._asking[0] >= moment and not self._asking[1].done():
-            return self._asking[1]  # asked after the caller's moment: its answer will do
-        task = asyncio.create_task(self._ask_peers_now(), name="inventory-ask-peers")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        self._asking = (time.monotonic(), task)
-        return task
-
-    async def _ask_peers_now(self) -> None:
-        peers = await self._store.peer_owners(self.node_id)
-        if not peers:
-            return
-        request = uuid.uuid4().hex
-        answered = asyncio.Event()
-        self._waiting[request] = (set(peers), answered)
-        try:
-            await self._store.notify(RESYNC_CHANNEL, request)
-            await asyncio.wait_for(answered.wait(), PEER_RESYNC_TIMEOUT)
-        except TimeoutError:
-            log.info("peers %s did not resync within %g s; reading what they wrote so far",
-                     sorted(self._waiting[request][0]), PEER_RESYNC_TIMEOUT)
-        finally:
-            self._waiting.pop(request, None)
-        await self.refresh()
-
-    def on_resync_request(self, request: str) -> None:
-        """A peer missed a lookup: resync the hosts this node owns, then answer."""
-        if not self.owned_count() or request in self._waiting:
-            return  # nothing to resync, or this node's own request
-        task = asyncio.create_task(self._answer(request), name="inventory-resync-request")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _answer(self, request: str) -> None:
-        try:
-            await self.sync_after(time.monotonic())
-            await self._store.notify(CHANNEL, f"{RESYNCED} {request} {self.node_id}")
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # the asking peer reads what is there after its timeout
-            log.warning("could not resync for a peer's request", exc_info=True)
-
-    def on_resynced(self, request: str, node: str) -> None:
-        waiting = self._waiting.get(request)
-        if waiting is None:
-            return
-        pending, answered = waiting
-        pending.discard(node)
-        if not pending:
-            answered.set()
 
     async def refresh(self) -> None:
         """Re-read the inventory from the database (peers' changes), and let go of what this
