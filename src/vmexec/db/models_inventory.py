@@ -2,7 +2,9 @@
 
 The hypervisor is the source of truth for what VMs exist and their state; these rows keep what
 it does not know: when vmexec first saw a VM (``createDate``), when its state last changed
-(``lastOpDate``), and the per-VM guest-agent switch (``SetVmQga``).
+(``lastOpDate``), and the per-VM guest-agent switch (``SetVmQga``). Several nodes on one
+database share them; a host's row also says which node owns it (lists and watches it) until
+when.
 """
 
 from __future__ import annotations
