@@ -170,3 +170,10 @@ def test_a_socket_directory_host_is_shared_by_the_nodes(
     assert other.metric("vmexec_host_listings") == 0
     for node in (b, c):
         assert "Traceback" not in node.output(), node.output()[-3000:]
+        assert f"shared with the other nodes on this database as node {node.node_id}" in (
+            node.output())
+
+
+def test_a_node_on_sqlite_says_it_is_the_only_one(nodes: StartNode, tmp_path: Path) -> None:
+    node = nodes(f"sqlite:///{tmp_path / 'one.db'}", "alone")
+    assert "inventory on SQLite: this server is the only node" in node.output()
