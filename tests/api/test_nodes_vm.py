@@ -13,8 +13,10 @@ from __future__ import annotations
 import json
 import subprocess
 import uuid
+from pathlib import Path
 
 import pytest
+from fixtures.netns import ssh_namespace
 from fixtures.nodes import Node, StartNode
 
 from api.test_nodes import HOSTS, LEASE, PEER_DELAY, vm_named, wait_for
@@ -92,3 +94,23 @@ def test_a_qemu_ssh_host_is_owned_by_one_node_and_used_by_all(
     wait_for("node-b watches the host", lambda: b.ssh_children() >= 1, 10)
     assert exec_hostname(b, vm) == f"{lab_vm}\n"
     assert "Traceback" not in b.output(), b.output()[-3000:]
+
+
+def test_a_node_stops_although_its_host_vanished_from_the_network(
+        nodes: StartNode, postgres_url: str, tmp_path: Path) -> None:
+    # The host's link goes away under open qemu+ssh sessions (half-open TCP): unsubscribing
+    # from its events and closing its connection would wait for libvirt's keepalive; a
+    # stopping server did not finish within 30 s and was killed.
+    (tmp_path / "ssh").mkdir()
+    with ssh_namespace(tmp_path / "ssh") as uri:
+        node = nodes(postgres_url, "node-a", host_uri_parameters=json.dumps(["keyfile"]))
+        node.login()
+        with node.client() as client:
+            added = client.post(f"{HOSTS}/kvm", json={"params": {
+                "name": "vanishing", "libvirtUri": uri}})
+        assert added.status_code == 200, added.text
+        wait_for("the owner's connections", lambda: node.ssh_children() >= 1, 10)
+        link = "vmxh" + uri.split("@10.200.")[1].split(".")[0]
+        subprocess.run(["ip", "link", "del", link], check=True, capture_output=True, timeout=30)
+        node.stop()
+    assert "Application shutdown complete" in node.output(), node.output()[-2000:]

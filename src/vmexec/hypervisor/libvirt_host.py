@@ -26,6 +26,8 @@ T = TypeVar("T")
 
 #: Threads shared by every host: bounds how many blocking libvirt calls run at once.
 DEFAULT_POOL_SIZE = 32
+#: Seconds closing the connections may take when the server stops.
+CLOSE_TIMEOUT = 5.0
 
 
 def _silence_libvirt_stderr() -> None:
@@ -213,7 +215,19 @@ class LibvirtHosts:
         return closed
 
     def close(self) -> None:
-        for host in self._hosts.values():
-            host.close()
+        """Close every connection, waiting at most :data:`CLOSE_TIMEOUT` for them: closing
+        one to a host gone from the network (half-open TCP) waits for libvirt's keepalive to
+        give up, and a server stopping does not wait for that (the process ends anyway)."""
+        hosts = list(self._hosts.values())
         self._hosts.clear()
+
+        def close_all() -> None:
+            for host in hosts:
+                host.close()
+        closing = threading.Thread(target=close_all, name="libvirt-close", daemon=True)
+        closing.start()
+        closing.join(CLOSE_TIMEOUT)
+        if closing.is_alive():
+            log.warning("libvirt connections did not close within %g s; left to the process's "
+                        "end", CLOSE_TIMEOUT)
         self._pool.shutdown(wait=False, cancel_futures=True)
