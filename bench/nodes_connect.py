@@ -23,9 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from fixtures.netns import ssh_namespace  # noqa: E402
-from fixtures.nodes import Node, start_node  # noqa: E402
-from fixtures.postgres import PostgresServer, _bin_dir  # noqa: E402
+from fixtures.netns import ssh_namespace
+from fixtures.nodes import Node, start_node
+from fixtures.postgres import PostgresServer, _bin_dir
 
 EXEC = "/zstack/v1/vm-instances/commands/exec"
 IDLE = 1.0
