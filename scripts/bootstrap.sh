@@ -8,6 +8,7 @@ DEB_PACKAGES=(
   qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
   libvirt-dev pkg-config gcc python3-dev python3-venv
   busybox-static bash-static dash cpio xz-utils qemu-guest-agent curl openssh-server openssh-client
+  iproute2 netcat-openbsd  # network namespaces of the qemu+ssh tests; nc: libvirt's ssh proxy fallback
   postgresql
   python3.11-minimal libpython3.11-stdlib  # python3 in the lab guest image
   chromium fonts-dejavu-core  # the web console's browser tests (Playwright drives it)

@@ -6,4 +6,6 @@ pytest_plugins = [
     "fixtures.engine",
     "fixtures.postgres",
     "fixtures.remote",
+    "fixtures.nodes",
+    "fixtures.netns",
 ]

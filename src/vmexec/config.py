@@ -210,7 +210,8 @@ class Settings(BaseSettings):
     node_id: str = Field(
         default_factory=default_node_id, min_length=1, max_length=128,
         description="this node's name among the nodes sharing the database (the owner of the "
-                    "jobs it runs); default: host name, process id and a random suffix. Two "
+                    "jobs it runs and the hosts it watches); default: host name, process id "
+                    "and a random suffix. Two "
                     "live processes must never share one; a fixed one lets a restarted node "
                     "take back its own jobs at once instead of after their lease")
     job_lease: float = Field(
@@ -220,6 +221,14 @@ class Settings(BaseSettings):
     libvirt_uri: str = Field(default="qemu:///system",
                              description="the local libvirt, registered as a host at start "
                                          "(it must pass the host URI policy above)")
+    libvirt_idle_close: float = Field(
+        default=60.0, gt=0,
+        description="seconds a libvirt connection no call used stays open (a node connects "
+                    "to the hosts it does not own only to run commands on their VMs)")
+    host_lease: float = Field(
+        default=15.0, ge=1.0,
+        description="seconds a node owns a host (watches and resyncs it) without renewing; "
+                    "a peer takes the host over once this expired (the owner died)")
 
     @field_validator("db")
     @classmethod

@@ -53,7 +53,8 @@ __all__ = ["UnsafeStart", "configure_logging", "create_app", "preflight", "runni
 
 #: Builds the executor (tests pass a subclass that does not need a guest).
 ExecutorFactory = Callable[[AgentDirectory], Executor]
-#: Builds the inventory from ``db=, sources=, agents=, local_host_uri=`` keywords.
+#: Builds the inventory from ``db=, sources=, agents=, local_host_uri=, node_id=,
+#: host_lease=`` keywords.
 InventoryFactory = Callable[..., Inventory]
 
 
@@ -139,7 +140,9 @@ async def running_services(settings: Settings, *, executor: ExecutorFactory = Ex
         runner.file_retention = settings.guest_file_retention
         stack.push_async_callback(runner.aclose)
         vms = inventory(db=db, sources=HostSources(hosts, policy=uri_policy), agents=agents,
-                        local_host_uri=settings.libvirt_uri)
+                        local_host_uri=settings.libvirt_uri, node_id=settings.node_id,
+                        host_lease=settings.host_lease,
+                        connection_idle=settings.libvirt_idle_close)
         jobs = JobService(
             db, retention=timedelta(seconds=settings.job_retention), error_reply=error_reply,
             webhook=WebhookPolicy(

@@ -51,7 +51,7 @@ def test_the_api_on_postgresql(start_scripted, fake_guest: FakeGuest,
     assert psql(postgres_url, "SELECT count(*) FROM accounts") == [["1"]]
     assert psql(postgres_url, f"SELECT outcome, exit_code, stdout_bytes FROM executions "
                               f"WHERE uuid = '{job}'") == [["exited", "4", "6"]]
-    assert psql(postgres_url, "SELECT version_num FROM alembic_version")[0][0].startswith("000")
+    assert psql(postgres_url, "SELECT version_num FROM alembic_version")[0][0].startswith("00")
 
 
 def test_executions_on_postgresql(start_scripted, postgres_url: str) -> None:

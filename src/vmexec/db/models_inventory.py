@@ -2,7 +2,9 @@
 
 The hypervisor is the source of truth for what VMs exist and their state; these rows keep what
 it does not know: when vmexec first saw a VM (``createDate``), when its state last changed
-(``lastOpDate``), and the per-VM guest-agent switch (``SetVmQga``).
+(``lastOpDate``), and the per-VM guest-agent switch (``SetVmQga``). Several nodes on one
+database share them; a host's row also says which node owns it (lists and watches it) until
+when.
 """
 
 from __future__ import annotations
@@ -40,6 +42,11 @@ class HostRow(Base):
     status: Mapped[str] = mapped_column(String(32), default="Connecting")
     create_date: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     last_op_date: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    #: The node (``node_id``) that watches and resyncs the host while its lease runs; other
+    #: nodes only read the host's rows. Null: nobody (a node released it on shutdown).
+    owner_node: Mapped[str | None] = mapped_column(String(64))
+    #: When the owner's lease ends unless renewed; a peer takes an expired host over.
+    lease_expires: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class VmRow(Base):

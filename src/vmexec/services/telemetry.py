@@ -257,6 +257,14 @@ class Metrics:
               lambda: {(status,): n for status, n in inventory.host_counts().items()})
         c.add("gauge", "vmexec_vms", "VMs, by state", ("state",),
               lambda: {(state,): n for state, n in inventory.vm_counts().items()})
+        c.add("gauge", "vmexec_hosts_owned", "Hosts this node owns: it lists and watches them "
+              "(each host has one owner among the nodes on a database)", (),
+              lambda: {(): inventory.owned_host_count()})
+        c.add("gauge", "vmexec_libvirt_connections", "libvirt hosts this node has its shared "
+              "connection open to (closed after libvirt_idle_close unused)", (),
+              lambda: {(): inventory.libvirt_connections()})
+        c.add("counter", "vmexec_host_listings", "Listings of a host's VMs this node made "
+              "(resyncs of the hosts it owns)", (), lambda: {(): inventory.host_listings})
         c.add("gauge", "vmexec_jobs_running", "Async jobs of this process running now", (),
               lambda: {(): jobs.running})
         c.add("counter", "vmexec_login_failures", "Logins refused for a wrong name or "

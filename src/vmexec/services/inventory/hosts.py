@@ -49,7 +49,12 @@ class HostAdmin:
             log.info("local libvirt %s does not answer, not registered: %s", uri, exc.message)
             await source.aclose()
             return
-        await self._insert(source, name="localhost", uri=uri, management_ip="127.0.0.1")
+        try:
+            await self._insert(source, name="localhost", uri=uri, management_ip="127.0.0.1")
+        except HostExists:
+            # Another node on the same database registered it first: it is there, as wanted.
+            log.info("the local libvirt %s was registered by another node", uri)
+            return
         log.info("registered the local libvirt %s as a host", uri)
 
     async def add(self, *, name: str, uri: str, management_ip: str | None = None,
@@ -70,6 +75,11 @@ class HostAdmin:
             raise HostExists(f"a host with the URI {uri} is already added")
         if host_uuid is not None and normalize_uuid(host_uuid) in self._store.hosts:
             raise HostExists(f"a host with the UUID {host_uuid} exists")
+        # Another node may have added it a moment ago (before this node heard of it).
+        conflict = await self._store.find_host_conflict(
+            uri, normalize_uuid(host_uuid) if host_uuid else None)
+        if conflict is not None:
+            raise conflict
         source = self._open_source(uri)
         try:
             await self._probe(source)
@@ -99,6 +109,9 @@ class HostAdmin:
         """
         host = self._store.hosts.get(normalize_uuid(host_uuid))
         if host is None:
+            await self._sync.refresh()  # it may have been added on another node a moment ago
+            host = self._store.hosts.get(normalize_uuid(host_uuid))
+        if host is None:
             return
         gone = await self._sync.remove_host(host)
         log.info("deleted host %s (%s) and its %d VMs", host.name, host.uri, len(gone))
@@ -123,9 +136,12 @@ class HostAdmin:
             ssh_port=ssh_port, cluster_uuid=cluster_uuid)
         self._sync.adopt(host.uuid, source)
         try:
-            await self._store.add_host(host)
+            # The node that adds a host owns it first (it has just reached it).
+            await self._store.add_host(host, owner_node=self._sync.node_id,
+                                       lease=self._sync.lease)
         except BaseException:
             self._sync.abandon(host.uuid)
             await source.aclose()
             raise
+        self._sync.take(host.uuid)
         return host

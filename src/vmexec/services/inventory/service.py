@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from typing import Any, NamedTuple
 
@@ -9,13 +10,22 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vmexec.agent.directory import AgentDirectory
 from vmexec.services.inventory.hosts import HostAdmin
+from vmexec.services.inventory.listener import ChangeListener, listen_dsn
+from vmexec.services.inventory.peers import PeerResyncs
 from vmexec.services.inventory.source import SourceFactory
 from vmexec.services.inventory.store import InventoryStore
-from vmexec.services.inventory.sync import DEFAULT_RESYNC_INTERVAL, Sync
+from vmexec.services.inventory.sync import (
+    DEFAULT_CONNECTION_IDLE,
+    DEFAULT_HOST_LEASE,
+    DEFAULT_RESYNC_INTERVAL,
+    Sync,
+)
 from vmexec.services.inventory.visibility import Viewer
 from vmexec.services.inventory.vms import VmLookups, VmRef
 from vmexec.services.queries import QueryRunner
 from vmexec.zstack.query import Query
+
+log = logging.getLogger(__name__)
 
 
 class HostStatusView(NamedTuple):
@@ -36,10 +46,24 @@ class Inventory:
 
     def __init__(self, db: async_sessionmaker[AsyncSession], sources: SourceFactory,
                  agents: AgentDirectory, *, local_host_uri: str | None = None,
-                 resync_interval: float = DEFAULT_RESYNC_INTERVAL) -> None:
+                 resync_interval: float = DEFAULT_RESYNC_INTERVAL, node_id: str | None = None,
+                 host_lease: float = DEFAULT_HOST_LEASE,
+                 connection_idle: float = DEFAULT_CONNECTION_IDLE) -> None:
         self._local_host_uri = local_host_uri
         self._store = InventoryStore(db)
-        self._sync = Sync(self._store, sources, agents, interval=resync_interval)
+        self._sync = Sync(self._store, sources, agents, interval=resync_interval,
+                          node_id=node_id, lease=host_lease, connection_idle=connection_idle)
+        engine = db.kw.get("bind")
+        dsn = listen_dsn(engine) if engine is not None else None
+        #: Peers' changes, heard on PostgreSQL; ``None`` on SQLite (a single node).
+        self._listener: ChangeListener | None = None
+        if dsn:
+            peers = self._sync.peers = PeerResyncs(
+                self._store, self._sync.node_id, resync_after=self._sync.sync_after,
+                refresh=self._sync.refresh, owns_hosts=lambda: self._sync.owned_count() > 0)
+            self._listener = ChangeListener(dsn, self._sync.refresh,
+                                            on_resync_request=peers.on_request,
+                                            on_resynced=peers.on_answer)
         self._queries = QueryRunner()
         self._hosts = HostAdmin(self._store, self._sync, sources, self._queries)
         self._vms = VmLookups(self._store, self._sync, agents, self._queries)
@@ -52,13 +76,23 @@ class Inventory:
         Never fails for an unreachable host: it is marked Disconnected and retried.
         Raises what the database raises.
         """
+        if self._listener is not None:
+            # Listening before the first read: no change made after that read is missed.
+            await self._listener.start()
+            log.info("inventory shared with the other nodes on this database as node %s "
+                     "(changes heard through LISTEN/NOTIFY)", self._sync.node_id)
+        else:
+            log.info("inventory on SQLite: this server is the only node on its database file")
         await self._store.load()
         if not self._store.hosts and self._local_host_uri is not None:
             await self._hosts.register_local(self._local_host_uri)
         await self._sync.start()
 
     async def aclose(self) -> None:
-        """Stop keeping the inventory current; never raises."""
+        """Stop keeping the inventory current, hand this node's hosts to its peers; never
+        raises."""
+        if self._listener is not None:
+            await self._listener.aclose()
         await self._sync.aclose()
         self._queries.close()
 
@@ -75,6 +109,25 @@ class Inventory:
     def vm_counts(self) -> dict[str, int]:
         """VMs by state (``Running``, ``Stopped``, ``Unknown``, ...)."""
         return dict(Counter(vm.state for vm in self._store.vms.values()))
+
+    @property
+    def node_id(self) -> str:
+        """This node's name on the hosts it owns."""
+        return self._sync.node_id
+
+    def owned_host_count(self) -> int:
+        """How many hosts this node owns (lists and watches) now."""
+        return self._sync.owned_count()
+
+    def libvirt_connections(self) -> int:
+        """How many libvirt hosts this node has its shared connection open to now (event
+        subscriptions, one per owned libvirt host, come on top)."""
+        return self._sync.libvirt_connections()
+
+    @property
+    def host_listings(self) -> int:
+        """How many times this node listed a host's VMs (its share of the resyncs)."""
+        return self._sync.listings
 
     def host_statuses(self) -> list[HostStatusView]:
         """Every host's name and connection status, as last seen by the inventory."""

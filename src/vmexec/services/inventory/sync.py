@@ -7,6 +7,13 @@ is Disconnected and its VMs Unknown until it answers again.
 
 Changes of one host are serialised by a lock per host, so a resync, an event and a deletion of
 the same host never interleave their writes.
+
+Several nodes may share one database. Each host then has one owner: the node holding the lease
+on its row (:meth:`.InventoryStore.claim_hosts`, renewed every third of the lease). Only the
+owner lists the host, watches its events and writes its VMs; the other nodes re-read the
+database (when a peer announces a change, when a lookup misses, at every resync). A node whose
+owner died takes its hosts once their leases expire; a node shutting down releases its leases,
+so a peer takes them at its next renewal.
 """
 
 from __future__ import annotations
@@ -14,11 +21,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from typing import Any
 
 from vmexec.agent.directory import AgentDirectory
 from vmexec.agent.targets import AgentTarget
 from vmexec.services.errors import InvalidValue
+from vmexec.services.inventory.peers import PeerResyncs
 from vmexec.services.inventory.records import HostRecord, VmRecord
 from vmexec.services.inventory.source import (
     HostSource,
@@ -39,6 +48,12 @@ DEFAULT_RESYNC_INTERVAL = 10.0
 #: Seconds a host may take to list its VMs (or subscribe to events) before it counts as
 #: unreachable.
 LIST_TIMEOUT = 15.0
+#: Seconds a server stopping waits for a host's event subscription to close.
+CLOSE_TIMEOUT = 5.0
+#: Seconds a node owns a host without renewing its lease.
+DEFAULT_HOST_LEASE = 15.0
+#: Seconds an unused libvirt connection stays open.
+DEFAULT_CONNECTION_IDLE = 60.0
 
 
 def _consume_exception(future: asyncio.Future[Any]) -> None:
@@ -55,11 +70,27 @@ class Sync:
     """
 
     def __init__(self, store: InventoryStore, sources: SourceFactory, agents: AgentDirectory,
-                 *, interval: float = DEFAULT_RESYNC_INTERVAL) -> None:
+                 *, interval: float = DEFAULT_RESYNC_INTERVAL, node_id: str | None = None,
+                 lease: float = DEFAULT_HOST_LEASE,
+                 connection_idle: float = DEFAULT_CONNECTION_IDLE) -> None:
         self._store = store
         self._open_source = sources
         self._agents = agents
         self._interval = interval
+        #: This node's name on the host rows it owns.
+        self.node_id = node_id or uuid.uuid4().hex
+        self.lease = lease
+        self._connection_idle = connection_idle
+        #: The hosts this node owns (lists, watches, writes), as of the last claim.
+        self.owned: set[str] = set()
+        self._owned_until = float("-inf")
+        self._lease_task: asyncio.Task[None] | None = None
+        #: Listings of hosts this node made (its share of the resync work), for metrics.
+        self.listings = 0
+        #: The peers that resync for this node's misses (PostgreSQL; ``None`` on SQLite).
+        self.peers: PeerResyncs | None = None
+        #: Hosts being added by this node: their source is open before their row exists.
+        self._adopting: set[str] = set()
         self._sources: dict[str, HostSource] = {}
         self._watchers: dict[str, Watcher] = {}
         self._host_locks: dict[str, asyncio.Lock] = {}
@@ -72,23 +103,43 @@ class Sync:
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Sync every host, watch their events, and resync every ``interval`` from now on."""
+        """Claim the hosts nobody owns, sync them, watch their events, and from now on renew
+        the leases and resync every ``interval``."""
+        await self._claim()
         await self.sync()
         await self.watch_all()
         self._resync_task = asyncio.create_task(self._keep_current(), name="inventory-resync")
+        self._lease_task = asyncio.create_task(self._keep_leases(), name="inventory-leases")
 
     async def aclose(self) -> None:
-        """Stop keeping the inventory current and close the sources; never raises."""
+        """Stop keeping the inventory current, release this node's hosts to its peers and
+        close the sources; never raises."""
         tasks: list[asyncio.Future[Any]] = [
             *self._tasks, *self._pending_lists.values(),
-            *([self._resync_task] if self._resync_task else [])]
+            *([self._resync_task] if self._resync_task else []),
+            *([self._lease_task] if self._lease_task else [])]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._resync_task = None
+        self._resync_task = self._lease_task = None
+        if self.peers is not None:
+            await self.peers.aclose()
+        if self.owned:
+            try:
+                await self._store.release_hosts(self.node_id)
+            except Exception:  # the database is gone: peers take over when the leases expire
+                log.warning("could not release this node's hosts; peers take them over when "
+                            "their leases expire", exc_info=True)
+            self.owned = set()
         watchers, self._watchers = list(self._watchers.values()), {}
         for watcher in watchers:
-            await watcher.aclose()
+            # A host gone from the network (no RST, no keepalive answer yet) would hold the
+            # unsubscription until TCP gives up; a server stopping does not wait for that.
+            try:
+                await asyncio.wait_for(watcher.aclose(), CLOSE_TIMEOUT)
+            except TimeoutError:
+                log.warning("the event subscription of a host did not close within %g s; "
+                            "left to die with the process", CLOSE_TIMEOUT)
         sources, self._sources = list(self._sources.values()), {}
         for source in sources:
             await source.aclose()
@@ -99,10 +150,63 @@ class Sync:
             try:
                 await self.sync()
                 await self.watch_all()
+                # Connections made to run commands on VMs of hosts other nodes own.
+                await self._agents.hosts.close_idle(self._connection_idle)
             except asyncio.CancelledError:
                 raise
             except Exception:  # a bug here must not end the resync for good
                 log.exception("inventory resync failed")
+
+    def libvirt_connections(self) -> int:
+        return self._agents.hosts.connections()
+
+    # --- host leases -------------------------------------------------------------------------
+
+    def owns(self, host_uuid: str) -> bool:
+        """Whether this node lists and watches the host now: it did at the last claim, and
+        that claim's lease has not run out (not renewed in time: a peer may hold it now)."""
+        return host_uuid in self.owned and time.monotonic() < self._owned_until
+
+    def owned_count(self) -> int:
+        return len(self.owned) if time.monotonic() < self._owned_until else 0
+
+    def take(self, host_uuid: str) -> None:
+        """This node inserted the host with its own lease (AddKVMHost)."""
+        self.owned.add(host_uuid)
+        self._adopting.discard(host_uuid)
+
+    async def _claim(self) -> set[str]:
+        """Renew and take leases; returns the hosts this node gained."""
+        started = time.monotonic()
+        owned = await self._store.claim_hosts(self.node_id, self.lease)
+        self._owned_until = started + self.lease
+        gained, lost = owned - self.owned, self.owned - owned
+        self.owned = owned
+        for host_uuid in lost:
+            log.info("host %s is owned by another node now", host_uuid)
+            watcher = self._watchers.pop(host_uuid, None)
+            if watcher is not None:
+                await watcher.aclose()
+        if gained:
+            log.info("node %s owns %d more hosts (%d in all)", self.node_id, len(gained),
+                     len(owned))
+        return gained
+
+    async def _keep_leases(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            try:
+                gained = await self._claim()
+                if gained:
+                    await self._store.load()  # the previous owner's last writes
+                    hosts = [h for u in gained if (h := self._store.hosts.get(u)) is not None]
+                    await asyncio.gather(*(self.sync_host(h) for h in hosts))
+                    for host in hosts:
+                        await self.watch(host)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the database is away: owns() lets the hosts go in time
+                log.warning("could not renew this node's host leases", exc_info=True)
 
     # --- sources -----------------------------------------------------------------------------
 
@@ -122,10 +226,12 @@ class Sync:
     def adopt(self, host_uuid: str, source: HostSource) -> None:
         """Use ``source`` (already open and probed) for the host ``host_uuid``."""
         self._sources[host_uuid] = source
+        self._adopting.add(host_uuid)
 
     def abandon(self, host_uuid: str) -> None:
         """Undo :meth:`adopt` (the host could not be stored); the caller closes the source."""
         self._sources.pop(host_uuid, None)
+        self._adopting.discard(host_uuid)
 
     def target(self, vm: VmRecord) -> AgentTarget:
         """Where the agent of ``vm`` is reached."""
@@ -161,7 +267,32 @@ class Sync:
             if self._last_sync_start >= moment:
                 return
             self._last_sync_start = time.monotonic()
-            await asyncio.gather(*(self.sync_host(h) for h in list(self._store.hosts.values())))
+            # Peers' hosts as they wrote them, then this node's own, listed.
+            await self.refresh()
+            await asyncio.gather(*(self.sync_host(h) for h in list(self._store.hosts.values())
+                                   if self.owns(h.uuid)))
+
+    async def sync_on_miss(self, moment: float) -> None:
+        """A lookup missed: resync this node's hosts and have the owners of the others resync
+        theirs (a VM defined a moment ago, on a host without events or before its event), then
+        re-read; coalesced as :meth:`sync_after` is."""
+        asking = self.peers.ask(moment) if self.peers is not None else None
+        await self.sync_after(moment)
+        if asking is not None:
+            await asking
+
+    async def refresh(self) -> None:
+        """Re-read the inventory from the database (peers' changes), and let go of what this
+        node held for hosts deleted meanwhile (on any node)."""
+        await self._store.load()
+        for host_uuid in [u for u in self._sources
+                          if u not in self._store.hosts and u not in self._adopting]:
+            watcher = self._watchers.pop(host_uuid, None)
+            if watcher is not None:
+                await watcher.aclose()
+            self._pending_lists.pop(host_uuid, None)
+            self.owned.discard(host_uuid)
+            await self._sources.pop(host_uuid).aclose()
 
     async def sync_host(self, host: HostRecord) -> None:
         """Bring the host's status and VMs in line with what its source lists now."""
@@ -169,6 +300,7 @@ class Sync:
             if host.uuid not in self._store.hosts:
                 return  # deleted meanwhile
             source = self.source(host)
+            self.listings += 1
             try:
                 seen = await asyncio.wait_for(asyncio.shield(self._listing(host, source)),
                                               LIST_TIMEOUT)
@@ -197,7 +329,8 @@ class Sync:
     async def watch_all(self) -> None:
         """Make sure every host has a live event subscription (a dead one is replaced)."""
         for host in list(self._store.hosts.values()):
-            await self.watch(host)
+            if self.owns(host.uuid):
+                await self.watch(host)
 
     async def watch(self, host: HostRecord) -> None:
         """Make sure ``host`` has a live event subscription; a host that refuses is retried at
@@ -226,6 +359,8 @@ class Sync:
 
     def _on_change(self, host_uuid: str, vm_uuid: str, what: str) -> None:
         log.debug("VM %s on host %s: %s", vm_uuid, host_uuid, what)
+        if not self.owns(host_uuid):
+            return  # its lease ran out unrenewed: the host's writes are a peer's now
         task = asyncio.create_task(self._refresh_vm(host_uuid, vm_uuid))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

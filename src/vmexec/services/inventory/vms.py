@@ -71,7 +71,7 @@ class VmLookups:
         key = normalize_uuid(vm_uuid)
         vm = self._visible(self._store.vms.get(key), visible_to)
         if vm is None:
-            await self._sync.sync_after(time.monotonic())
+            await self._sync.sync_on_miss(time.monotonic())
             vm = self._visible(self._store.vms.get(key), visible_to)
         if vm is None:
             raise VmNotFound(vm_uuid)
@@ -117,7 +117,7 @@ class VmLookups:
         result = await self._queries.evaluate(query, self._values(visible_to))
         if query.conditions and not result.matched:
             # Nothing matched: the VM may have been defined a moment ago.
-            await self._sync.sync_after(moment)
+            await self._sync.sync_on_miss(moment)
             result = await self._queries.evaluate(query, self._values(visible_to))
         return query_reply(query, result, VM_INSTANCE_INVENTORY)
 
