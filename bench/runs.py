@@ -18,7 +18,7 @@ from .baselines import COMMAND, EXPECTED
 
 RUNS_PATH = "/zstack/v1/vm-instances/commands/runs"
 #: Seconds between polls of a run's job.
-POLL = 0.02
+POLL = 0.1
 
 
 async def start(client: httpx.AsyncClient, vm_uuids: list[str], *, max_concurrency: int,

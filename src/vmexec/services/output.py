@@ -45,6 +45,11 @@ FLUSH_BYTES = 256 * 1024
 POLL_SECONDS = 0.5
 
 
+#: The streams, iterated once: iterating an Enum class is slow, and a run over thousands of
+#: targets makes a recorder for each.
+_STREAMS = tuple(StreamName)
+
+
 @dataclass(frozen=True, slots=True)
 class Chunk:
     """Output of one stream at ``offset`` in the execution's combined output."""
@@ -111,10 +116,10 @@ class OutputRecorder:
         self._db = db
         self._cap = cap
         self._seq = 0
-        self.stored: dict[StreamName, int] = dict.fromkeys(StreamName, 0)
+        self.stored: dict[StreamName, int] = dict.fromkeys(_STREAMS, 0)
         #: Bytes seen per stream, stored or not.
-        self.seen: dict[StreamName, int] = dict.fromkeys(StreamName, 0)
-        self.dropped: dict[StreamName, bool] = dict.fromkeys(StreamName, False)
+        self.seen: dict[StreamName, int] = dict.fromkeys(_STREAMS, 0)
+        self.dropped: dict[StreamName, bool] = dict.fromkeys(_STREAMS, False)
         self._pending: list[dict[str, Any]] = []
         self._pending_bytes = 0
         self._timer: asyncio.TimerHandle | None = None
