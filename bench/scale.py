@@ -101,6 +101,12 @@ async def _run_once(client: httpx.AsyncClient, uuids: list[str], commands: int,
     return seconds, [seconds * 1000]
 
 
+async def _direct(meter: _Meter, phase: Phase, one: RunOne, count: int) -> None:
+    """A client in the bench process: warmed (one command per agent), then ``count``."""
+    await meter.warm(one)
+    await meter.measure(phase, one, 0, count)
+
+
 async def measure(server: ApiServer, agents: int, per_agent: int, nice: int) -> ScaleRow:
     commands = agents * per_agent
     row = ScaleRow(agents, commands)
@@ -114,14 +120,12 @@ async def measure(server: ApiServer, agents: int, per_agent: int, nice: int) -> 
         meter = _Meter(config, server.pid, [p.pid for p in bare.processes])
         raw = _RawClients(sockets)
         try:
-            await meter.warm(_tolerant(raw.one, row, "raw"))
-            await meter.measure(row.raw, _tolerant(raw.one, row, "raw"), 0, half)
+            await _direct(meter, row.raw, _tolerant(raw.one, row, "raw"), half)
         finally:
             await raw.release()
         engine = _Engine(sockets)
         try:
-            await meter.warm(_tolerant(engine.one, row, "engine"))
-            await meter.measure(row.engine, _tolerant(engine.one, row, "engine"), 0, commands)
+            await _direct(meter, row.engine, _tolerant(engine.one, row, "engine"), commands)
         finally:
             await engine.release()
         row.before_kib = server.memory().rss_kib
