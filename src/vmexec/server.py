@@ -159,7 +159,8 @@ async def running_services(settings: Settings, *, executor: ExecutorFactory = Ex
         stack.push_async_callback(audit.aclose)
         services = Services(settings=settings, db=db, inventory=vms, jobs=jobs, auth=auth,
                             executions=executions, runs=runs,
-                            accounts=AccountService(db, auth.passwords),
+                            accounts=AccountService(db, auth.passwords,
+                                                     sessions=auth.sessions),
                             access_keys=AccessKeyService(db, secret_box(settings)),
                             metrics=metrics, audit=audit)
         await auth.ensure_admin(settings.admin_password.get_secret_value())
