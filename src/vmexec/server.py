@@ -171,7 +171,7 @@ async def running_services(settings: Settings, *, executor: ExecutorFactory = Ex
         # Runs' queued target writes are committed after the jobs stopped.
         stack.push_async_callback(runs.aclose)
         stack.push_async_callback(jobs.aclose)
-        jobs.register(EXEC_API, executions.resume)
+        jobs.register(EXEC_API, executions.resume, executions.job_reply)
         jobs.register(RUN_API, runs.resume)
         resumed = await jobs.resume_unfinished()
         if resumed:

@@ -4,8 +4,12 @@ A single ExecuteGuestVmCommand is a job and an execution with the same UUID:
 :meth:`ExecutionService.submit` resolves the VM, records the job and the execution in one
 transaction, and runs the command in the background; the job's reply (ZStack's wire JSON, so a
 poll after a restart answers the same) is stored with the execution record's end and the last
-of its output, in one transaction. A run's targets (:mod:`vmexec.services.runs`) use
-:meth:`ExecutionService.record` and :meth:`ExecutionService.execute` directly.
+of its output, in one transaction. The output is stored once, as the execution's: the job keeps
+its reply with the output text left out (null in place), and :meth:`ExecutionService.job_reply`
+puts it back, so a poll answers the same bytes as the direct reply (the job keeps the whole
+reply when the execution does not keep all of the output, or not as long as the job). A run's
+targets (:mod:`vmexec.services.runs`) use :meth:`ExecutionService.record` and
+:meth:`ExecutionService.execute` directly.
 
 While a command runs its output streams into :attr:`ExecutionService.output` (live readers) and
 the database (:mod:`vmexec.services.output`). Executions that were running when vmexec stopped
@@ -296,13 +300,24 @@ class ExecutionService:
         if record.state == ExecutionState.RUNNING:
             return None
         if job is not None and job.status is not None and job.result is not None:
-            return JobReply(job.status, job.result)
+            return await self.job_reply(uuid, JobReply(job.status, job.result))
         chunks = await self.output.stored(uuid)
         stdout = output_text(chunks, StreamName.STDOUT)
         stderr = output_text(chunks, StreamName.STDERR)
         if record.reply_status is None or record.reply is None:
             return _legacy_reply(record, stdout, stderr)
         return JobReply(record.reply_status, with_output(record.reply, stdout, stderr))
+
+    async def job_reply(self, uuid: str, kept: JobReply) -> JobReply:
+        """The whole reply of job ``uuid`` from what the job kept of it: the output text
+        comes from the execution's stored output when the job left it out (a ``Reader`` of
+        :class:`~vmexec.services.jobs.JobService`)."""
+        if not _lacks_output(kept.body):
+            return kept
+        chunks = await self.output.stored(uuid)
+        stdout = output_text(chunks, StreamName.STDOUT)
+        stderr = output_text(chunks, StreamName.STDERR)
+        return JobReply(kept.status, with_output(kept.body, stdout, stderr))
 
     async def wait(self, uuid: str, timeout: float) -> None:
         """Wait at most ``timeout`` seconds for execution ``uuid`` to end (here or in the
@@ -438,6 +453,7 @@ class ExecutionService:
                 inventory = {"uuid": vm_uuid}
             status, body = 200, output.reply(inventory)
         error_code = body.get("error", {}).get("code")
+        kept = _without_output(body)
         end = _update(
             uuid, state=state, outcome=str(result.outcome), exit_code=result.exit_code,
             signal=result.signal, stdout_bytes=result.stdout.total_bytes,
@@ -448,10 +464,24 @@ class ExecutionService:
             stderr_stored=recorder.stored[StreamName.STDERR],
             started_at=result.started_at, finished_at=result.finished_at,
             duration_ms=result.duration_ms, error_code=error_code,
-            reply_status=status, reply=_without_output(body))
+            reply_status=status, reply=kept)
         writes = (*await recorder.end_writes(), end)
+        # The output is stored once: the job keeps the reply without it when the execution's
+        # stored output is all of it, as the reply has it (and outlives the job).
+        whole = self._stores_whole(result, recorder)
         return Finished(uuid, state, result.exit_code, error_code,
-                        JobReply(status, body, writes)), result
+                        JobReply(status, body, writes,
+                                 stored=kept if whole else None)), result
+
+    def _stores_whole(self, result: ExecResult, recorder: OutputRecorder) -> bool:
+        """Whether the execution's stored output, read back as text, is the reply's output
+        text (all of it kept, UTF-8 as :func:`output_text` reads it), and is kept as long as
+        the job."""
+        return self._retention >= self._jobs.retention and all(
+            output.encoding == "utf-8" and not recorder.dropped[stream]
+            and recorder.stored[stream] == len(output.data)
+            for stream, output in ((StreamName.STDOUT, result.stdout),
+                                   (StreamName.STDERR, result.stderr)))
 
     async def _failed(self, uuid: str, recorder: OutputRecorder,
                       exc: BaseException) -> Finished:
@@ -518,26 +548,52 @@ def _state_of(result: ExecResult) -> ExecutionState:
 
 
 def _without_output(body: Mapping[str, Any]) -> dict[str, Any]:
-    """``body`` without the output text (see :data:`_OUTPUT_KEYS`)."""
-    kept = {k: v for k, v in body.items() if k not in _OUTPUT_KEYS}
+    """``body`` with the output text (see :data:`_OUTPUT_KEYS`) left out: its keys stay where
+    they were, with null values (never null in a reply), for :func:`with_output`."""
+    kept = {k: None if k in _OUTPUT_KEYS else v for k, v in body.items()}
     error = kept.get("error")
     if isinstance(error, Mapping) and isinstance(error.get("opaque"), Mapping):
-        opaque = {k: v for k, v in error["opaque"].items() if k not in _OUTPUT_KEYS}
+        opaque = {k: None if k in _OUTPUT_KEYS else v for k, v in error["opaque"].items()}
         kept["error"] = {**error, "opaque": opaque}
     return kept
+
+
+def _lacks_output(body: Mapping[str, Any]) -> bool:
+    """Whether ``body`` is a reply without its output text (:func:`_without_output`)."""
+    error = body.get("error")
+    if isinstance(error, Mapping):
+        opaque = error.get("opaque")
+        return isinstance(opaque, Mapping) and _placeholders(opaque)
+    return _placeholders(body)
+
+
+def _placeholders(fields: Mapping[str, Any]) -> bool:
+    return any(k not in fields or fields[k] is None for k in _OUTPUT_KEYS)
 
 
 def with_output(body: Mapping[str, Any], stdout: str, stderr: str) -> dict[str, Any]:
     """The inverse of :func:`_without_output`: the reply with the stored output put back
     where the original had it (a command's reply, or a timed-out/cancelled error's
-    ``opaque``)."""
+    ``opaque``), so that it is the original byte for byte. (Records kept before the keys
+    stayed in place lack them: they come first in an ``opaque``, last in a reply.)"""
     text = {"stream": stream_text(stdout, stderr), "stdout": stdout, "stderr": stderr}
     error = body.get("error")
     if isinstance(error, Mapping):
         if isinstance(error.get("opaque"), Mapping):
-            return {**body, "error": {**error, "opaque": {**text, **error["opaque"]}}}
+            opaque = error["opaque"]
+            if any(k in opaque for k in _OUTPUT_KEYS):
+                opaque = _filled(opaque, text)
+            else:
+                opaque = {**text, **opaque}
+            return {**body, "error": {**error, "opaque": opaque}}
         return dict(body)
+    if any(k in body for k in _OUTPUT_KEYS):
+        return _filled(body, text)
     return {**body, **text}
+
+
+def _filled(fields: Mapping[str, Any], text: Mapping[str, str]) -> dict[str, Any]:
+    return {k: text[k] if k in text and v is None else v for k, v in fields.items()}
 
 
 def command_output(result: ExecResult) -> CommandOutput:

@@ -66,6 +66,10 @@ class JobReply:
     #: Writes that belong with this reply (e.g. the execution record's end), committed in the
     #: transaction that stores it.
     writes: tuple[Write, ...] = field(default=(), compare=False)
+    #: What the job keeps of ``body`` when not all of it (an execution's output is stored
+    #: once, with the execution: its text is left out here, and put back by the ``Reader``
+    #: of the job's API).
+    stored: dict[str, Any] | None = field(default=None, compare=False)
 
     @property
     def success(self) -> bool:
@@ -87,6 +91,9 @@ Work = Callable[[], Awaitable[JobReply]]
 Resumer = Callable[[str, Mapping[str, Any]], Awaitable[JobReply]]
 #: Turns an exception that escaped a job's work into its reply (the API's error mapping).
 ErrorReply = Callable[[BaseException], JobReply]
+#: The whole reply of a done job of an API from what the job kept of it (``JobReply.stored``):
+#: ``(job uuid, kept reply) -> reply``.
+Reader = Callable[[str, JobReply], Awaitable[JobReply]]
 
 
 class JobService:
@@ -103,16 +110,25 @@ class JobService:
         # destination policy checked, nowhere else.
         self._http = http or httpx.AsyncClient(follow_redirects=False, trust_env=False)
         self._resumers: dict[str, Resumer] = {}
+        self._readers: dict[str, Reader] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def retention(self) -> timedelta:
+        """How long replies are kept."""
+        return self._retention
 
     @property
     def running(self) -> int:
         """Tasks of this process running now: jobs and webhook deliveries (for metrics)."""
         return len(self._tasks)
 
-    def register(self, api: str, resume: Resumer) -> None:
-        """Say how to finish jobs of ``api`` that were running when vmexec stopped."""
+    def register(self, api: str, resume: Resumer, read: Reader | None = None) -> None:
+        """Say how to finish jobs of ``api`` that were running when vmexec stopped, and how
+        to read the replies of its jobs whose replies are kept in part (``stored``)."""
         self._resumers[api] = resume
+        if read is not None:
+            self._readers[api] = read
 
     async def start(self, *, uuid: str, api: str, account_uuid: str,
                     request: Mapping[str, Any], work: Work, webhook: str | None = None,
@@ -165,7 +181,8 @@ class JobService:
         async with self._db() as db:
             result = await db.execute(
                 update(Job).where(Job.uuid == uuid).values(
-                    state=JobState.DONE, status=reply.status, result=reply.body,
+                    state=JobState.DONE, status=reply.status,
+                    result=reply.body if reply.stored is None else reply.stored,
                     finished_at=utcnow()))
             await execute_writes(db, reply.writes)
             await db.commit()
@@ -177,9 +194,15 @@ class JobService:
             job = await db.get(Job, uuid.lower())
         if job is None or job.account_uuid != account_uuid or job.expires_at <= utcnow():
             raise JobNotFound(f"job[uuid:{uuid}] is not found or has expired")
+        return await self._reply_of(job)
+
+    async def _reply_of(self, job: Job) -> JobReply | None:
+        """The whole reply of ``job``, None while it runs."""
         if job.state != JobState.DONE or job.status is None or job.result is None:
             return None
-        return JobReply(job.status, job.result)
+        kept = JobReply(job.status, job.result)
+        read = self._readers.get(job.api)
+        return kept if read is None else await read(job.uuid, kept)
 
     # --- webhook ------------------------------------------------------------------------------
     async def _deliver(self, uuid: str, url: str, reply: JobReply) -> None:
@@ -248,9 +271,9 @@ class JobService:
             self._spawn(self._run(job.uuid, functools.partial(resume, job.uuid, job.request),
                                   job.webhook))
         for job in undelivered:
-            if job.webhook and job.status is not None and job.result is not None:
-                self._spawn(self._deliver(job.uuid, job.webhook,
-                                          JobReply(job.status, job.result)))
+            reply = await self._reply_of(job)
+            if job.webhook and reply is not None:
+                self._spawn(self._deliver(job.uuid, job.webhook, reply))
         return len(running)
 
     async def purge_expired(self) -> int:

@@ -1,0 +1,105 @@
+"""An execution's output is stored once (issue 15): the job of a single exec keeps its reply
+without the output text, which comes back from the execution's stored output, so that a poll
+of the job answers the very bytes the direct reply did. Real HTTP, the scripted engine.
+
+Counted in the database: every table's every value is searched for the output's text.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fixtures.server import RunningServer
+from httpx_sse import connect_sse
+
+from api.test_exec import EXEC, body
+
+JOBS = "/zstack/v1/api-jobs"
+EXECUTIONS = "/zstack/v1/vm-instances/commands/executions"
+#: Output text (from stdin, which the job keeps in base64): stored nowhere but as output.
+MARK = "unique-output-" + "x" * 200
+
+
+def _db_of(server: RunningServer) -> Path:
+    return Path(server.settings.db.split("///", 1)[1])
+
+
+def copies(db: Path, text: str) -> int:
+    """How many times ``text`` is stored in ``db``: in any value of any table."""
+    needle = text.encode()
+    found = 0
+    with sqlite3.connect(db) as conn:
+        tables = [r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")]
+        for table in tables:
+            for row in conn.execute(f'SELECT * FROM "{table}"'):
+                for value in row:
+                    data = value.encode() if isinstance(value, str) else value
+                    if isinstance(data, bytes):
+                        found += data.count(needle)
+    conn.close()
+    return found
+
+
+def _run(client: httpx.Client, command: str, **params: Any) -> tuple[str, httpx.Response]:
+    job = uuid.uuid4().hex
+    reply = client.put(EXEC, json=body(command, **params), headers={"X-Job-UUID": job})
+    return job, reply
+
+
+def test_a_commands_output_is_stored_once_and_its_job_answers_the_same_bytes(
+        start_scripted) -> None:
+    server = start_scripted()
+    with server.client() as client:
+        job, reply = _run(client, "cat\necho some error >&2", stdin=MARK)
+        assert reply.status_code == 200
+        assert (reply.json()["stdout"], reply.json()["stderr"]) == (MARK, "some error\n")
+        polled = client.get(f"{JOBS}/{job}")
+        assert polled.status_code == 200
+        assert polled.content == reply.content
+        assert polled.headers["content-length"] == reply.headers["content-length"]
+        # The execution's result (its SSE result event) is the same reply, key for key.
+        result = _result_event(client, job)
+        assert json.dumps(result["body"]) == json.dumps(reply.json())
+    assert copies(_db_of(server), MARK) == 1
+
+
+def test_a_timed_out_commands_output_is_stored_once(start_scripted) -> None:
+    server = start_scripted()
+    with server.client() as client:
+        job, reply = _run(client, "cat\nsleep 5", stdin=MARK, commandTimeout=1)
+        assert reply.status_code == 503
+        assert reply.json()["error"]["opaque"]["stdout"] == MARK
+        assert client.get(f"{JOBS}/{job}").content == reply.content
+    assert copies(_db_of(server), MARK) == 1
+
+
+def test_output_beyond_the_cap_is_kept_whole_by_the_job(start_scripted) -> None:
+    # The execution keeps 100 bytes of it: the job's reply must still be all of it.
+    server = start_scripted(output_cap=100)
+    with server.client() as client:
+        job, reply = _run(client, "cat", stdin=MARK)
+        assert reply.json()["stdout"] == MARK
+        assert client.get(f"{JOBS}/{job}").content == reply.content
+
+
+def test_a_job_kept_longer_than_its_execution_keeps_its_output(start_scripted) -> None:
+    server = start_scripted(execution_retention=3600.0, job_retention=7200.0)
+    with server.client() as client:
+        job, reply = _run(client, "cat", stdin=MARK)
+        assert client.get(f"{JOBS}/{job}").content == reply.content
+    # The execution's output, and the job's whole reply (its `stdout` and its `stream`).
+    assert copies(_db_of(server), MARK) == 3
+
+
+def _result_event(client: httpx.Client, job: str) -> dict[str, Any]:
+    with connect_sse(client, "GET", f"{EXECUTIONS}/{job}/output") as source:
+        for sse in source.iter_sse():
+            if sse.event == "result":
+                return dict(sse.json())
+    raise AssertionError("no result event")
