@@ -103,3 +103,22 @@ def _result_event(client: httpx.Client, job: str) -> dict[str, Any]:
             if sse.event == "result":
                 return dict(sse.json())
     raise AssertionError("no result event")
+
+
+def test_a_large_reply_written_in_pieces_is_the_same_bytes(start_scripted) -> None:
+    # Over 256 KiB of output: the direct reply is written in pieces from the engine's bytes,
+    # the poll's from the whole body read back; both as JSONResponse writes it.
+    text = ("line \"quoted\" \\ \u00e9\u20ac\U0001f600 tab\t\u2028 end\r\n" * 12_000)
+    server = start_scripted()
+    with server.client() as client:
+        job, reply = _run(client, "cat\necho err >&2", stdin=text)
+        assert reply.status_code == 200
+        assert int(reply.headers["content-length"]) == len(reply.content) > 256 * 1024
+        assert reply.headers["content-type"] == "application/json"
+        assert reply.json()["stdout"] == text
+        polled = client.get(f"{JOBS}/{job}")
+        assert polled.content == reply.content
+        assert polled.headers["content-length"] == reply.headers["content-length"]
+        schema = client.put(EXEC, json=body("cat", stdin=text),
+                            headers={"X-JSON-Schema": "true"})
+        assert schema.json()["schema"] and schema.json()["stdout"] == text

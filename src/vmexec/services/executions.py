@@ -55,6 +55,7 @@ from vmexec.services.errors import ExecutionNotFound
 from vmexec.services.inventory import Inventory, Viewer, VmRef
 from vmexec.services.jobs import ErrorReply, JobReply, JobService
 from vmexec.services.output import Chunk, OutputHub, OutputRecorder
+from vmexec.services.reply_output import ReplyOutput, lacks_output, with_output, without_output
 from vmexec.services.telemetry import ExecutionReport, Metrics
 from vmexec.zstack.errors import Code, ErrorCode
 from vmexec.zstack.exec import API, CommandOutput, ExecutionState, stream_text
@@ -77,9 +78,6 @@ CANCELS_KEPT = 4096
 #: Executions recorded and not ended whose starter is remembered for their log line; beyond,
 #: the oldest are forgotten (their line then names no account).
 STARTERS_KEPT = 4096
-#: Keys of a reply that carry the output text: kept out of the execution record's copy of the
-#: reply (the output is stored once, in execution_output) and put back from it when read.
-_OUTPUT_KEYS = ("stream", "stdout", "stderr")
 
 
 #: Commits statements (together with others): a run's group commit.
@@ -312,7 +310,7 @@ class ExecutionService:
         """The whole reply of job ``uuid`` from what the job kept of it: the output text
         comes from the execution's stored output when the job left it out (a ``Reader`` of
         :class:`~vmexec.services.jobs.JobService`)."""
-        if not _lacks_output(kept.body):
+        if not lacks_output(kept.body):
             return kept
         chunks = await self.output.stored(uuid)
         stdout = output_text(chunks, StreamName.STDOUT)
@@ -392,7 +390,7 @@ class ExecutionService:
             async with self._db() as db:
                 await execute_writes(db, finished.reply.writes)
                 await db.commit()
-        return replace(finished, reply=JobReply(finished.reply.status, finished.reply.body))
+        return replace(finished, reply=JobReply(finished.reply.status, finished.reply.whole()))
 
     async def _finish(self, uuid: str, vm_uuid: str, request: ExecRequest,
                       run: Awaitable[ExecResult], recorder: OutputRecorder) -> Finished:
@@ -434,7 +432,9 @@ class ExecutionService:
             return await self._failed(uuid, recorder, exc), None
         recorder.complete(StreamName.STDOUT, result.stdout.data)
         recorder.complete(StreamName.STDERR, result.stderr.data)
-        output = command_output(result)
+        # The reply is made without its output text, which stays the engine's bytes until it
+        # is written (see vmexec.services.reply_output).
+        output = command_output(result, text=False)
         state = _state_of(result)
         if state is ExecutionState.TIMED_OUT:
             error = ErrorCode.of(
@@ -453,7 +453,7 @@ class ExecutionService:
                 inventory = {"uuid": vm_uuid}
             status, body = 200, output.reply(inventory)
         error_code = body.get("error", {}).get("code")
-        kept = _without_output(body)
+        kept = body = without_output(body)
         end = _update(
             uuid, state=state, outcome=str(result.outcome), exit_code=result.exit_code,
             signal=result.signal, stdout_bytes=result.stdout.total_bytes,
@@ -470,8 +470,8 @@ class ExecutionService:
         # stored output is all of it, as the reply has it (and outlives the job).
         whole = self._stores_whole(result, recorder)
         return Finished(uuid, state, result.exit_code, error_code,
-                        JobReply(status, body, writes,
-                                 stored=kept if whole else None)), result
+                        JobReply(status, body, writes, stored=kept if whole else None,
+                                 output=ReplyOutput(result.stdout, result.stderr))), result
 
     def _stores_whole(self, result: ExecResult, recorder: OutputRecorder) -> bool:
         """Whether the execution's stored output, read back as text, is the reply's output
@@ -495,7 +495,7 @@ class ExecutionService:
                       stdout_stored=recorder.stored[StreamName.STDOUT],
                       stderr_stored=recorder.stored[StreamName.STDERR],
                       finished_at=utcnow(), reply_status=reply.status,
-                      reply=_without_output(reply.body))
+                      reply=without_output(reply.body))
         writes = (*await recorder.end_writes(), end)
         return Finished(uuid, ExecutionState.FAILED, None, code,
                         JobReply(reply.status, reply.body, writes))
@@ -547,58 +547,12 @@ def _state_of(result: ExecResult) -> ExecutionState:
     return ExecutionState.FAILED
 
 
-def _without_output(body: Mapping[str, Any]) -> dict[str, Any]:
-    """``body`` with the output text (see :data:`_OUTPUT_KEYS`) left out: its keys stay where
-    they were, with null values (never null in a reply), for :func:`with_output`."""
-    kept = {k: None if k in _OUTPUT_KEYS else v for k, v in body.items()}
-    error = kept.get("error")
-    if isinstance(error, Mapping) and isinstance(error.get("opaque"), Mapping):
-        opaque = {k: None if k in _OUTPUT_KEYS else v for k, v in error["opaque"].items()}
-        kept["error"] = {**error, "opaque": opaque}
-    return kept
-
-
-def _lacks_output(body: Mapping[str, Any]) -> bool:
-    """Whether ``body`` is a reply without its output text (:func:`_without_output`)."""
-    error = body.get("error")
-    if isinstance(error, Mapping):
-        opaque = error.get("opaque")
-        return isinstance(opaque, Mapping) and _placeholders(opaque)
-    return _placeholders(body)
-
-
-def _placeholders(fields: Mapping[str, Any]) -> bool:
-    return any(k not in fields or fields[k] is None for k in _OUTPUT_KEYS)
-
-
-def with_output(body: Mapping[str, Any], stdout: str, stderr: str) -> dict[str, Any]:
-    """The inverse of :func:`_without_output`: the reply with the stored output put back
-    where the original had it (a command's reply, or a timed-out/cancelled error's
-    ``opaque``), so that it is the original byte for byte. (Records kept before the keys
-    stayed in place lack them: they come first in an ``opaque``, last in a reply.)"""
-    text = {"stream": stream_text(stdout, stderr), "stdout": stdout, "stderr": stderr}
-    error = body.get("error")
-    if isinstance(error, Mapping):
-        if isinstance(error.get("opaque"), Mapping):
-            opaque = error["opaque"]
-            if any(k in opaque for k in _OUTPUT_KEYS):
-                opaque = _filled(opaque, text)
-            else:
-                opaque = {**text, **opaque}
-            return {**body, "error": {**error, "opaque": opaque}}
-        return dict(body)
-    if any(k in body for k in _OUTPUT_KEYS):
-        return _filled(body, text)
-    return {**body, **text}
-
-
-def _filled(fields: Mapping[str, Any], text: Mapping[str, str]) -> dict[str, Any]:
-    return {k: text[k] if k in text and v is None else v for k, v in fields.items()}
-
-
-def command_output(result: ExecResult) -> CommandOutput:
+def command_output(result: ExecResult, *, text: bool = True) -> CommandOutput:
+    """The result's output for the reply; without ``text``, its stdout and stderr are empty
+    (the reply is then made without its output: see :mod:`vmexec.services.reply_output`)."""
     return CommandOutput(
-        stdout=result.stdout.text, stderr=result.stderr.text, exit_code=result.exit_code,
+        stdout=result.stdout.text if text else "", stderr=result.stderr.text if text else "",
+        exit_code=result.exit_code,
         signal=result.signal, stdout_truncated=result.stdout.truncated,
         stderr_truncated=result.stderr.truncated, timed_out=result.timed_out,
         duration_ms=result.duration_ms)

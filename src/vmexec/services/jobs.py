@@ -22,10 +22,10 @@ import asyncio
 import enum
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from sqlalchemy import Executable, delete, insert, select, update
@@ -57,9 +57,24 @@ class JobNotFound(JobError):
     pass
 
 
+class LazyText(Protocol):
+    """Text a reply's ``body`` leaves out (null in place), filled in when it is written: a
+    command's output (:class:`vmexec.services.reply_output.ReplyOutput`)."""
+
+    @property
+    def size(self) -> int: ...
+
+    def fill(self, body: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    def json_chunks(self, body: Mapping[str, Any]) -> Iterator[bytes]: ...
+
+    def json_size(self, body: Mapping[str, Any]) -> int: ...
+
+
 @dataclass(frozen=True, slots=True)
 class JobReply:
-    """What the API answers: an HTTP status and a JSON body."""
+    """What the API answers: an HTTP status and a JSON body (with ``output``: the body
+    without that text, :meth:`whole` with it)."""
 
     status: int
     body: dict[str, Any]
@@ -70,6 +85,12 @@ class JobReply:
     #: once, with the execution: its text is left out here, and put back by the ``Reader``
     #: of the job's API).
     stored: dict[str, Any] | None = field(default=None, compare=False)
+    #: The text ``body`` leaves out, if any.
+    output: LazyText | None = field(default=None, compare=False)
+
+    def whole(self) -> dict[str, Any]:
+        """The whole body (the text ``output`` holds put in: built in memory)."""
+        return self.body if self.output is None else self.output.fill(self.body)
 
     @property
     def success(self) -> bool:
@@ -182,7 +203,7 @@ class JobService:
             result = await db.execute(
                 update(Job).where(Job.uuid == uuid).values(
                     state=JobState.DONE, status=reply.status,
-                    result=reply.body if reply.stored is None else reply.stored,
+                    result=reply.whole() if reply.stored is None else reply.stored,
                     finished_at=utcnow()))
             await execute_writes(db, reply.writes)
             await db.commit()
@@ -212,7 +233,7 @@ class JobService:
         state = "failed"
         for attempt in range(1, self._webhook.attempts + 1):
             try:
-                status = await self._post(url, reply.body, headers)
+                status = await self._post(url, reply.whole(), headers)
                 if 200 <= status < 300:
                     state = "delivered"
                     break
