@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,6 +21,13 @@ from vmexec.execution.results import now
 
 T = TypeVar("T")
 
+#: Runs of a guest whose end times the first status poll of its next run (see Guest).
+EXIT_SAMPLES = 8
+#: The first status poll waits this share of the quickest of those ends ...
+FIRST_POLL_SHARE = 0.8
+#: ... and never longer than this (seconds): a guest of long commands polls early anyway.
+FIRST_POLL_MAX = 0.02
+
 
 @dataclass
 class Guest:
@@ -30,6 +38,19 @@ class Guest:
     cleanup: GuestCleanup
     #: The Linux guest's default shell: bash until a guest shows it has none.
     interpreter: str = "bash"
+    #: When its last runs were seen to have exited: seconds from the guest-exec's reply to
+    #: the status poll that found it (the time the poll went out).
+    exits: deque[float] = field(default_factory=lambda: deque(maxlen=EXIT_SAMPLES))
+
+    def first_poll(self) -> float:
+        """Seconds after a guest-exec's reply to send the run's first status poll: a poll
+        before the command can have ended costs an agent round trip (and, in an emulated
+        guest, CPU the command needs). Just before the quickest recent end: a quick command
+        is found at the first poll; a guest's ends are learned down again when they get
+        quicker, since a first poll that finds it ended is a quicker sample still."""
+        if not self.exits:
+            return 0.0
+        return min(FIRST_POLL_MAX, FIRST_POLL_SHARE * min(self.exits))
 
 
 @dataclass
