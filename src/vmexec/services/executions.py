@@ -5,9 +5,10 @@ A single ExecuteGuestVmCommand is a job and an execution with the same UUID:
 transaction, and runs the command in the background; the job's reply (ZStack's wire JSON, so a
 poll after a restart answers the same) is stored with the execution record's end and the last
 of its output, in one transaction. The output is stored once, as the execution's: the job keeps
-its reply with the output text left out (null in place), and :meth:`ExecutionService.job_reply`
-puts it back, so a poll answers the same bytes as the direct reply (the job keeps the whole
-reply when the execution does not keep all of the output, or not as long as the job). A run's
+its reply with the output (its text and its bytes) left out, null in place, and
+:meth:`ExecutionService.job_reply` puts it back, so a poll answers the same bytes as the direct
+reply (the job keeps the whole reply when the execution does not keep all of the output, or not
+as long as the job). A run's
 targets (:mod:`vmexec.services.runs`) use :meth:`ExecutionService.record` and
 :meth:`ExecutionService.execute` directly.
 
@@ -291,11 +292,10 @@ class ExecutionService:
         if chunks is None:
             chunks = await self.output.stored(record.uuid)
         if chunks or not (record.stdout_bytes or record.stderr_bytes):
-            stdout = output_bytes(chunks, StreamName.STDOUT)
-            stderr = output_bytes(chunks, StreamName.STDERR)
-            inventory["stdout"] = stdout.decode(errors="replace")
-            inventory["stderr"] = stderr.decode(errors="replace")
-            inventory.update(exact_output(stdout, stderr, always=always_base64))
+            stdout, stderr = stored_streams(chunks)
+            inventory["stdout"] = stdout.text
+            inventory["stderr"] = stderr.text
+            inventory.update(exact_output(stdout.data, stderr.data, always=always_base64))
         return inventory
 
     async def result(self, uuid: str) -> JobReply | None:
@@ -510,15 +510,13 @@ class ExecutionService:
                         JobReply(reply.status, reply.body, writes))
 
 
-def output_bytes(chunks: Sequence[Chunk], stream: StreamName) -> bytes:
-    """The bytes of ``stream`` in ``chunks``."""
-    return b"".join(c.data for c in chunks if c.stream is stream)
-
-
 def stored_streams(chunks: Sequence[Chunk]) -> tuple[StreamOutput, StreamOutput]:
     """stdout and stderr of stored output ``chunks`` (read as UTF-8)."""
-    return (StreamOutput(output_bytes(chunks, StreamName.STDOUT)),
-            StreamOutput(output_bytes(chunks, StreamName.STDERR)))
+
+    def stream(name: StreamName) -> StreamOutput:
+        return StreamOutput(b"".join(c.data for c in chunks if c.stream is name))
+
+    return stream(StreamName.STDOUT), stream(StreamName.STDERR)
 
 
 def _never_started(uuid: str) -> ExecResult:
