@@ -167,7 +167,8 @@ async def running_services(settings: Settings, *, executor: ExecutorFactory = Ex
         stack.push_async_callback(audit.aclose)
         services = Services(settings=settings, db=db, inventory=vms, jobs=jobs, auth=auth,
                             executions=executions, runs=runs,
-                            accounts=AccountService(db, auth.passwords),
+                            accounts=AccountService(db, auth.passwords,
+                                                     sessions=auth.sessions),
                             access_keys=AccessKeyService(db, secret_box(settings)),
                             metrics=metrics, audit=audit, files=FileService(runner, vms))
         await auth.ensure_admin(settings.admin_password.get_secret_value())
@@ -180,7 +181,7 @@ async def running_services(settings: Settings, *, executor: ExecutorFactory = Ex
         stack.push_async_callback(jobs.release)
         stack.push_async_callback(runs.aclose)
         stack.push_async_callback(jobs.aclose)
-        jobs.register(EXEC_API, executions.resume)
+        jobs.register(EXEC_API, executions.resume, executions.job_reply)
         jobs.register(RUN_API, runs.resume)
         resumed = await jobs.resume_unfinished()
         if resumed:

@@ -7,7 +7,8 @@ import base64
 
 from vmexec.client.events import OutputEvent, decode_execution_event, decode_run_event
 from vmexec.client.models import ExecResult
-from vmexec.services.executions import _without_output, with_output
+from vmexec.execution.models import StreamOutput
+from vmexec.services.reply_output import OUTPUT_KEYS, with_output, without_output
 from vmexec.zstack.exec import CommandOutput, chunk_data, exact_output
 
 BINARY = bytes(range(256))
@@ -44,16 +45,28 @@ def test_the_stored_reply_gives_back_the_same_reply() -> None:
     for stdout, stderr, always in [(BINARY, b"e", False), (b"o", b"e", True),
                                    (b"o", b"e", False), (BINARY, BINARY, False)]:
         reply = _reply(stdout, stderr, always=always)
-        stored = _without_output(reply)
-        assert "stdout" not in stored and "stdoutBase64" not in stored
-        assert with_output(stored, stdout, stderr) == reply
+        stored = without_output(reply)
+        assert all(stored[k] is None for k in reply if k in OUTPUT_KEYS)
+        assert with_output(stored, StreamOutput(stdout), StreamOutput(stderr)) == reply
 
 
 def test_an_errors_opaque_output_comes_back_with_its_bytes() -> None:
     output = _reply(BINARY, b"")
     error = {"error": {"code": "VM.EXEC.1001", "opaque": {
         k: v for k, v in output.items() if k not in ("success", "vmInstance")}}}
-    assert with_output(_without_output(error), BINARY, b"") == error
+    assert with_output(without_output(error), StreamOutput(BINARY), StreamOutput(b"")) == error
+
+
+def test_a_reply_kept_without_its_output_keys_gets_its_bytes_back() -> None:
+    # As the execution record kept it before the keys stayed in place (null): left out, and
+    # marked when it had both streams' bytes.
+    reply = _reply(b"o", b"e", always=True)
+    kept = {k: v for k, v in reply.items()
+            if k not in ("stream", "stdout", "stderr", "stdoutBase64", "stderrBase64")}
+    filled = with_output({**kept, "vmexecBothBase64": True}, StreamOutput(b"o"),
+                         StreamOutput(b"e"))
+    assert filled == reply and "vmexecBothBase64" not in filled
+    assert "stdoutBase64" not in with_output(kept, StreamOutput(b"o"), StreamOutput(b"e"))
 
 
 def test_the_client_reads_the_exact_bytes() -> None:

@@ -87,6 +87,10 @@ def create_engine(url: str) -> AsyncEngine:
         else:
             # One shared connection, or every session would see its own empty memory DB.
             kwargs["poolclass"] = StaticPool
+        # Every session ends its transaction itself (commit, or rollback when it closes):
+        # the pool's own rollback of a returned SQLite connection is one more thread hop to
+        # aiosqlite's worker per session, for nothing (two per API command).
+        kwargs["pool_reset_on_return"] = None
         engine = _create_async_engine(parsed, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine

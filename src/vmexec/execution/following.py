@@ -49,7 +49,12 @@ def utf8_complete(data: bytes) -> int:
 
 
 class StreamFollower:
-    """One output stream of a run, followed in its file through one kept agent handle."""
+    """One output stream of a run, followed in its file through one kept agent handle.
+
+    What it reads is kept once: as the chunks it hands out (the caller keeps those same
+    objects, e.g. for live readers), and the bytes not handed out yet; the result's output
+    is their join (:meth:`read`), the one copy of it made here.
+    """
 
     def __init__(self, agent: GuestAgent, path: str, name: StreamName, limit: int) -> None:
         self.agent = agent
@@ -58,21 +63,25 @@ class StreamFollower:
         #: Bytes of the stream that may be handed out (the run's max_output_bytes).
         self.limit = limit
         self.handle: int | None = None
+        #: The chunks handed out, in order.
+        self._handed: list[bytes] = []
+        #: Bytes read and not handed out yet (an incomplete character's, or a poll's).
+        self._held = b""
         #: Bytes read from the file so far (handed out, then those held back).
-        self.data = bytearray()
-        #: Bytes handed out as chunks (a prefix of :attr:`data`).
+        self.size = 0
+        #: Bytes handed out as chunks (a prefix of what was read).
         self.handed_out = 0
         #: Whether the file had more bytes than the last poll read (poll again at once).
         self.more = False
 
     async def poll(self) -> None:
-        """Read what was written to the file since the last poll (it waits in :attr:`data`
-        until :meth:`take` hands it out).
+        """Read what was written to the file since the last poll (it waits until
+        :meth:`take` hands it out).
 
         Raises: AgentError — transient: poll again once the agent answers.
         """
         self.more = False
-        if len(self.data) >= self.limit:
+        if self.size >= self.limit:
             return
         if self.handle is None:
             try:
@@ -83,10 +92,10 @@ class StreamFollower:
                 return  # not there yet
         try:
             size = await self.agent.file_seek(self.handle, 0, _SEEK_END)
-            want = min(size, self.limit) - len(self.data)
+            want = min(size, self.limit) - self.size
             if want <= 0:
                 return
-            await self.agent.file_seek(self.handle, len(self.data), _SEEK_SET)
+            await self.agent.file_seek(self.handle, self.size, _SEEK_SET)
             chunk = await self.agent.file_read(self.handle, min(want, READ_CHUNK))
         except agent_errors.AgentCommandDisabled:
             raise
@@ -94,15 +103,24 @@ class StreamFollower:
             # The agent forgot the handle (it restarted): open the file again next time.
             self.handle = None
             return
-        self.data += chunk.data
+        # (bytes + b"" is the same object: a read is not copied when nothing was held.)
+        self._held += chunk.data
+        self.size += len(chunk.data)
         self.more = 0 < len(chunk.data) < want
 
     def take(self) -> bytes:
         """The bytes read and not handed out yet, up to the last whole character."""
-        end = self.handed_out + utf8_complete(bytes(self.data[self.handed_out:]))
-        new = bytes(self.data[self.handed_out:end])
-        self.handed_out = end
+        held = self._held
+        end = utf8_complete(held)
+        new, self._held = (held, b"") if end == len(held) else (held[:end], held[end:])
+        if new:
+            self._handed.append(new)
+            self.handed_out += len(new)
         return new
+
+    def read(self) -> bytes:
+        """Every byte read so far (handed out or not)."""
+        return b"".join([*self._handed, self._held])
 
     async def close(self) -> None:
         handle, self.handle = self.handle, None
@@ -137,7 +155,7 @@ class OutputFollower:
     def already_read(self) -> tuple[bytes, bytes]:
         """What the polls read of each stream: the result's output starts with it."""
         out, err = self.streams
-        return bytes(out.data), bytes(err.data)
+        return out.read(), err.read()
 
     def rest(self, stdout: StreamOutput, stderr: StreamOutput) -> list[OutputChunk]:
         """The part of the final output not handed out yet (the last chunk of each stream)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,6 +21,12 @@ from vmexec.execution.results import now
 
 T = TypeVar("T")
 
+#: Runs of a guest whose ends time the first status poll of its next run (see Guest).
+EXIT_SAMPLES = 8
+#: The first status poll never waits longer than this (seconds): a guest of long commands
+#: polls early anyway.
+FIRST_POLL_MAX = 0.02
+
 
 @dataclass
 class Guest:
@@ -30,6 +37,24 @@ class Guest:
     cleanup: GuestCleanup
     #: The Linux guest's default shell: bash until a guest shows it has none.
     interpreter: str = "bash"
+    #: For its last runs, a time before which they had certainly not ended: seconds from the
+    #: guest-exec's reply to the last status poll that found them running.
+    exits: deque[float] = field(default_factory=lambda: deque(maxlen=EXIT_SAMPLES))
+
+    def first_poll(self) -> float:
+        """Seconds after a guest-exec's reply to send the run's first status poll: a poll
+        before the command can have ended costs an agent round trip (and, in an emulated
+        guest, CPU the command needs). The quickest recent end's lower bound: a trivial
+        command is then found at the first or second poll (see :meth:`ended`)."""
+        if not self.exits:
+            return 0.0
+        return min(FIRST_POLL_MAX, min(self.exits))
+
+    def ended(self, first_poll: float, last_running: float | None) -> None:
+        """Learn from a run found ended: ``last_running`` is when a poll last found it running
+        (None: the first poll, at ``first_poll``, found it ended, maybe long before: the
+        next first poll comes at half of it)."""
+        self.exits.append(first_poll / 2 if last_running is None else last_running)
 
 
 @dataclass

@@ -28,6 +28,7 @@ from vmexec.services.auth import ADMIN_ACCOUNT, AccountInfo, LoginRefused
 from vmexec.services.errors import Conflict, InvalidValue, NotFound
 from vmexec.services.inventory.records import to_wire
 from vmexec.services.passwords import PasswordCheckBusy, PasswordChecker
+from vmexec.services.session_cache import SessionCache
 from vmexec.zstack.classes import schema_map
 from vmexec.zstack.ids import is_uuid, new_uuid
 from vmexec.zstack.inventories import ACCOUNT_FIELDS, AccountType
@@ -71,11 +72,15 @@ def password_digest(password_sha512: str) -> str:
 
 
 class AccountService:
-    """See the module docstring; ``passwords`` is the server's one argon2 hasher."""
+    """See the module docstring; ``passwords`` is the server's one argon2 hasher,
+    ``sessions`` its session cache (:attr:`vmexec.services.auth.AuthService.sessions`): what
+    ends or renames an account's sessions here forgets them there."""
 
-    def __init__(self, db: async_sessionmaker[AsyncSession], passwords: PasswordChecker) -> None:
+    def __init__(self, db: async_sessionmaker[AsyncSession], passwords: PasswordChecker, *,
+                 sessions: SessionCache) -> None:
         self._db = db
         self._passwords = passwords
+        self._sessions = sessions
 
     async def _hash(self, password_sha512: str) -> str:
         try:
@@ -176,6 +181,8 @@ class AccountService:
                         Session.account_uuid == account.uuid))
         except IntegrityError:
             raise AccountExists(f"an account named {name!r} exists already") from None
+        # A new name shows in the sessions' checks; a new password ended them.
+        self._sessions.forget_account(account.uuid)
         if password_sha512 is not None:
             log.info("password of account %r set by an admin; its sessions ended", account.name)
         return await self.get(account.uuid)
@@ -196,6 +203,8 @@ class AccountService:
             await db.execute(delete(Session).where(Session.account_uuid == account.uuid))
             await db.execute(delete(AccessKey).where(AccessKey.account_uuid == account.uuid))
             await db.delete(row)
+        # After the commit: a check that read the sessions before it must not keep them.
+        self._sessions.forget_account(account.uuid)
         log.info("deleted the account %r; its sessions and access keys ended", account.name)
         return account
 

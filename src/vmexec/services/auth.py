@@ -32,6 +32,7 @@ from vmexec.db.models import Account, Session, utcnow
 from vmexec.db.seeds import insert_unless_present
 from vmexec.services.login_throttle import LoginThrottle, LoginThrottled
 from vmexec.services.passwords import PasswordCheckBusy, PasswordChecker
+from vmexec.services.session_cache import CachedSession, SessionCache
 from vmexec.zstack.ids import new_uuid
 from vmexec.zstack.inventories import AccountType
 from vmexec.zstack.passwords import sha512_hex
@@ -140,8 +141,12 @@ class AuthService:
 
     def __init__(self, db: async_sessionmaker[AsyncSession], *,
                  session_timeout: timedelta, passwords: PasswordChecker | None = None,
-                 throttle: LoginThrottle | None = None) -> None:
+                 throttle: LoginThrottle | None = None,
+                 sessions: SessionCache | None = None) -> None:
         self._db = db
+        #: Live sessions in memory (see :mod:`vmexec.services.session_cache`): whatever ends
+        #: sessions in this process must forget them there too.
+        self.sessions = sessions if sessions is not None else SessionCache()
         self._timeout = session_timeout
         self._renew_after = min(_RENEW_GRANULARITY, session_timeout / 10)
         self.passwords = passwords or PasswordChecker()
@@ -233,31 +238,64 @@ class AuthService:
             return None
         return found[0], found[1], found[2]
 
+    async def _live(self, token: str) -> tuple[str, CachedSession] | None:
+        """The token's hash and its session if live: from the cache, else from the database
+        (then cached). An expired session is forgotten."""
+        hashed = token_hash(token)
+        entry = self.sessions.get(hashed)
+        if entry is None:
+            revision = self.sessions.revision
+            async with self._db() as db:
+                found = await self._load(db, token)
+            if found is None:
+                return None
+            row, account_name, account_type = found
+            entry = CachedSession(
+                account_uuid=row.account_uuid, account_name=account_name,
+                account_type=account_type, user_uuid=row.user_uuid,
+                create_date=row.create_date, expired_date=row.expired_date,
+                read_at=self.sessions.clock())
+            self.sessions.put(hashed, entry, revision=revision)
+        elif entry.expired_date <= utcnow():
+            self.sessions.forget(hashed)
+            return None
+        return hashed, entry
+
     async def authenticate(self, token: str) -> AuthSession:
         """The live session of ``token``, its expiry pushed back. Raises
         :class:`InvalidSession`."""
-        async with self._db() as db:
-            found = await self._load(db, token)
-            if found is None:
-                # The token is not repeated: error details end up in logs and job records.
-                raise InvalidSession("the session is invalid or expired")
-            row, account_name, account_type = found
-            renewed = utcnow() + self._timeout
-            if renewed - row.expired_date >= self._renew_after:
-                row.expired_date = renewed
+        # The token is not repeated in the error: error details end up in logs and job
+        # records.
+        invalid = InvalidSession("the session is invalid or expired")
+        live = await self._live(token)
+        if live is None:
+            raise invalid
+        hashed, entry = live
+        renewed = utcnow() + self._timeout
+        if renewed - entry.expired_date >= self._renew_after:
+            async with self._db() as db:
+                result = await db.execute(update(Session).where(Session.token_hash == hashed)
+                                          .values(expired_date=renewed))
                 await db.commit()
-            return _auth_session(token, row, account_name, account_type)
+            if not getattr(result, "rowcount", 1):  # ended meanwhile (by another process)
+                self.sessions.forget(hashed)
+                raise invalid
+            entry.expired_date = renewed
+        return AuthSession(uuid=token.strip().lower(), account_uuid=entry.account_uuid,
+                           account_name=entry.account_name, user_uuid=entry.user_uuid,
+                           create_date=entry.create_date, expired_date=entry.expired_date,
+                           account_type=entry.account_type)
 
     async def is_valid(self, token: str) -> bool:
         """Whether the session exists and has not expired (does not renew it)."""
-        async with self._db() as db:
-            return await self._load(db, token) is not None
+        return await self._live(token) is not None
 
     async def logout(self, token: str) -> None:
         """End the session; unknown sessions are ignored, as ZStack does."""
         async with self._db() as db:
             await db.execute(delete(Session).where(Session.token_hash == token_hash(token)))
             await db.commit()
+        self.sessions.forget(token_hash(token))
 
     async def change_password(self, session: AuthSession, account_uuid: str, *,
                               password_sha512: str, old_password_sha512: str | None,
@@ -299,6 +337,7 @@ class AuthService:
                 Session.account_uuid == account.uuid,
                 Session.token_hash != token_hash(session.uuid)))
             await db.commit()
+        self.sessions.forget_account(account.uuid, keep=token_hash(session.uuid))
         log.info("password of account %r changed; its other sessions ended", account.name)
         if account.name == ADMIN_ACCOUNT:
             self.default_password_in_use = new == sha512_hex(DEFAULT_PASSWORD)

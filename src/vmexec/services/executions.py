@@ -4,8 +4,13 @@ A single ExecuteGuestVmCommand is a job and an execution with the same UUID:
 :meth:`ExecutionService.submit` resolves the VM, records the job and the execution in one
 transaction, and runs the command in the background; the job's reply (ZStack's wire JSON, so a
 poll after a restart answers the same) is stored with the execution record's end and the last
-of its output, in one transaction. A run's targets (:mod:`vmexec.services.runs`) use
-:meth:`ExecutionService.record` and :meth:`ExecutionService.execute` directly.
+of its output, in one transaction. The output is stored once, as the execution's: the job keeps
+its reply with the output (its text and its bytes) left out, null in place, and
+:meth:`ExecutionService.job_reply` puts it back, so a poll answers the same bytes as the direct
+reply (the job keeps the whole reply when the execution does not keep all of the output, or not
+as long as the job). A run's
+targets (:mod:`vmexec.services.runs`) use :meth:`ExecutionService.record` and
+:meth:`ExecutionService.execute` directly.
 
 While a command runs its output streams into :attr:`ExecutionService.output` (live readers) and
 the database (:mod:`vmexec.services.output`). Executions that were running when vmexec stopped
@@ -51,9 +56,17 @@ from vmexec.services.errors import ExecutionNotFound
 from vmexec.services.inventory import Inventory, Viewer, VmRef
 from vmexec.services.jobs import ErrorReply, JobReply, JobService
 from vmexec.services.output import Chunk, OutputHub, OutputRecorder
+from vmexec.services.reply_output import ReplyOutput, lacks_output, with_output, without_output
 from vmexec.services.telemetry import ExecutionReport, Metrics
 from vmexec.zstack.errors import Code, ErrorCode
-from vmexec.zstack.exec import API, CommandOutput, ExecutionState, exact_output, stream_text
+from vmexec.zstack.exec import (
+    API,
+    CommandOutput,
+    ExecutionState,
+    exact_fields,
+    exact_output,
+    stream_text,
+)
 from vmexec.zstack.inventories import VmState
 from vmexec.zstack.query import Query
 
@@ -73,12 +86,6 @@ CANCELS_KEPT = 4096
 #: Executions recorded and not ended whose starter is remembered for their log line; beyond,
 #: the oldest are forgotten (their line then names no account).
 STARTERS_KEPT = 4096
-#: Keys of a reply that carry the output text: kept out of the execution record's copy of the
-#: reply (the output is stored once, in execution_output) and put back from it when read.
-_OUTPUT_KEYS = ("stream", "stdout", "stderr", "stdoutBase64", "stderrBase64")
-#: Kept in the record's copy of a reply that had both streams' bytes (``"outputEncoding":
-#: "base64"``, or neither was UTF-8): they are put back with the output.
-_BOTH_BASE64 = "vmexecBothBase64"
 
 
 #: Commits statements (together with others): a run's group commit.
@@ -286,11 +293,10 @@ class ExecutionService:
         if chunks is None:
             chunks = await self.output.stored(record.uuid)
         if chunks or not (record.stdout_bytes or record.stderr_bytes):
-            stdout = output_bytes(chunks, StreamName.STDOUT)
-            stderr = output_bytes(chunks, StreamName.STDERR)
-            inventory["stdout"] = stdout.decode(errors="replace")
-            inventory["stderr"] = stderr.decode(errors="replace")
-            inventory.update(exact_output(stdout, stderr, always=always_base64))
+            stdout, stderr = stored_streams(chunks)
+            inventory["stdout"] = stdout.text
+            inventory["stderr"] = stderr.text
+            inventory.update(exact_output(stdout.data, stderr.data, always=always_base64))
         return inventory
 
     async def result(self, uuid: str) -> JobReply | None:
@@ -305,14 +311,20 @@ class ExecutionService:
         if record.state == ExecutionState.RUNNING:
             return None
         if job is not None and job.status is not None and job.result is not None:
-            return JobReply(job.status, job.result)
-        chunks = await self.output.stored(uuid)
-        stdout = output_bytes(chunks, StreamName.STDOUT)
-        stderr = output_bytes(chunks, StreamName.STDERR)
+            return await self.job_reply(uuid, JobReply(job.status, job.result))
+        stdout, stderr = stored_streams(await self.output.stored(uuid))
         if record.reply_status is None or record.reply is None:
-            return _legacy_reply(record, stdout.decode(errors="replace"),
-                                 stderr.decode(errors="replace"))
+            return _legacy_reply(record, stdout.text, stderr.text)
         return JobReply(record.reply_status, with_output(record.reply, stdout, stderr))
+
+    async def job_reply(self, uuid: str, kept: JobReply) -> JobReply:
+        """The whole reply of job ``uuid`` from what the job kept of it: the output (text and
+        bytes) comes from the execution's stored output when the job left it out (a
+        ``Reader`` of :class:`~vmexec.services.jobs.JobService`)."""
+        if not lacks_output(kept.body):
+            return kept
+        stdout, stderr = stored_streams(await self.output.stored(uuid))
+        return JobReply(kept.status, with_output(kept.body, stdout, stderr))
 
     async def wait(self, uuid: str, timeout: float) -> None:
         """Wait at most ``timeout`` seconds for execution ``uuid`` to end (here or in the
@@ -387,7 +399,7 @@ class ExecutionService:
             async with self._db() as db:
                 await execute_writes(db, finished.reply.writes)
                 await db.commit()
-        return replace(finished, reply=JobReply(finished.reply.status, finished.reply.body))
+        return replace(finished, reply=JobReply(finished.reply.status, finished.reply.whole()))
 
     async def _finish(self, uuid: str, vm_uuid: str, request: ExecRequest,
                       run: Awaitable[ExecResult], recorder: OutputRecorder) -> Finished:
@@ -429,7 +441,9 @@ class ExecutionService:
             return await self._failed(uuid, recorder, exc), None
         recorder.complete(StreamName.STDOUT, result.stdout.data)
         recorder.complete(StreamName.STDERR, result.stderr.data)
-        output = command_output(result, always_base64=request.output_base64)
+        # The reply is made without its output (text and bytes), which stays the engine's
+        # bytes until it is written (see vmexec.services.reply_output).
+        output = command_output(result)
         state = _state_of(result)
         if state is ExecutionState.TIMED_OUT:
             error = ErrorCode.of(
@@ -448,6 +462,8 @@ class ExecutionService:
                 inventory = {"uuid": vm_uuid}
             status, body = 200, output.reply(inventory)
         error_code = body.get("error", {}).get("code")
+        kept = body = without_output(body, exact=exact_fields(
+            result.stdout.data, result.stderr.data, always=request.output_base64))
         end = _update(
             uuid, state=state, outcome=str(result.outcome), exit_code=result.exit_code,
             signal=result.signal, stdout_bytes=result.stdout.total_bytes,
@@ -458,10 +474,24 @@ class ExecutionService:
             stderr_stored=recorder.stored[StreamName.STDERR],
             started_at=result.started_at, finished_at=result.finished_at,
             duration_ms=result.duration_ms, error_code=error_code,
-            reply_status=status, reply=_without_output(body))
+            reply_status=status, reply=kept)
         writes = (*await recorder.end_writes(), end)
+        # The output is stored once: the job keeps the reply without it when the execution's
+        # stored output is all of it, as the reply has it (and outlives the job).
+        whole = self._stores_whole(result, recorder)
         return Finished(uuid, state, result.exit_code, error_code,
-                        JobReply(status, body, writes)), result
+                        JobReply(status, body, writes, stored=kept if whole else None,
+                                 output=ReplyOutput(result.stdout, result.stderr))), result
+
+    def _stores_whole(self, result: ExecResult, recorder: OutputRecorder) -> bool:
+        """Whether the execution's stored output, read back as text, is the reply's output
+        text (all of it kept, UTF-8 as :func:`stored_streams` reads it), and is kept as long as
+        the job."""
+        return self._retention >= self._jobs.retention and all(
+            output.encoding == "utf-8" and not recorder.dropped[stream]
+            and recorder.stored[stream] == len(output.data)
+            for stream, output in ((StreamName.STDOUT, result.stdout),
+                                   (StreamName.STDERR, result.stderr)))
 
     async def _failed(self, uuid: str, recorder: OutputRecorder,
                       exc: BaseException) -> Finished:
@@ -475,15 +505,19 @@ class ExecutionService:
                       stdout_stored=recorder.stored[StreamName.STDOUT],
                       stderr_stored=recorder.stored[StreamName.STDERR],
                       finished_at=utcnow(), reply_status=reply.status,
-                      reply=_without_output(reply.body))
+                      reply=without_output(reply.body))
         writes = (*await recorder.end_writes(), end)
         return Finished(uuid, ExecutionState.FAILED, None, code,
                         JobReply(reply.status, reply.body, writes))
 
 
-def output_bytes(chunks: Sequence[Chunk], stream: StreamName) -> bytes:
-    """The bytes of ``stream`` in ``chunks``."""
-    return b"".join(c.data for c in chunks if c.stream is stream)
+def stored_streams(chunks: Sequence[Chunk]) -> tuple[StreamOutput, StreamOutput]:
+    """stdout and stderr of stored output ``chunks`` (read as UTF-8)."""
+
+    def stream(name: StreamName) -> StreamOutput:
+        return StreamOutput(b"".join(c.data for c in chunks if c.stream is name))
+
+    return stream(StreamName.STDOUT), stream(StreamName.STDERR)
 
 
 def _never_started(uuid: str) -> ExecResult:
@@ -527,55 +561,15 @@ def _state_of(result: ExecResult) -> ExecutionState:
     return ExecutionState.FAILED
 
 
-def _without_output(body: Mapping[str, Any]) -> dict[str, Any]:
-    """``body`` without the output (see :data:`_OUTPUT_KEYS`), marked when it had both
-    streams' bytes."""
-
-    def strip(fields: Mapping[str, Any]) -> dict[str, Any]:
-        kept = {k: v for k, v in fields.items() if k not in _OUTPUT_KEYS}
-        if "stdoutBase64" in fields and "stderrBase64" in fields:
-            kept[_BOTH_BASE64] = True
-        return kept
-
-    kept = strip(body)
-    error = kept.get("error")
-    if isinstance(error, Mapping) and isinstance(error.get("opaque"), Mapping):
-        kept["error"] = {**error, "opaque": strip(error["opaque"])}
-    return kept
-
-
-def with_output(body: Mapping[str, Any], stdout_data: bytes,
-                stderr_data: bytes) -> dict[str, Any]:
-    """The inverse of :func:`_without_output`: the reply with the stored output put back
-    where the original had it (a command's reply, or a timed-out/cancelled error's
-    ``opaque``)."""
-    stdout = stdout_data.decode(errors="replace")
-    stderr = stderr_data.decode(errors="replace")
-    original = body
-
-    def output(fields: Mapping[str, Any]) -> dict[str, Any]:
-        exact = exact_output(stdout_data, stderr_data, always=bool(fields.get(_BOTH_BASE64)))
-        return {"stream": stream_text(stdout, stderr), "stdout": stdout, "stderr": stderr,
-                **exact}
-
-    error = body.get("error")
-    body = {k: v for k, v in body.items() if k != _BOTH_BASE64}
-    if isinstance(error, Mapping):
-        if isinstance(error.get("opaque"), Mapping):
-            opaque = {k: v for k, v in error["opaque"].items() if k != _BOTH_BASE64}
-            return {**body, "error": {**error,
-                                      "opaque": {**output(error["opaque"]), **opaque}}}
-        return body
-    return {**body, **output(original)}
-
-
-def command_output(result: ExecResult, *, always_base64: bool = False) -> CommandOutput:
+def command_output(result: ExecResult) -> CommandOutput:
+    """The result's output fields for a reply made without its output: stdout and stderr
+    empty, no bytes fields (:func:`~vmexec.services.reply_output.without_output` puts the
+    output's keys in place; see :mod:`vmexec.services.reply_output`)."""
     return CommandOutput(
-        stdout=result.stdout.text, stderr=result.stderr.text, exit_code=result.exit_code,
+        stdout="", stderr="", exit_code=result.exit_code,
         signal=result.signal, stdout_truncated=result.stdout.truncated,
         stderr_truncated=result.stderr.truncated, timed_out=result.timed_out,
-        duration_ms=result.duration_ms, stdout_data=result.stdout.data,
-        stderr_data=result.stderr.data, always_base64=always_base64)
+        duration_ms=result.duration_ms)
 
 
 def request_to_json(request: ExecRequest) -> dict[str, Any]:

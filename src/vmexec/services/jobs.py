@@ -28,13 +28,13 @@ import asyncio
 import enum
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol, cast
 
 import httpx
-from sqlalchemy import Executable, delete, insert, select, update
+from sqlalchemy import Executable, Table, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -50,6 +50,9 @@ log = logging.getLogger(__name__)
 #: How long past its announced ``apiTimeout`` a running job still answers ``202 {}``: its
 #: owner's own timeout starts a moment after the job's, and its reply is on its way.
 DEADLINE_SLACK_SECONDS = 10.0
+
+#: The jobs' table, for Core statements on the hot path.
+_JOBS = cast(Table, Job.__table__)
 
 
 class JobState(enum.StrEnum):
@@ -71,15 +74,40 @@ class JobNotFound(JobError):
     pass
 
 
+class LazyText(Protocol):
+    """Text a reply's ``body`` leaves out (null in place), filled in when it is written: a
+    command's output (:class:`vmexec.services.reply_output.ReplyOutput`)."""
+
+    @property
+    def size(self) -> int: ...
+
+    def fill(self, body: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    def json_chunks(self, body: Mapping[str, Any]) -> Iterator[bytes]: ...
+
+    def json_size(self, body: Mapping[str, Any]) -> int: ...
+
+
 @dataclass(frozen=True, slots=True)
 class JobReply:
-    """What the API answers: an HTTP status and a JSON body."""
+    """What the API answers: an HTTP status and a JSON body (with ``output``: the body
+    without that text, :meth:`whole` with it)."""
 
     status: int
     body: dict[str, Any]
     #: Writes that belong with this reply (e.g. the execution record's end), committed in the
     #: transaction that stores it.
     writes: tuple[Write, ...] = field(default=(), compare=False)
+    #: What the job keeps of ``body`` when not all of it (an execution's output is stored
+    #: once, with the execution: its text is left out here, and put back by the ``Reader``
+    #: of the job's API).
+    stored: dict[str, Any] | None = field(default=None, compare=False)
+    #: The text ``body`` leaves out, if any.
+    output: LazyText | None = field(default=None, compare=False)
+
+    def whole(self) -> dict[str, Any]:
+        """The whole body (the text ``output`` holds put in: built in memory)."""
+        return self.body if self.output is None else self.output.fill(self.body)
 
     @property
     def success(self) -> bool:
@@ -101,6 +129,9 @@ Work = Callable[[], Awaitable[JobReply]]
 Resumer = Callable[[str, Mapping[str, Any]], Awaitable[JobReply]]
 #: Turns an exception that escaped a job's work into its reply (the API's error mapping).
 ErrorReply = Callable[[BaseException], JobReply]
+#: The whole reply of a done job of an API from what the job kept of it (``JobReply.stored``):
+#: ``(job uuid, kept reply) -> reply``.
+Reader = Callable[[str, JobReply], Awaitable[JobReply]]
 
 
 class JobService:
@@ -126,6 +157,7 @@ class JobService:
         # destination policy checked, nowhere else.
         self._http = http or httpx.AsyncClient(follow_redirects=False, trust_env=False)
         self._resumers: dict[str, Resumer] = {}
+        self._readers: dict[str, Reader] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
 
     @property
@@ -134,13 +166,21 @@ class JobService:
         return self._lease.node
 
     @property
+    def retention(self) -> timedelta:
+        """How long replies are kept."""
+        return self._retention
+
+    @property
     def running(self) -> int:
         """Tasks of this process running now: jobs and webhook deliveries (for metrics)."""
         return len(self._tasks)
 
-    def register(self, api: str, resume: Resumer) -> None:
-        """Say how to finish jobs of ``api`` that were running when vmexec stopped."""
+    def register(self, api: str, resume: Resumer, read: Reader | None = None) -> None:
+        """Say how to finish jobs of ``api`` that were running when vmexec stopped, and how
+        to read the replies of its jobs whose replies are kept in part (``stored``)."""
         self._resumers[api] = resume
+        if read is not None:
+            self._readers[api] = read
 
     async def start(self, *, uuid: str, api: str, account_uuid: str,
                     request: Mapping[str, Any], work: Work, webhook: str | None = None,
@@ -157,8 +197,9 @@ class JobService:
         now = utcnow()
         async with self._db() as db:
             try:
-                # A Core INSERT: the ORM's unit of work costs several times more here.
-                await db.execute(insert(Job).values(
+                # Core statements of the table: the ORM's unit of work, or even its bulk path
+                # for an entity's statement, costs several times more here.
+                await db.execute(insert(_JOBS).values(
                     uuid=uuid, api=api, account_uuid=account_uuid, state=JobState.RUNNING,
                     request=dict(request), webhook=webhook,
                     webhook_state="pending" if webhook else None,
@@ -213,7 +254,8 @@ class JobService:
             result = await db.execute(
                 update(Job).where(leases.owned(uuid, self._lease),
                                   Job.state == JobState.RUNNING).values(
-                    state=JobState.DONE, status=reply.status, result=reply.body,
+                    state=JobState.DONE, status=reply.status,
+                    result=reply.whole() if reply.stored is None else reply.stored,
                     finished_at=utcnow()))
             if getattr(result, "rowcount", 1):
                 await execute_writes(db, reply.writes)
@@ -236,12 +278,22 @@ class JobService:
             job = await db.get(Job, uuid.lower())
         if job is None or job.account_uuid != account_uuid or job.expires_at <= utcnow():
             raise JobNotFound(f"job[uuid:{uuid}] is not found or has expired")
+        return await self._reply_of(job)
+
+    async def _reply_of(self, job: Job) -> JobReply | None:
+        """The whole reply of ``job``, None while it runs."""
         if job.state != JobState.DONE or job.status is None or job.result is None:
             if job.deadline is not None and utcnow() > job.deadline + timedelta(
                     seconds=DEADLINE_SLACK_SECONDS):
                 return _past_deadline(job)
             return None
-        return JobReply(job.status, job.result)
+        return await self._whole(job.uuid, job.api, JobReply(job.status, job.result))
+
+    async def _whole(self, uuid: str, api: str, kept: JobReply) -> JobReply:
+        """The whole reply of a job from what the job kept of it (its API's reader puts back
+        the output it left out)."""
+        read = self._readers.get(api)
+        return kept if read is None else await read(uuid, kept)
 
     # --- webhook ------------------------------------------------------------------------------
     async def _deliver(self, uuid: str, url: str, reply: JobReply, *, checked: bool) -> None:
@@ -258,7 +310,7 @@ class JobService:
                 return
             checked = False
             try:
-                status = await self._post(url, reply.body, headers)
+                status = await self._post(url, reply.whole(), headers)
                 if 200 <= status < 300:
                     state = "delivered"
                     break
@@ -340,8 +392,8 @@ class JobService:
                             owned=job.uuid)
                 resumed += 1
             elif job.webhook and job.status is not None and job.result is not None:
-                self._spawn(self._deliver(job.uuid, job.webhook,
-                                          JobReply(job.status, job.result), checked=True),
+                reply = await self._whole(job.uuid, job.api, JobReply(job.status, job.result))
+                self._spawn(self._deliver(job.uuid, job.webhook, reply, checked=True),
                             owned=job.uuid)
         return resumed
 

@@ -63,15 +63,20 @@ def is_utf8(data: bytes) -> bool:
     return True
 
 
-def exact_output(stdout: bytes, stderr: bytes, *, always: bool = False) -> dict[str, str]:
-    """vmexec's ``stdoutBase64``/``stderrBase64``: a stream's exact bytes, for each stream
-    whose text cannot carry them (not UTF-8), or for both when ``always``
+def exact_fields(stdout: bytes, stderr: bytes, *, always: bool = False) -> tuple[str, ...]:
+    """The names of the ``stdoutBase64``/``stderrBase64`` fields a reply has: one for each
+    stream whose text cannot carry its bytes (not UTF-8), both when ``always``
     (``"outputEncoding": "base64"``)."""
-    fields = {}
-    for name, data in (("stdoutBase64", stdout), ("stderrBase64", stderr)):
-        if always or not is_utf8(data):
-            fields[name] = base64.b64encode(data).decode("ascii")
-    return fields
+    return tuple(name for name, data in (("stdoutBase64", stdout), ("stderrBase64", stderr))
+                 if always or not is_utf8(data))
+
+
+def exact_output(stdout: bytes, stderr: bytes, *, always: bool = False) -> dict[str, str]:
+    """vmexec's ``stdoutBase64``/``stderrBase64``: the exact bytes of the streams
+    :func:`exact_fields` names."""
+    data = {"stdoutBase64": stdout, "stderrBase64": stderr}
+    return {name: base64.b64encode(data[name]).decode("ascii")
+            for name in exact_fields(stdout, stderr, always=always)}
 
 
 def chunk_data(data: bytes) -> dict[str, str]:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import Headers
 
 from vmexec.api.convert import exec_request
@@ -90,7 +90,7 @@ def job_location(request: Request, job_uuid: str) -> str:
 
 
 async def _execute(http: Request, body: ExecuteGuestVmCommandRequest, services: Services,
-                   session: AuthSession, default_window: float | None) -> JSONResponse:
+                   session: AuthSession, default_window: float | None) -> Response:
     request = exec_request(body.params)
     caller = caller_of(session)
     if is_uuid(body.params.vm_instance_uuid.strip()):
@@ -122,7 +122,7 @@ an unreachable or disabled agent are `503` with an ErrorCode (`VM.EXEC.*`). Head
             response_model=ExecuteGuestVmCommandReply, responses=_RESPONSES,
             summary="Run a command in a VM (waits for the result)")
 async def execute_put(http: Request, body: ExecuteGuestVmCommandRequest,
-                      services: ServicesDep, session: AuthDep) -> JSONResponse:
+                      services: ServicesDep, session: AuthDep) -> Response:
     return await _execute(http, body, services, session, None)
 
 
@@ -130,5 +130,5 @@ async def execute_put(http: Request, body: ExecuteGuestVmCommandRequest,
              response_model=ExecuteGuestVmCommandReply, responses=_RESPONSES,
              summary="Run a command in a VM (202 + polling after the POST window)")
 async def execute_post(http: Request, body: ExecuteGuestVmCommandRequest,
-                       services: ServicesDep, session: AuthDep) -> JSONResponse:
+                       services: ServicesDep, session: AuthDep) -> Response:
     return await _execute(http, body, services, session, services.settings.post_wait)

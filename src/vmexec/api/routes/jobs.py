@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from vmexec.api.deps import AuthDep, ServicesDep
 from vmexec.api.replies import job_response
@@ -20,7 +20,7 @@ router = APIRouter(prefix="/zstack/v1/api-jobs", tags=["jobs"])
                 **ERROR_RESPONSES,
             })
 async def get_job(job_uuid: str, request: Request, services: ServicesDep,
-                  session: AuthDep) -> JSONResponse:
+                  session: AuthDep) -> Response:
     """``202 {}`` while running; then the same ``200``/``503`` reply a direct call gets."""
     reply = await services.jobs.reply(job_uuid, session.account_uuid)
     if reply is None:
