@@ -28,7 +28,7 @@ from vmexec.execution.guestfiles import READ_CHUNK
 from vmexec.lab import LabVm
 
 from . import api
-from .server import ApiServer, PeakSampler
+from .server import ApiServer, PeakSampler, worst_growth_kib
 
 MIB = 1024 * 1024
 FILES_PATH = "/zstack/v1/vm-instances/{}/files"
@@ -63,7 +63,7 @@ class FilesResult:
 
     @property
     def growth_kib(self) -> int:
-        return max(p - i for p, i in zip(self.peak_kib, self.idle_kib, strict=True))
+        return worst_growth_kib(self.peak_kib, self.idle_kib)
 
     def mib_per_s(self, seconds: list[float]) -> float:
         """Throughput of the best repeat (MiB/s)."""

@@ -11,7 +11,7 @@ import httpx
 from vmexec.lab import LabVm
 
 from . import api
-from .server import ApiServer, PeakSampler
+from .server import ApiServer, PeakSampler, worst_growth_kib
 
 MIB = 1024 * 1024
 
@@ -41,8 +41,7 @@ class LargeOutputResult:
 
     @property
     def growth_kib(self) -> int:
-        """The largest growth of any repeat (peak minus the idle RSS just before it)."""
-        return max(p - i for p, i in zip(self.peak_kib, self.idle_kib, strict=True))
+        return worst_growth_kib(self.peak_kib, self.idle_kib)
 
 
 def command(size: int) -> str:

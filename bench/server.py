@@ -75,6 +75,11 @@ def reset_peak(pid: int) -> bool:
     return True
 
 
+def worst_growth_kib(peak_kib: list[int], idle_kib: list[int]) -> int:
+    """The largest RSS growth of any repeat: its peak minus the idle RSS just before it."""
+    return max(p - i for p, i in zip(peak_kib, idle_kib, strict=True))
+
+
 class PeakSampler:
     """Samples a process's VmRSS every ``interval`` seconds in a thread while in the block,
     and resets its VmHWM on entry, so :attr:`peak_kib` is the peak of the block."""
