@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 
 import pytest
 
-from vmexec.lab.bare_agents import BareAgents
+from vmexec.lab.bare_agents import LINUX_RUN_DIR, BareAgents
 
 pytestmark = pytest.mark.agents
 
@@ -42,3 +44,28 @@ async def test_a_failing_agent_is_reported_and_cleaned_up() -> None:
     with pytest.raises(OSError):
         async with BareAgents(2, qemu_ga="/nonexistent/qemu-ga"):
             pass
+
+
+@contextlib.contextmanager
+def _host_without_run_dir() -> Iterator[None]:
+    """/var/lib/vmexec moved aside (as on a fresh host) and put back after."""
+    aside = f"{LINUX_RUN_DIR}.aside-{os.getpid()}"
+    if os.path.exists(LINUX_RUN_DIR):
+        os.rename(LINUX_RUN_DIR, aside)
+    try:
+        yield
+    finally:
+        if os.path.exists(aside):
+            os.rmdir(LINUX_RUN_DIR)
+            os.rename(aside, LINUX_RUN_DIR)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="private run directories need root (unshare)")
+async def test_private_run_dirs_start_on_a_host_without_the_mount_point() -> None:
+    """A fresh host has no /var/lib/vmexec: the agents' mounts need it (bench-scale's first
+    run on a new machine died on `mount point does not exist`)."""
+    with _host_without_run_dir():
+        async with BareAgents(2, private_run_dir=True) as agents:
+            replies = await asyncio.gather(*(ping(str(s)) for s in agents.sockets))
+            assert replies == [{"return": {}}] * 2
+        assert os.listdir(LINUX_RUN_DIR) == []  # a mount point, never written

@@ -104,6 +104,9 @@ class BareAgents:
             # its lock, not vmexec, bounds the throughput measured.
             run_dir = state_dir / "run"
             run_dir.mkdir(mode=0o700)
+            # The mount point (empty, never written: the mounts hide it) on a fresh host,
+            # where no guest-side run made it yet.
+            Path(LINUX_RUN_DIR).mkdir(mode=0o700, parents=True, exist_ok=True)
             argv = ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
                     'mount --bind "$1" "$2" && shift 2 && exec "$@"', "vmexec-bare-agent",
                     str(run_dir), LINUX_RUN_DIR, *argv]
