@@ -24,11 +24,12 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import get_args
 
 import httpx
 
 from vmexec.hypervisor.sockets import socket_vm_uuid
-from vmexec.lab.bare_agents import BareAgents
+from vmexec.lab.bare_agents import BareAgents, RunDirFs
 
 from . import api, runs
 from .fanout import FanoutConfig, Phase, RunOne, _Engine, _Meter, _RawClients
@@ -40,6 +41,22 @@ from .stats import percentile
 AGENT_BUDGET_MIB = 1
 #: Seconds after each phase for deferred work (cleanups) to be counted with it.
 SETTLE = 12.0
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """How the bare agents stand in for guests (the same for raw and vmexec)."""
+
+    nice: int
+    #: One CPU cgroup for all of them, of this weight; None: none.
+    cpu_weight: int | None
+    fs: RunDirFs
+
+    def __str__(self) -> str:
+        cpu = (f"in one CPU cgroup of weight {self.cpu_weight}" if self.cpu_weight
+               else "each on its own")
+        return (f"agents at nice {self.nice}, {cpu}, each with its own /var/lib/vmexec "
+                f"on {self.fs}")
 
 
 @dataclass
@@ -107,13 +124,14 @@ async def _direct(meter: _Meter, phase: Phase, one: RunOne, count: int) -> None:
     await meter.measure(phase, one, 0, count)
 
 
-async def measure(server: ApiServer, agents: int, per_agent: int, nice: int) -> ScaleRow:
+async def measure(server: ApiServer, agents: int, per_agent: int, fleet: Fleet) -> ScaleRow:
     commands = agents * per_agent
     row = ScaleRow(agents, commands)
     config = FanoutConfig(agents=agents, commands=commands, concurrency=agents, settle=SETTLE)
     limits = httpx.Limits(max_connections=32, keepalive_expiry=1.0)
     half = commands // 2
-    async with (BareAgents(agents, nice=nice) as bare,
+    async with (BareAgents(agents, nice=fleet.nice, cpu_weight=fleet.cpu_weight,
+                           private_run_dir=True, run_dir_fs=fleet.fs) as bare,
                 httpx.AsyncClient(base_url=server.url, headers=server.auth, timeout=3600,
                                   limits=limits) as client):
         sockets = [str(path) for path in bare.sockets]
@@ -166,10 +184,10 @@ def _cpu(phase: Phase) -> str:
             f"{phase.cpu_agents_ms / n:.1f}")
 
 
-def render(rows: list[ScaleRow], nice: int) -> str:
+def render(rows: list[ScaleRow], fleet: Fleet) -> str:
     lines = [
         f"### Fleet scale: raw, engine and one API run over N bare agents "
-        f"(agents at nice {nice}, each with its own /var/lib/vmexec)",
+        f"({fleet})",
         "",
         "| agents | commands | raw /s | engine /s (x raw) | API run /s (x raw) | p50 ms raw / "
         "engine | CPU ms per command, bench / server / agents: raw; engine; run | server RSS "
@@ -203,8 +221,16 @@ def main(argv: list[str] | None = None) -> int:
                         "skipped (and said)")
     p.add_argument("--per-agent", type=int, default=2, help="commands per agent per client")
     p.add_argument("--nice", type=int, default=10)
+    p.add_argument("--cpu-weight", type=int, default=10,
+                   help="the agents' one CPU cgroup's weight (100 = one ordinary process); "
+                        "0: no cgroup, each agent competes on its own (at --nice)")
+    p.add_argument("--agent-fs", choices=get_args(RunDirFs), default="tmpfs",
+                   help="each agent's /var/lib/vmexec: a tmpfs of its own (as cheap as a "
+                        "guest's file system), or a directory of the host's disk (where a "
+                        "file's creation may cost far more CPU than in a guest)")
     p.add_argument("--out", type=Path, default=Path("bench/results/scale.md"))
     args = p.parse_args(argv)
+    fleet = Fleet(args.nice, args.cpu_weight or None, args.agent_fs)
     rows: list[ScaleRow] = []
     notes: list[str] = []
     for agents in (int(n) for n in args.agents.split(",")):
@@ -215,8 +241,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"scale: {agents} agents ...", file=sys.stderr, flush=True)
         with ApiServer() as server:
-            rows.append(asyncio.run(measure(server, agents, args.per_agent, args.nice)))
-    text = render(rows, args.nice) + "".join(f"\n{note}\n" for note in notes)
+            rows.append(asyncio.run(measure(server, agents, args.per_agent, fleet)))
+    text = render(rows, fleet) + "".join(f"\n{note}\n" for note in notes)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

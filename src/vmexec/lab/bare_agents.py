@@ -12,17 +12,26 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
+from typing import BinaryIO, Literal
+
+from vmexec.lab.cpu_group import CpuGroup
 
 QEMU_GA = "/usr/sbin/qemu-ga"
 #: Where the engine keeps a Linux guest's run files first (linux/platform.py RUN_DIRS).
 LINUX_RUN_DIR = "/var/lib/vmexec"
+#: Where a bare agent's runs keep their files (with ``private_run_dir``). On some hosts
+#: creating a file on the disk costs far more CPU than in a guest (here 0.4 to 0.6 ms on the
+#: host's ext4, 0.01 ms on tmpfs): a fleet bench on ``disk`` measures that, not vmexec.
+RunDirFs = Literal["disk", "tmpfs"]
+#: Size limit of each agent's tmpfs (pages are used only as files are written).
+TMPFS_SIZE = "64m"
 READY_TIMEOUT = 15.0
 STOP_TIMEOUT = 5.0
 
@@ -46,17 +55,27 @@ class BareAgents:
 
     def __init__(self, count: int, *, qemu_ga: str = QEMU_GA,
                  ready_timeout: float = READY_TIMEOUT,
-                 private_run_dir: bool | None = None, nice: int = 0) -> None:
+                 private_run_dir: bool | None = None, run_dir_fs: RunDirFs = "disk",
+                 nice: int = 0, cpu_weight: int | None = None) -> None:
         """``private_run_dir``: give each agent its own ``/var/lib/vmexec`` (a mount
-        namespace; needs root and ``unshare``); None: when this process can. ``nice``: run
-        the agents (and so the commands they start) at a lower priority, as guests on vCPUs
-        of their own would not take the CPU from the client under test."""
+        namespace; needs root and ``unshare``); None: when this process can. ``run_dir_fs``
+        (with ``private_run_dir``): a directory of the host's disk, or a tmpfs of its own
+        (``tmpfs``: for benches, where the host disk's cost of creating a file would stand
+        for every guest's; see :data:`RunDirFs`). ``nice``: run the agents (and so the
+        commands they start) at a lower priority, as guests on vCPUs of their own would not
+        take the CPU from the client under test. ``cpu_weight``: put every agent (and what
+        it runs) into one CPU cgroup of this weight (100 = one ordinary process's share):
+        the fleet as a whole, not each of its processes, competes with the client (see
+        :mod:`.cpu_group`; raises :class:`CpuGroupError` where the host has no cgroup)."""
         if count < 1:
             raise ValueError(f"count must be at least 1, not {count}")
         if private_run_dir is None:
             private_run_dir = os.geteuid() == 0 and shutil.which("unshare") is not None
         self.private_run_dir = private_run_dir
+        self.run_dir_fs = run_dir_fs
         self.nice = nice
+        self.cpu_weight = cpu_weight
+        self._cpu_group: CpuGroup | None = None
         self.count = count
         self.qemu_ga = qemu_ga
         self.ready_timeout = ready_timeout
@@ -78,6 +97,8 @@ class BareAgents:
         try:
             if not os.access(self.qemu_ga, os.X_OK):
                 raise FileNotFoundError(f"no executable qemu-ga at {self.qemu_ga}")
+            if self.cpu_weight is not None:
+                self._cpu_group = CpuGroup(self._dir.name, self.cpu_weight)
             for i in range(self.count):
                 self._spawn(self._dir, i)
             await asyncio.gather(*(self._wait_ready(i) for i in range(self.count)))
@@ -102,17 +123,23 @@ class BareAgents:
             # agent's commands see a directory of their own as /var/lib/vmexec. Without it
             # every agent's runs create and delete their files in one host directory, and
             # its lock, not vmexec, bounds the throughput measured.
-            run_dir = state_dir / "run"
-            run_dir.mkdir(mode=0o700)
             # The mount point (empty, never written: the mounts hide it) on a fresh host,
             # where no guest-side run made it yet.
             Path(LINUX_RUN_DIR).mkdir(mode=0o700, parents=True, exist_ok=True)
+            if self.run_dir_fs == "tmpfs":
+                mount = ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE},mode=700",
+                         "vmexec-bare-agent", LINUX_RUN_DIR]
+            else:
+                run_dir = state_dir / "run"
+                run_dir.mkdir(mode=0o700)
+                mount = ["mount", "--bind", str(run_dir), LINUX_RUN_DIR]
             argv = ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
-                    'mount --bind "$1" "$2" && shift 2 && exec "$@"', "vmexec-bare-agent",
-                    str(run_dir), LINUX_RUN_DIR, *argv]
+                    'eval "$1" && shift && exec "$@"', "vmexec-bare-agent",
+                    shlex.join(mount), *argv]
         with _log_file(base / f"agent-{i}.log") as log:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                    preexec_fn=self._lower_priority if self.nice else None)
+                                    preexec_fn=self._in_child
+                                    if self.nice or self._cpu_group else None)
         self.processes.append(proc)
         self.sockets.append(sock)
 
@@ -139,6 +166,8 @@ class BareAgents:
         ``private_run_dir``): what its commands wrote there."""
         if self._dir is None or not self.private_run_dir:
             raise BareAgentsError("the agents have no run directories of their own")
+        if self.run_dir_fs == "tmpfs":  # seen through the running agent's mount namespace
+            return Path(f"/proc/{self.processes[i].pid}/root{LINUX_RUN_DIR}")
         return self._dir / f"agent-{i}" / "run"
 
     def _log(self, i: int) -> str:
@@ -152,8 +181,11 @@ class BareAgents:
         """The agents that are no longer running (none should be, inside the block)."""
         return [i for i, proc in enumerate(self.processes) if proc.poll() is not None]
 
-    def _lower_priority(self) -> None:
-        os.nice(self.nice)
+    def _in_child(self) -> None:
+        if self.nice:
+            os.nice(self.nice)
+        if self._cpu_group is not None:
+            self._cpu_group.join()
 
     async def aclose(self) -> None:
         """Kill every agent (SIGTERM, then SIGKILL) and remove the temporary directory."""
@@ -171,6 +203,9 @@ class BareAgents:
             await asyncio.sleep(0.05)
         self.processes.clear()
         self.sockets.clear()
+        if self._cpu_group is not None:
+            self._cpu_group.remove()
+            self._cpu_group = None
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
