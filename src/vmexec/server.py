@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
@@ -192,13 +193,23 @@ async def running_services(settings: Settings, *, executor: ExecutorFactory = Ex
 
 
 def create_app(settings: Settings, *, executor: ExecutorFactory = Executor,
-               inventory: InventoryFactory = Inventory) -> FastAPI:
-    """The vmexec server for ``settings``. Nothing is opened until the app starts."""
+               inventory: InventoryFactory = Inventory, freeze_gc: bool = False) -> FastAPI:
+    """The vmexec server for ``settings``. Nothing is opened until the app starts.
+
+    ``freeze_gc`` (the process is this server's alone, as in ``vmexec serve``): once started,
+    move every object made so far out of the garbage collector's reach. The modules, models
+    and services live as long as the process; without it each full collection walks them
+    all again (about 0.1 s each, the event loop stopped, and a tenth of the server's CPU
+    in a run over 200 VMs).
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with running_services(settings, executor=executor,
                                     inventory=inventory) as services:
+            if freeze_gc:
+                gc.collect()
+                gc.freeze()
             app.state.services = services
             app.state.ready = True  # /health/ready: start-up finished
             try:

@@ -70,7 +70,7 @@ def register(app: typer.Typer) -> None:
             except UnsafeStart as exc:
                 print(f"error: {exc}", file=sys.stderr, flush=True)
                 raise typer.Exit(2) from None
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
+        uvicorn.run(create_app(settings, freeze_gc=True), host=settings.host, port=settings.port,
                     log_level=log_level.lower(), timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
                     proxy_headers=False, timeout_keep_alive=KEEP_ALIVE,
                     # vmexec's own handler formats uvicorn's lines too; its line per API
