@@ -65,7 +65,7 @@ class StreamOutput:
 
     def __init__(self, data: bytes | Iterable[bytes] = b"", total_bytes: int = 0,
                  truncated: bool = False, encoding: str = "utf-8") -> None:
-        pieces = (data,) if isinstance(data, bytes) else tuple(data)
+        pieces = (bytes(data),) if isinstance(data, bytes | bytearray | memoryview) else data
         object.__setattr__(self, "pieces", tuple(p for p in pieces if p))
         object.__setattr__(self, "size", sum(len(p) for p in self.pieces))
         object.__setattr__(self, "total_bytes", total_bytes)
