@@ -1,14 +1,23 @@
 """Measure 3: a command printing 8 MiB through the API from a lab VM: time, and how much the
-server's RSS grows above idle while it handles it."""
+server's RSS grows above idle while it handles it.
+
+``python -m bench.large_output`` runs this measure alone (on the bench's lab VM, kept running
+with ``--keep-vm``) and prints its samples as JSON: the server runs the ``vmexec`` that
+``PYTHONPATH`` selects, so two trees are compared in the same conditions."""
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 
 import httpx
 
-from vmexec.lab import LabVm
+from vmexec.lab import Lab, LabVm
 
 from . import api
 from .server import ApiServer, PeakSampler, worst_growth_kib
@@ -72,3 +81,34 @@ def measure(vm: LabVm, server: ApiServer, config: LargeOutputConfig) -> LargeOut
             result.server_ms.append(float(reply["durationMs"]))
             del reply, stdout
     return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # (bench.main imports this module: its names are imported here, when run alone.)
+    from .main import LAB_PREFIX, progress
+
+    defaults = LargeOutputConfig()
+    p = argparse.ArgumentParser(prog="python -m bench.large_output", description=__doc__)
+    p.add_argument("--mib", type=int, default=defaults.mib)
+    p.add_argument("--repeats", type=int, default=defaults.repeats)
+    p.add_argument("--lab-prefix", default=LAB_PREFIX)
+    p.add_argument("--keep-vm", action="store_true",
+                   help="leave the bench VM running (it is removed when this started it)")
+    args = p.parse_args(argv)
+    lab = Lab(args.lab_prefix, progress=progress)
+    running = {vm.name for vm in lab.status() if vm.state == "running"}
+    vm = lab.up(1)[0]
+    try:
+        with ApiServer() as server:
+            result = measure(vm, server, LargeOutputConfig(mib=args.mib, repeats=args.repeats))
+    finally:
+        if not args.keep_vm and vm.name not in running:
+            lab.down(names=[vm.name])
+    print(json.dumps({**asdict(result), "growth_kib": result.growth_kib,
+                      "load_average": os.getloadavg(),
+                      "at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

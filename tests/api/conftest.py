@@ -1,9 +1,10 @@
 """Fixtures for the API tests that need no guest: a real server over a scripted engine and the
-real inventory over in-memory hosts (tests/fakes/hosts.py)."""
+real inventory over in-memory hosts (tests/fakes/hosts.py); and for those on a lab VM's files
+(``lab_api``, ``lab_vm``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -11,7 +12,9 @@ from fakes.hosts import MemoryHosts, seen
 from fixtures.server import RunningServer, ServerFactory
 
 from api.doubles import FakeGuest, ScriptedExecutor
+from api.guest_helpers import WORKDIR, run
 from vmexec.agent.directory import AgentDirectory
+from vmexec.lab import LabVm
 from vmexec.services.inventory import Inventory, SourceFactory
 
 #: The host every scripted server registers as ``localhost`` on its first start.
@@ -66,3 +69,18 @@ def start_scripted(server_factory: ServerFactory,
 def server(module_server_factory: ServerFactory) -> RunningServer:
     """A scripted server shared by the test module."""
     return scripted(module_server_factory, FakeGuest())()
+
+
+@pytest.fixture(scope="module")
+def lab_api(module_server_factory: ServerFactory, lab_vms: list[LabVm]) -> RunningServer:
+    """A real server on the lab VMs' libvirt, shared by the test module."""
+    return module_server_factory(libvirt_uri=lab_vms[0].uri)
+
+
+@pytest.fixture(scope="module")
+def lab_vm(lab_api: RunningServer, lab_vms: list[LabVm]) -> Iterator[LabVm]:
+    """The first lab VM, with an empty :data:`~api.guest_helpers.WORKDIR` for the module."""
+    vm = lab_vms[0]
+    run(lab_api, vm, f"rm -rf {WORKDIR}; mkdir -p {WORKDIR}")
+    yield vm
+    run(lab_api, vm, f"rm -rf {WORKDIR}")

@@ -4,49 +4,18 @@ random bytes that came back as 5,397), in the reply, the execution record and it
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fixtures.server import RunningServer, ServerFactory
+from fixtures.server import RunningServer
 
+from api.guest_helpers import WORKDIR, run, sha256
 from api.test_exec import EXEC, body
 from vmexec.lab import LabVm
 
 pytestmark = pytest.mark.vm
-
-#: Where these tests put files in the guests (removed at the end).
-WORKDIR = "/tmp/vmexec-bytes-test"
-
-
-@pytest.fixture(scope="module")
-def server(module_server_factory: ServerFactory, lab_vms: list[LabVm]) -> RunningServer:
-    return module_server_factory(libvirt_uri=lab_vms[0].uri)
-
-
-@pytest.fixture(scope="module")
-def vm(server: RunningServer, lab_vms: list[LabVm]) -> Iterator[LabVm]:
-    vm = lab_vms[0]
-    run(server, vm, f"rm -rf {WORKDIR}; mkdir -p {WORKDIR}")
-    yield vm
-    run(server, vm, f"rm -rf {WORKDIR}")
-
-
-def run(server: RunningServer, vm: LabVm, script: str, **params: Any) -> dict[str, Any]:
-    with server.client() as client:
-        reply = client.put(EXEC, json=body(script, vm=vm.uuid, commandTimeout=60, **params),
-                           timeout=120)
-    assert reply.status_code == 200, reply.text
-    result: dict[str, Any] = reply.json()
-    return result
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
 
 def exact_stdout(result: dict[str, Any]) -> bytes:
     return base64.b64decode(result["stdoutBase64"]) if "stdoutBase64" in result \
@@ -54,11 +23,11 @@ def exact_stdout(result: dict[str, Any]) -> bytes:
 
 
 # --- exec: output and stdin ----------------------------------------------------------------------
-def test_random_bytes_on_stdout_come_back_exactly(server: RunningServer, vm: LabVm) -> None:
+def test_random_bytes_on_stdout_come_back_exactly(lab_api: RunningServer, lab_vm: LabVm) -> None:
     # Issue 15: 3,000 random bytes came back as 5,397 (decoded, U+FFFD, re-encoded).
     data = os.urandom(3000)
-    run(server, vm, f"cat > {WORKDIR}/random", stdinBase64=base64.b64encode(data).decode())
-    result = run(server, vm, f"cat {WORKDIR}/random")
+    run(lab_api, lab_vm, f"cat > {WORKDIR}/random", stdinBase64=base64.b64encode(data).decode())
+    result = run(lab_api, lab_vm, f"cat {WORKDIR}/random")
     assert result["exitCode"] == 0
     assert "stdoutBase64" in result and "stderrBase64" not in result
     assert sha256(base64.b64decode(result["stdoutBase64"])) == sha256(data)
@@ -66,26 +35,26 @@ def test_random_bytes_on_stdout_come_back_exactly(server: RunningServer, vm: Lab
     assert result["stdout"] == data.decode(errors="replace")
 
 
-def test_stdin_as_base64_reaches_the_command_exactly(server: RunningServer, vm: LabVm) -> None:
+def test_stdin_as_base64_reaches_the_command_exactly(lab_api: RunningServer, lab_vm: LabVm) -> None:
     data = os.urandom(200_000)  # more than one agent request: staged through a run file
-    result = run(server, vm, "cat", stdinBase64=base64.b64encode(data).decode())
+    result = run(lab_api, lab_vm, "cat", stdinBase64=base64.b64encode(data).decode())
     assert sha256(exact_stdout(result)) == sha256(data)
 
 
-def test_utf8_output_has_base64_only_on_request(server: RunningServer, vm: LabVm) -> None:
-    plain = run(server, vm, "printf 'héllo'")
+def test_utf8_output_has_base64_only_on_request(lab_api: RunningServer, lab_vm: LabVm) -> None:
+    plain = run(lab_api, lab_vm, "printf 'héllo'")
     assert plain["stdout"] == "héllo" and "stdoutBase64" not in plain
-    asked = run(server, vm, "printf 'héllo'; printf x >&2", outputEncoding="base64")
+    asked = run(lab_api, lab_vm, "printf 'héllo'; printf x >&2", outputEncoding="base64")
     assert base64.b64decode(asked["stdoutBase64"]) == "héllo".encode()
     assert base64.b64decode(asked["stderrBase64"]) == b"x"
 
 
-def test_the_execution_record_and_its_events_are_byte_exact(server: RunningServer,
-                                                            vm: LabVm) -> None:
+def test_the_execution_record_and_its_events_are_byte_exact(lab_api: RunningServer,
+                                                            lab_vm: LabVm) -> None:
     data = os.urandom(5000)
-    run(server, vm, f"cat > {WORKDIR}/random5k", stdinBase64=base64.b64encode(data).decode())
-    with server.client() as client:
-        reply = client.put(EXEC, json=body(f"cat {WORKDIR}/random5k", vm=vm.uuid),
+    run(lab_api, lab_vm, f"cat > {WORKDIR}/random5k", stdinBase64=base64.b64encode(data).decode())
+    with lab_api.client() as client:
+        reply = client.put(EXEC, json=body(f"cat {WORKDIR}/random5k", vm=lab_vm.uuid),
                            headers={"X-Job-UUID": "b" * 32}, timeout=120)
         assert reply.status_code == 200, reply.text
         record = client.get("/zstack/v1/vm-instances/commands/executions/" + "b" * 32)

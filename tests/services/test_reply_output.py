@@ -1,6 +1,7 @@
 """A command's reply written in pieces from the engine's bytes (issue 15) is, byte for byte,
 the reply ``JSONResponse`` writes of the whole body: any bytes, any encoding, any piece size
-(pieces that cut characters and line ends), every shape of reply that carries output."""
+(pieces that cut characters and line ends), the output in any pieces, every shape of reply
+that carries output."""
 
 from __future__ import annotations
 
@@ -41,15 +42,23 @@ texts = st.one_of(
              max_size=20).map(b"".join))
 
 
+def cut(data: bytes, at: list[int]) -> list[bytes]:
+    """``data`` in pieces, cut at the offsets ``at`` (modulo its length; empty pieces too)."""
+    points = sorted(a % (len(data) + 1) for a in at)
+    return [data[i:j] for i, j in zip([0, *points], [*points, len(data)], strict=True)]
+
+
 @settings(max_examples=300, deadline=None)
 @given(stdout=texts, stdout_end=line_ends, stderr=texts, stderr_end=line_ends,
        encoding=st.sampled_from(["utf-8", "cp437", "cp932", "cp1252"]),
-       piece=st.integers(min_value=1, max_value=9), always_base64=st.booleans())
+       piece=st.integers(min_value=1, max_value=9), always_base64=st.booleans(),
+       cuts=st.lists(st.integers(min_value=0, max_value=200), max_size=6))
 def test_pieces_are_the_whole_replys_bytes(stdout: bytes, stdout_end: bytes, stderr: bytes,
                                            stderr_end: bytes, encoding: str, piece: int,
-                                           always_base64: bool) -> None:
-    out = StreamOutput(stdout + stdout_end, encoding=encoding)
-    err = StreamOutput(stderr + stderr_end, encoding=encoding)
+                                           always_base64: bool, cuts: list[int]) -> None:
+    # The engine's output comes in the pieces it was read in, cut anywhere.
+    out = StreamOutput(cut(stdout + stdout_end, cuts), encoding=encoding)
+    err = StreamOutput(cut(stderr + stderr_end, cuts[::-1]), encoding=encoding)
     lazy = ReplyOutput(out, err, piece_bytes=piece)
     for whole in replies(out, err, always_base64=always_base64):
         body = without_output(whole)

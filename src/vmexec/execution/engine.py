@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from datetime import datetime
 
 from vmexec.agent import errors as agent_errors
@@ -441,7 +441,7 @@ class Executor:
                     f"(no space left?): the command ran and exited with {status.exit_code}, "
                     "its output is incomplete", ran=True, exit_code=status.exit_code)
             got = status
-            already = follower.already_read() if follower is not None else (b"", b"")
+            already = follower.already_read() if follower is not None else ((), ())
             result = await retry(run, lambda: _collect(
                 run, files, got, finished=finished, inline=inline, already=already,
                 outcome=outcome_of(cancelled=run.cancelled, timed_out=timed_out)), until)
@@ -490,7 +490,7 @@ async def _stop_orphan(run: Run) -> None:
 async def _collect(run: Run, files: RunFiles, status: Status | None, *,
                    outcome: Outcome, finished: datetime,
                    inline: tuple[bytes, bytes] = (b"", b""),
-                   already: tuple[bytes, bytes] = (b"", b"")) -> ExecResult:
+                   already: tuple[Sequence[bytes], Sequence[bytes]] = ((), ())) -> ExecResult:
     limit = run.request.max_output_bytes
     stdout, stderr = await files.read_outputs(limit, status, inline=inline, already=already)
     code = status.exit_code if status else None

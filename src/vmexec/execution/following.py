@@ -5,8 +5,10 @@ costs one agent call per stream when nothing was written (``guest-file-seek`` to
 answers the file's size) and three when something was (seek to the end, seek back, read):
 never an open and a close per poll.  (qemu-ga's reads keep stdio's end-of-file flag, sticky
 since glibc 2.28 and in musl: a seek is what clears it, so a read alone would see nothing
-new.)  The handles are closed when the run ends or its stream is dropped; a vmexec that dies
-while following leaves them open in the agent until it restarts (two per followed run).
+new.)  A read takes at most :data:`~.guestfiles.OUTPUT_READ_CHUNK`; while the size last
+seen holds more, the next poll reads on alone (no end reached, no flag set).  The handles
+are closed when the run ends or its stream is dropped; a vmexec that dies while following
+leaves them open in the agent until it restarts (two per followed run).
 
 Chunks are cut on UTF-8 character boundaries: an incomplete multibyte sequence at the end of
 what was read is held back until the rest arrives (or the run ends), so every chunk of UTF-8
@@ -20,32 +22,12 @@ import contextlib
 
 from vmexec.agent import errors as agent_errors
 from vmexec.agent.client import GuestAgent
-from vmexec.execution.guestfiles import READ_CHUNK, RunFiles
+from vmexec.execution.guestfiles import OUTPUT_READ_CHUNK, RunFiles
 from vmexec.execution.models import OutputChunk, StreamName, StreamOutput
+from vmexec.execution.utf8 import utf8_complete
 
 _KINDS = {StreamName.STDOUT: "out", StreamName.STDERR: "err"}
 _SEEK_SET, _SEEK_END = 0, 2
-
-
-def utf8_complete(data: bytes) -> int:
-    """How many leading bytes of ``data`` end on a character boundary: all of them but an
-    incomplete multibyte sequence at the end (bytes that are not UTF-8 are not held back:
-    waiting would not make them decode)."""
-    # A UTF-8 character is at most 4 bytes: only the last 3 can be an incomplete one.
-    for back in range(1, min(3, len(data)) + 1):
-        byte = data[-back]
-        if byte & 0xC0 == 0x80:
-            continue  # a continuation byte: its lead byte is further back
-        if byte >= 0xF0:
-            needed = 4 if byte < 0xF8 else 1
-        elif byte >= 0xE0:
-            needed = 3
-        elif byte >= 0xC0:
-            needed = 2
-        else:
-            needed = 1  # ASCII: complete
-        return len(data) - back if needed > back else len(data)
-    return len(data)
 
 
 class StreamFollower:
@@ -53,7 +35,7 @@ class StreamFollower:
 
     What it reads is kept once: as the chunks it hands out (the caller keeps those same
     objects, e.g. for live readers), and the bytes not handed out yet; the result's output
-    is their join (:meth:`read`), the one copy of it made here.
+    starts with those same pieces (:meth:`read`), never their join.
     """
 
     def __init__(self, agent: GuestAgent, path: str, name: StreamName, limit: int) -> None:
@@ -73,6 +55,8 @@ class StreamFollower:
         self.handed_out = 0
         #: Whether the file had more bytes than the last poll read (poll again at once).
         self.more = False
+        #: The file's size when last asked, while the reads up to it need no seek (see poll).
+        self._known_size = 0
 
     async def poll(self) -> None:
         """Read what was written to the file since the last poll (it waits until
@@ -90,13 +74,23 @@ class StreamFollower:
                 raise
             except agent_errors.AgentCommandError:
                 return  # not there yet
+        # Kept only when this poll's read takes all it asked for: after a fault the handle's
+        # position is unknown (the agent may have read), so the next poll seeks.
+        known, self._known_size = self._known_size, 0
         try:
-            size = await self.agent.file_seek(self.handle, 0, _SEEK_END)
-            want = min(size, self.limit) - self.size
-            if want <= 0:
-                return
-            await self.agent.file_seek(self.handle, self.size, _SEEK_SET)
-            chunk = await self.agent.file_read(self.handle, min(want, READ_CHUNK))
+            if known > self.size:
+                # The last read stopped short of what the file had (it read a full piece):
+                # the handle is where this one starts, and not at the end (no sticky
+                # end-of-file flag to clear): read on, without two seeks.
+                want = min(known, self.limit) - self.size
+            else:
+                known = await self.agent.file_seek(self.handle, 0, _SEEK_END)
+                want = min(known, self.limit) - self.size
+                if want <= 0:
+                    return
+                await self.agent.file_seek(self.handle, self.size, _SEEK_SET)
+            asked = min(want, OUTPUT_READ_CHUNK)
+            chunk = await self.agent.file_read(self.handle, asked)
         except agent_errors.AgentCommandDisabled:
             raise
         except agent_errors.AgentCommandError:
@@ -107,6 +101,8 @@ class StreamFollower:
         self._held += chunk.data
         self.size += len(chunk.data)
         self.more = 0 < len(chunk.data) < want
+        if len(chunk.data) == asked:
+            self._known_size = known
 
     def take(self) -> bytes:
         """The bytes read and not handed out yet, up to the last whole character."""
@@ -118,9 +114,10 @@ class StreamFollower:
             self.handed_out += len(new)
         return new
 
-    def read(self) -> bytes:
-        """Every byte read so far (handed out or not)."""
-        return b"".join([*self._handed, self._held])
+    def read(self) -> list[bytes]:
+        """Every byte read so far (handed out or not), in pieces: the chunks handed out (the
+        same objects) and what is held back."""
+        return [*self._handed, self._held] if self._held else list(self._handed)
 
     async def close(self) -> None:
         handle, self.handle = self.handle, None
@@ -152,17 +149,19 @@ class OutputFollower:
         return [OutputChunk(stream.name, new) for stream in self.streams
                 if (new := stream.take())]
 
-    def already_read(self) -> tuple[bytes, bytes]:
-        """What the polls read of each stream: the result's output starts with it."""
+    def already_read(self) -> tuple[list[bytes], list[bytes]]:
+        """What the polls read of each stream, in pieces: the result's output starts with
+        them."""
         out, err = self.streams
         return out.read(), err.read()
 
     def rest(self, stdout: StreamOutput, stderr: StreamOutput) -> list[OutputChunk]:
-        """The part of the final output not handed out yet (the last chunk of each stream)."""
-        chunks = []
+        """The part of the final output not handed out yet (the last chunks of each stream:
+        its pieces, cut on characters)."""
+        chunks: list[OutputChunk] = []
         for stream, output in zip(self.streams, (stdout, stderr), strict=True):
-            if tail := output.data[stream.handed_out:]:
-                chunks.append(OutputChunk(stream.name, tail))
+            chunks.extend(OutputChunk(stream.name, piece)
+                          for piece in output.after(stream.handed_out))
         return chunks
 
     async def close(self) -> None:

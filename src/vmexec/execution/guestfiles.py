@@ -8,16 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 
 from vmexec.agent import errors as agent_errors
 from vmexec.agent.client import GuestAgent
 from vmexec.execution.models import StreamOutput
 from vmexec.execution.platform import GuestPlatform
 from vmexec.execution.status import Status, Where, parse_status
+from vmexec.execution.utf8 import prefix, whole_characters
 
 # libvirt refuses agent replies over 10 MiB and RPC strings over 4 MiB: 2 MiB of data is
 # 2.7 MiB of base64.
 READ_CHUNK = 2 * 1024 * 1024
+#: A command's output is read in smaller pieces than a file's download: each read costs the
+#: server about 4 times its size while it is in flight (libvirt's reply, its text, the JSON
+#: string, the bytes) on top of the output kept, and a command's reply waits for all of it
+#: (a download streams its pieces on). 1 MiB: 8 reads for 8 MiB.
+OUTPUT_READ_CHUNK = 1024 * 1024
 # Requests are far more limited than replies (SAFE_REQUEST_BYTES): 48 KiB is 64 KiB of base64.
 WRITE_CHUNK = 48 * 1024
 
@@ -47,20 +54,23 @@ class RunFiles:
         with contextlib.suppress(agent_errors.AgentError):
             await self.agent.file_close(handle)
 
-    async def _read(self, handle: int, limit: int) -> bytes:
+    async def _read(self, handle: int, limit: int) -> list[bytes]:
+        """Up to ``limit`` bytes, in the pieces read (not joined: see StreamOutput)."""
         parts: list[bytes] = []
         left = limit
         while left > 0:
-            chunk = await self.agent.file_read(handle, min(READ_CHUNK, left))
-            parts.append(chunk.data)
+            chunk = await self.agent.file_read(handle, min(OUTPUT_READ_CHUNK, left))
+            if chunk.data:
+                parts.append(chunk.data)
             left -= len(chunk.data)
             if chunk.eof or not chunk.data:
                 break
-        return b"".join(parts)
+        return parts
 
-    async def _slurp(self, path: str, offset: int, limit: int) -> tuple[bytes, int] | None:
-        """Read up to ``limit`` bytes from ``offset``; returns them and the file's size
-        (None: no such file)."""
+    async def _slurp(self, path: str, offset: int, limit: int
+                     ) -> tuple[list[bytes], int] | None:
+        """Read up to ``limit`` bytes from ``offset``; returns them (in pieces) and the file's
+        size (None: no such file)."""
         handle = await self._open(path)
         if handle is None:
             return None
@@ -68,16 +78,17 @@ class RunFiles:
             if offset:
                 await self.agent.file_seek(handle, offset, 0)
             # One byte more than wanted tells whether there is more, without a size query.
-            data = await self._read(handle, limit + 1)
-            size = offset + len(data)
-            if len(data) > limit:
-                data = data[:limit]
+            pieces = await self._read(handle, limit + 1)
+            got = sum(len(p) for p in pieces)
+            size = offset + got
+            if got > limit:
+                pieces = prefix(pieces, limit)
                 size = await self.agent.file_seek(handle, 0, 2)
         finally:
             # At once, never later: qemu-ga keeps a handle (and a deleted file's space) until
             # it is closed, whatever happens to the client that opened it.
             await self._close(handle)
-        return data, size
+        return pieces, size
 
     async def write(self, kind: str, data: bytes) -> bool:
         """Create the run's file ``kind`` holding ``data``, in pieces small enough for one agent
@@ -122,14 +133,15 @@ class RunFiles:
 
     async def status(self) -> Status | None:
         got = await self._slurp(self.path("rc"), 0, 4096)
-        if got is None or not got[0].strip():
+        text = b"".join(got[0]) if got is not None else b""
+        if not text.strip():
             return None
-        return parse_status(got[0])
+        return parse_status(text)
 
     async def pid(self) -> int | None:
         got = await self._slurp(self.path("pid"), 0, 64)
         try:
-            return int(got[0]) if got else None
+            return int(b"".join(got[0])) if got else None
         except ValueError:
             return None
 
@@ -174,28 +186,38 @@ class RunFiles:
 
     async def read_outputs(self, limit: int, status: Status | None, *,
                            inline: tuple[bytes, bytes] = (b"", b""),
-                           already: tuple[bytes, bytes] = (b"", b"")
+                           already: tuple[Sequence[bytes], Sequence[bytes]] = ((), ())
                            ) -> tuple[StreamOutput, StreamOutput]:
         """Both output streams: from ``inline`` (the agent's reply) when the status says
         the whole stream is there, else from the run's file (skipped when empty; only past
-        ``already``, the start of the file read while following the run)."""
+        ``already``, the pieces of the file's start read while following the run: they
+        become the output's first pieces, the same objects)."""
         code_page = status.code_page if status else None
         places = (status.stdout_at if status else None, status.stderr_at if status else None)
         outputs = []
         for kind, where, data, start in zip(("out", "err"), places, inline, already,
                                             strict=True):
+            started = sum(len(p) for p in start)
+            pieces: list[bytes]
             # (What was followed may go past the status: a background process of the
             # command may write on after it exited; the result then holds that too.)
-            if where is Where.INLINE and len(start) <= len(data):
+            if where is Where.INLINE and started <= len(data):
                 size = len(data)
-                data = data[:limit]
-            elif where is Where.EMPTY and not start:
-                data, size = b"", 0
+                pieces = [data[:limit]]
+            elif where is Where.EMPTY and not started:
+                pieces, size = [], 0
             else:
-                start = start[:limit]
-                got = await self._slurp(self.path(kind), len(start), limit - len(start))
-                data, size = (start + got[0], got[1]) if got is not None else (start, len(start))
-            outputs.append(StreamOutput(data=data, total_bytes=max(size, len(data)),
-                                        truncated=size > len(data),
-                                        encoding=self.platform.decode(data, code_page)))
+                pieces = prefix(start, limit)
+                kept = min(started, limit)
+                got = await self._slurp(self.path(kind), kept, limit - kept)
+                if got is not None:
+                    pieces, size = [*pieces, *got[0]], got[1]
+                else:
+                    size = kept
+            pieces = list(whole_characters(pieces))
+            kept = sum(len(p) for p in pieces)
+            outputs.append(StreamOutput(pieces, total_bytes=max(size, kept),
+                                        truncated=size > kept,
+                                        encoding=self.platform.decode(pieces, code_page)))
         return outputs[0], outputs[1]
+

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -44,20 +44,66 @@ class ExecRequest:
     output_base64: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False, eq=False)
 class StreamOutput:
-    """One output stream of a finished command."""
+    """One output stream of a finished command.
 
-    data: bytes = b""
+    Its bytes are kept in the pieces they were read in (:attr:`pieces`), never joined by the
+    engine: a followed command's pieces are the very chunks it handed out (which live readers
+    keep), so its output is in memory once, not again as their join (issue 15). Pieces of
+    UTF-8 output end on character boundaries (each decodes alone, as the chunks do).
+    """
+
+    pieces: tuple[bytes, ...]
+    #: Bytes kept (of all pieces).
+    size: int
     #: Bytes the command wrote to the stream, including any not kept.
-    total_bytes: int = 0
-    truncated: bool = False
+    total_bytes: int
+    truncated: bool
     #: Text decoding used for :attr:`text` (utf-8, or the Windows console code page).
-    encoding: str = "utf-8"
+    encoding: str
+
+    def __init__(self, data: bytes | Iterable[bytes] = b"", total_bytes: int = 0,
+                 truncated: bool = False, encoding: str = "utf-8") -> None:
+        pieces = (bytes(data),) if isinstance(data, bytes | bytearray | memoryview) else data
+        object.__setattr__(self, "pieces", tuple(p for p in pieces if p))
+        object.__setattr__(self, "size", sum(len(p) for p in self.pieces))
+        object.__setattr__(self, "total_bytes", total_bytes)
+        object.__setattr__(self, "truncated", truncated)
+        object.__setattr__(self, "encoding", encoding)
+
+    @property
+    def data(self) -> bytes:
+        """All the bytes (a copy of them when there are several pieces)."""
+        return self.pieces[0] if len(self.pieces) == 1 else b"".join(self.pieces)
 
     @property
     def text(self) -> str:
         return self.data.decode(self.encoding, errors="replace")
+
+    def after(self, offset: int) -> list[bytes]:
+        """The pieces of the bytes after the first ``offset`` (only a piece that ``offset``
+        cuts is copied, its rest)."""
+        rest: list[bytes] = []
+        start = 0
+        for piece in self.pieces:
+            end = start + len(piece)
+            if end > offset:
+                rest.append(piece if start >= offset else piece[offset - start:])
+            start = end
+        return rest
+
+    def _key(self) -> tuple[bytes, int, bool, str]:
+        return self.data, self.total_bytes, self.truncated, self.encoding
+
+    def __eq__(self, other: object) -> bool:
+        # The same bytes however they are cut into pieces.
+        if not isinstance(other, StreamOutput):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
 
 
 class Outcome(enum.StrEnum):

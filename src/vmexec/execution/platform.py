@@ -106,6 +106,7 @@ class GuestPlatform(abc.ABC):
     def file(self, run_dir: str, run_id: str, kind: str) -> str:
         return f"{run_dir}{self.separator}{run_id}.{kind}"
 
-    def decode(self, data: bytes, code_page: str | None) -> str:
-        """Pick the text encoding of output: UTF-8, else the guest console's code page."""
+    def decode(self, data: Sequence[bytes], code_page: str | None) -> str:
+        """Pick the text encoding of output (``data``: its pieces): UTF-8, else the guest
+        console's code page."""
         return "utf-8"

@@ -27,6 +27,7 @@ from vmexec.execution.platform import (
     Launch,
     check_run_id,
 )
+from vmexec.zstack.exec import is_utf8
 
 RUN_DIR = "C:\\ProgramData\\vmexec"
 POWERSHELL = "powershell.exe"
@@ -152,12 +153,9 @@ class WindowsPlatform(GuestPlatform):
             script += SWEEP.format(run_dir=RUN_DIR, minutes=max(1, math.ceil(retention / 60)))
         return Launch(POWERSHELL, encode_powershell(script))
 
-    def decode(self, data: bytes, code_page: str | None) -> str:
-        try:
-            data.decode("utf-8")
+    def decode(self, data: Sequence[bytes], code_page: str | None) -> str:
+        if is_utf8(data):
             return "utf-8"
-        except UnicodeDecodeError:
-            pass
         if code_page and code_page != "cp65001":
             try:
                 codecs.lookup(code_page)

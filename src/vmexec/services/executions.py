@@ -439,8 +439,8 @@ class ExecutionService:
                 f"no result from the guest agent {api_timeout(request):g}s after start")), None
         except Exception as exc:
             return await self._failed(uuid, recorder, exc), None
-        recorder.complete(StreamName.STDOUT, result.stdout.data)
-        recorder.complete(StreamName.STDERR, result.stderr.data)
+        recorder.complete(StreamName.STDOUT, result.stdout)
+        recorder.complete(StreamName.STDERR, result.stderr)
         # The reply is made without its output (text and bytes), which stays the engine's
         # bytes until it is written (see vmexec.services.reply_output).
         output = command_output(result)
@@ -463,7 +463,7 @@ class ExecutionService:
             status, body = 200, output.reply(inventory)
         error_code = body.get("error", {}).get("code")
         kept = body = without_output(body, exact=exact_fields(
-            result.stdout.data, result.stderr.data, always=request.output_base64))
+            result.stdout.pieces, result.stderr.pieces, always=request.output_base64))
         end = _update(
             uuid, state=state, outcome=str(result.outcome), exit_code=result.exit_code,
             signal=result.signal, stdout_bytes=result.stdout.total_bytes,
@@ -489,7 +489,7 @@ class ExecutionService:
         the job."""
         return self._retention >= self._jobs.retention and all(
             output.encoding == "utf-8" and not recorder.dropped[stream]
-            and recorder.stored[stream] == len(output.data)
+            and recorder.stored[stream] == output.size
             for stream, output in ((StreamName.STDOUT, result.stdout),
                                    (StreamName.STDERR, result.stderr)))
 

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vmexec.db.models import Execution, ExecutionOutput
 from vmexec.db.writes import Rows, Write
-from vmexec.execution.models import OutputChunk, StreamName
+from vmexec.execution.models import OutputChunk, StreamName, StreamOutput
 from vmexec.zstack.exec import ExecutionState
 
 log = logging.getLogger(__name__)
@@ -164,12 +164,11 @@ class OutputRecorder:
             self.seen[chunk.stream] += len(chunk.data)
         self._seq = next_seq
 
-    def complete(self, stream: StreamName, data: bytes) -> None:
+    def complete(self, stream: StreamName, output: StreamOutput) -> None:
         """Add what the final result has of ``stream`` beyond the chunks seen (a platform or
-        path that streamed less than it returned)."""
-        seen = self.seen[stream]
-        if len(data) > seen:
-            self.add(OutputChunk(stream, data[seen:]))
+        path that streamed less than it returned), a chunk per piece."""
+        for piece in output.after(self.seen[stream]):
+            self.add(OutputChunk(stream, piece))
 
     def _flush(self) -> None:
         self._timer = None

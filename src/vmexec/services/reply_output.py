@@ -129,7 +129,7 @@ class ReplyOutput:
     @property
     def size(self) -> int:
         """Bytes of output, both streams."""
-        return len(self.stdout.data) + len(self.stderr.data)
+        return self.stdout.size + self.stderr.size
 
     def fill(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """The whole reply (its text built in memory)."""
@@ -189,12 +189,36 @@ class ReplyOutput:
             yield from _escaped(_chomped(stderr), prefix=", errorStream: ")
 
 
+def _blocks(pieces: Sequence[bytes], size: int) -> Iterator[bytes | memoryview]:
+    """The bytes of ``pieces`` in blocks of ``size`` (the last may be shorter): views into a
+    piece, or for a block across pieces a copy of its parts (``size`` bytes at most)."""
+    held: list[memoryview] = []
+    held_size = 0
+    for piece in pieces:
+        view = memoryview(piece)
+        start = 0
+        if held:
+            start = min(size - held_size, len(view))
+            held.append(view[:start])
+            held_size += start
+            if held_size < size:
+                continue
+            yield b"".join(held)
+            held, held_size = [], 0
+        while len(view) - start >= size:
+            yield view[start:start + size]
+            start += size
+        if start < len(view):
+            held, held_size = [view[start:]], len(view) - start
+    if held:
+        yield b"".join(held)
+
+
 def _decoded(output: StreamOutput, piece_bytes: int) -> Iterator[str]:
     """``output.text`` in pieces (an incremental decoder gives what decoding at once does)."""
     decoder = codecs.getincrementaldecoder(output.encoding)(errors="replace")
-    data = memoryview(output.data)
-    for start in range(0, len(data), piece_bytes):
-        piece = decoder.decode(data[start:start + piece_bytes])
+    for block in _blocks(output.pieces, piece_bytes):
+        piece = decoder.decode(block)
         if piece:
             yield piece
     rest = decoder.decode(b"", final=True)
@@ -205,10 +229,8 @@ def _decoded(output: StreamOutput, piece_bytes: int) -> Iterator[str]:
 def _encoded(output: StreamOutput, piece_bytes: int) -> Iterator[bytes]:
     """``output.data`` as base64 in pieces (of whole 3-byte groups: their base64 is that of
     the whole; it needs no JSON escaping)."""
-    step = max(3, piece_bytes - piece_bytes % 3)
-    data = memoryview(output.data)
-    for start in range(0, len(data), step):
-        yield base64.b64encode(data[start:start + step])
+    for block in _blocks(output.pieces, max(3, piece_bytes - piece_bytes % 3)):
+        yield base64.b64encode(block)
 
 
 def _chomped(pieces: Iterator[str]) -> Iterator[str]:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import base64
+import codecs
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,16 +55,30 @@ def stream_text(stdout: str, stderr: str) -> str:
     return f"standardStream: {_chomp(stdout)}, errorStream: {_chomp(stderr)}"
 
 
-def is_utf8(data: bytes) -> bool:
+#: Bytes, or the pieces they are kept in (in order).
+Data = bytes | Sequence[bytes]
+#: Bytes decoded at a time by :func:`is_utf8` (its text is not kept: 8 MiB of output checked
+#: at once cost 8 MiB more at the server's peak).
+_CHECK_BYTES = 64 * 1024
+
+
+def is_utf8(data: Data) -> bool:
     """Whether ``data`` decodes as UTF-8 (its text then carries every byte)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
     try:
-        data.decode("utf-8")
+        for piece in (data,) if isinstance(data, bytes | bytearray) else data:
+            if piece.isascii() and not decoder.getstate()[0]:
+                continue
+            view = memoryview(piece)
+            for start in range(0, len(view), _CHECK_BYTES):
+                decoder.decode(view[start:start + _CHECK_BYTES])
+        decoder.decode(b"", final=True)
     except UnicodeDecodeError:
         return False
     return True
 
 
-def exact_fields(stdout: bytes, stderr: bytes, *, always: bool = False) -> tuple[str, ...]:
+def exact_fields(stdout: Data, stderr: Data, *, always: bool = False) -> tuple[str, ...]:
     """The names of the ``stdoutBase64``/``stderrBase64`` fields a reply has: one for each
     stream whose text cannot carry its bytes (not UTF-8), both when ``always``
     (``"outputEncoding": "base64"``)."""
