@@ -3,9 +3,12 @@ over N bare agents, side by side in one run, for each N asked (``make bench-scal
 2,000 and 10,000 agents when the machine has the memory for them).
 
 Bare agents are real ``qemu-ga -m unix-listen`` processes on the HOST (control-plane load
-only), each with a ``/var/lib/vmexec`` of its own (as each guest has its own file system) and
-at a lower priority (``--nice``: guests on vCPUs of their own would not take the CPU from the
-client under test; raw and vmexec get the same). Each agent runs ``--per-agent`` commands per
+only), standing in for guests the same way for raw and vmexec: each with a ``/var/lib/vmexec``
+of its own on a tmpfs of its own (``--agent-fs``: each guest has its own file system, and this
+host's disk makes creating a file cost 0.4 to 0.6 ms of CPU), all of them in one CPU cgroup
+(``--cpu-weight``: guests on vCPUs of their own would not take the CPU from the client under
+test, and per-process ``--nice`` cannot stop thousands of processes from doing so). Each agent
+runs ``--per-agent`` commands per
 client: raw (half), engine, one API run of every command (``maxConcurrency`` = the agents),
 raw (the other half), so a change in the machine's load hits raw on both sides. The server's
 RSS is read before the agents are registered, idle after the run (per VM it ran a command on)
@@ -221,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
                         "skipped (and said)")
     p.add_argument("--per-agent", type=int, default=2, help="commands per agent per client")
     p.add_argument("--nice", type=int, default=10)
-    p.add_argument("--cpu-weight", type=int, default=10,
+    p.add_argument("--cpu-weight", type=int, default=100,
                    help="the agents' one CPU cgroup's weight (100 = one ordinary process); "
                         "0: no cgroup, each agent competes on its own (at --nice)")
     p.add_argument("--agent-fs", choices=get_args(RunDirFs), default="tmpfs",
