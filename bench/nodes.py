@@ -1,7 +1,7 @@
 """Throughput of runs over 600 bare agents with 1, 2 and 3 ``vmexec serve`` nodes on one
 PostgreSQL database (issue 12), side by side in one invocation.
 
-    .venv/bin/python -m bench.nodes [--agents 600] [--hosts 6] [--per-agent 2]
+    .venv/bin/python -m bench.nodes [--agents 600] [--hosts 6] [--per-agent 4]
                                     [--phases 1,2,3,3,2,1]
 
 Set-up: a throwaway PostgreSQL cluster (tests/fixtures/postgres.py), ``--agents`` bare agents
@@ -36,6 +36,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -55,9 +56,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from fixtures.nodes import Node, start_node
 from fixtures.postgres import PostgresServer, _bin_dir
 
-#: Seconds between phases: more than an agent socket's idle close (10 s, one client at a time),
-#: so a node lets go of the sockets it used before another node uses them.
-SETTLE = 12.0
+#: Seconds without any agent call on every node before a phase: more than an agent socket's
+#: idle close (10 s; a socket serves one client at a time), so a node has let go of the sockets
+#: it used (the commands' deferred clean-ups included) before another node uses them.
+QUIET = 12.0
 #: Seconds of a host lease: short, so the hosts are re-shared quickly between phases.
 HOST_LEASE = 6.0
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -77,6 +79,8 @@ class Phase:
     busy_cores: float = 0.0
     #: Seconds until the hosts were shared out among the phase's nodes.
     reshare_seconds: float = 0.0
+    #: The error codes of the targets that failed.
+    failed: list[str] = field(default_factory=list)
 
 
 def _machine_busy_ticks() -> int:
@@ -122,16 +126,17 @@ class Fleet:
         node.login()
         return node
 
-    def ensure(self, count: int) -> float:
+    def ensure(self, count: int, *, shared: bool = True) -> float:
         """Start or stop nodes until ``count`` run; returns the seconds until the hosts were
-        shared out among them (each node at most its share, every host owned)."""
+        shared out among them (each node at most its share, every host owned; not waited
+        for without ``shared``: no host is registered yet)."""
         while len(self.running) > count:
             self.running.pop().stop()  # SIGTERM: its hosts released at once
         while len(self.running) < count:
             self.running.append(self._start(len(self.running)))
         started = time.monotonic()
         deadline = started + 120
-        while not self._shared_out():
+        while shared and not self._shared_out():
             if time.monotonic() > deadline:
                 raise SystemExit(f"the hosts were not shared out among {count} nodes")
             time.sleep(0.2)
@@ -144,18 +149,42 @@ class Fleet:
         return (sum(owned) == self.hosts and max(owned) <= share
                 and live == [len(self.running)] * len(self.running))
 
+    def agent_calls(self) -> float:
+        """Agent calls made so far by the running nodes."""
+        total = 0.0
+        for node in self.running:
+            text = httpx.get(f"{node.url}/metrics", timeout=30).text
+            total += sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                         if line.startswith("vmexec_agent_calls_total"))
+        return total
+
+    def quiet(self) -> None:
+        """Wait until no node made an agent call for :data:`QUIET` seconds."""
+        calls, since = self.agent_calls(), time.monotonic()
+        while time.monotonic() - since < QUIET:
+            time.sleep(1)
+            now = self.agent_calls()
+            if now != calls:
+                calls, since = now, time.monotonic()
+
     def stop(self) -> None:
         for node in reversed(self.running):
             node.stop()
         self.running = []
 
 
-async def _one_run(node: Node, vms: list[str], per_agent: int) -> None:
+async def _one_run(node: Node, vms: list[str], per_agent: int) -> list[str]:
+    """One run on ``node``; returns the error codes of its targets that failed (a bare
+    agent may die under this load: counted, not fatal)."""
     headers = {"Authorization": f"OAuth {node.session}"}
     targets = [vm for _ in range(per_agent) for vm in vms]
     async with httpx.AsyncClient(base_url=node.url, headers=headers, timeout=600) as client:
         run_uuid = await runs.start(client, targets, max_concurrency=len(vms))
-        runs.check(await runs.wait(client, run_uuid), len(targets))
+        run = await runs.wait(client, run_uuid)
+    if len(run.get("targets") or []) != len(targets):
+        raise api.ApiCallError(f"run {run_uuid}: {len(run.get('targets') or [])} targets of "
+                               f"{len(targets)}")
+    return [str(t.get("errorCode") or t.get("state")) for t in runs.failures(run)]
 
 
 async def measure(fleet: Fleet, vms: list[str], per_agent: int, agent_pids: list[int],
@@ -169,8 +198,9 @@ async def measure(fleet: Fleet, vms: list[str], per_agent: int, agent_pids: list
     before = ([cpu_ms(n.pid, children=False) for n in nodes], _cpu_of(pg),
               total_cpu_ms(agent_pids), _machine_busy_ticks())
     started = time.perf_counter()
-    await asyncio.gather(*(_one_run(node, part, per_agent)
-                           for node, part in zip(nodes, slices, strict=True)))
+    failed = await asyncio.gather(*(_one_run(node, part, per_agent)
+                                    for node, part in zip(nodes, slices, strict=True)))
+    phase.failed = [code for codes in failed for code in codes]
     phase.seconds = time.perf_counter() - started
     after = ([cpu_ms(n.pid, children=False) for n in nodes], _cpu_of(pg),
              total_cpu_ms(agent_pids), _machine_busy_ticks())
@@ -183,7 +213,8 @@ async def measure(fleet: Fleet, vms: list[str], per_agent: int, agent_pids: list
     return phase
 
 
-def render(phases: list[Phase], agents: int, hosts: int, per_agent: int) -> str:
+def render(phases: list[Phase], agents: int, hosts: int, per_agent: int,
+           load: float) -> str:
     by_n: dict[int, list[Phase]] = {}
     for phase in phases:
         by_n.setdefault(phase.nodes, []).append(phase)
@@ -196,12 +227,12 @@ def render(phases: list[Phase], agents: int, hosts: int, per_agent: int) -> str:
         f"Runs of `{COMMAND}` over {agents} bare agents in {hosts} agent-socket-directory "
         f"hosts, {per_agent} commands per agent per phase; N nodes = N runs at once, one per "
         f"node, each over {agents}/N agents, all in flight; {os.cpu_count()} cores; "
-        f"load before: {os.getloadavg()[0]:.1f} (1 min)",
+        f"load average at the start: {load:.1f} (1 min); {time.strftime('%Y-%m-%d %H:%M %Z')}",
         "",
         "| nodes | phases | commands/s (each phase) | commands/s | vs 1 node | CPU ms/command "
         "per node | nodes' CPU ms/command | PostgreSQL ms/command | agents ms/command | "
-        "machine busy (cores) | hosts re-shared in (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|"]
+        "machine busy (cores) | hosts re-shared in (s) | targets failed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for n in sorted(by_n):
         group = by_n[n]
         commands = sum(p.commands for p in group)
@@ -215,8 +246,14 @@ def render(phases: list[Phase], agents: int, hosts: int, per_agent: int) -> str:
             f"{sum(p.postgres_cpu_ms for p in group) / commands:.1f} | "
             f"{sum(p.agents_cpu_ms for p in group) / commands:.1f} | "
             f"{statistics.mean(p.busy_cores for p in group):.2f} | "
-            f"{', '.join(f'{p.reshare_seconds:.1f}' for p in group)} |")
+            f"{', '.join(f'{p.reshare_seconds:.1f}' for p in group)} | "
+            f"{_failures(group)} |")
     return "\n".join(lines) + "\n"
+
+
+def _failures(group: list[Phase]) -> str:
+    codes = Counter(code for phase in group for code in phase.failed)
+    return ", ".join(f"{n} {code}" for code, n in codes.most_common()) or "0"
 
 
 @contextmanager
@@ -235,6 +272,7 @@ def _postgres(work: Path) -> Iterator[str]:
 
 async def main_async(args: argparse.Namespace, db: str, work: Path) -> str:
     phases_n = [int(x) for x in args.phases.split(",")]
+    load = os.getloadavg()[0]
     fleet = Fleet(db, work, args.hosts)
     try:
         async with AsyncExitStack() as stack:
@@ -242,7 +280,7 @@ async def main_async(args: argparse.Namespace, db: str, work: Path) -> str:
                 BareAgents(args.agents // args.hosts, nice=args.nice))
                 for _ in range(args.hosts)]
             print(f"{args.agents} agents up", file=sys.stderr, flush=True)
-            await asyncio.to_thread(fleet.ensure, 1)
+            await asyncio.to_thread(fleet.ensure, 1, shared=False)
             first = fleet.running[0]
             headers = {"Authorization": f"OAuth {first.session}"}
             async with httpx.AsyncClient(base_url=first.url, headers=headers,
@@ -254,15 +292,17 @@ async def main_async(args: argparse.Namespace, db: str, work: Path) -> str:
             pids = [p.pid for group in groups for p in group.processes]
             phases = []
             for n in phases_n:
-                await asyncio.sleep(SETTLE)
+                await asyncio.to_thread(fleet.quiet)
                 phase = await measure(fleet, vms, args.per_agent, pids, n)
                 print(f"{n} nodes: {phase.commands} commands in {phase.seconds:.1f} s "
-                      f"({phase.commands / phase.seconds:.0f}/s), machine busy "
-                      f"{phase.busy_cores:.2f} cores", file=sys.stderr, flush=True)
+                      f"({phase.commands / phase.seconds:.0f}/s, {len(phase.failed)} failed), "
+                      f"machine busy {phase.busy_cores:.2f} cores", file=sys.stderr, flush=True)
                 phases.append(phase)
+            exited = sum(len(group.exited()) for group in groups)
     finally:
         await asyncio.to_thread(fleet.stop)
-    return render(phases, args.agents, args.hosts, args.per_agent)
+    return (render(phases, args.agents, args.hosts, args.per_agent, load)
+            + f"\nBare agents that exited during the bench: {exited}.\n")
 
 
 def main() -> None:
@@ -271,7 +311,7 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=600)
     parser.add_argument("--hosts", type=int, default=6,
                         help="agent-socket directories the agents are split into")
-    parser.add_argument("--per-agent", type=int, default=2,
+    parser.add_argument("--per-agent", type=int, default=4,
                         help="commands per agent in each phase")
     parser.add_argument("--phases", default="1,2,3,3,2,1",
                         help="node counts of the phases, in order (1 to 3)")
