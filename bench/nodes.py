@@ -13,11 +13,11 @@ nodes.py), which share the hosts out (``vmexec_hosts_owned``).
 How the work spreads: a run is carried out by the node that accepted it (a peer takes it over
 only if that node dies), so one run of 600 targets uses one node however many run. With N
 nodes the client (as a load balancer's clients would) starts N runs at once, one per node,
-each over its own 600/N agents, every target of a run in flight at once (``maxConcurrency`` =
-its agents), ``--per-agent`` commands per agent. Each phase has exactly N nodes alive (nodes
-are started and stopped cleanly between phases, the hosts re-shared before it starts); the
-phases go up and down (1, 2, 3, 3, 2, 1) so that a drift of the shared machine's load hits
-every N alike.
+each over its own 600/N agents, ``--per-agent`` commands per agent (``maxConcurrency``
+``--concurrency`` / N each: every phase has as many commands in flight). Each phase has exactly
+N nodes alive (nodes are started and stopped cleanly between phases, the hosts re-shared before
+it starts); an agent that died is left out of the phases after. The phases go up and down
+(1, 2, 3, 3, 2, 1) so that a drift of the shared machine's load hits every N alike.
 
 Per N: commands/s (all the phase's commands over the wall time from the first run's start to
 the last run's end) and its ratio to 1 node; CPU per command of each node, of PostgreSQL (its
@@ -60,6 +60,8 @@ from fixtures.postgres import PostgresServer, _bin_dir
 #: idle close (10 s; a socket serves one client at a time), so a node has let go of the sockets
 #: it used (the commands' deferred clean-ups included) before another node uses them.
 QUIET = 12.0
+#: Seconds that wait lasts at most: an agent that died (refused) has its clean-up retried.
+QUIET_MAX = 45.0
 #: Seconds of a host lease: short, so the hosts are re-shared quickly between phases.
 HOST_LEASE = 6.0
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -159,9 +161,11 @@ class Fleet:
         return total
 
     def quiet(self) -> None:
-        """Wait until no node made an agent call for :data:`QUIET` seconds."""
+        """Wait until no node made an agent call for :data:`QUIET` seconds (at most
+        :data:`QUIET_MAX`)."""
         calls, since = self.agent_calls(), time.monotonic()
-        while time.monotonic() - since < QUIET:
+        deadline = since + QUIET_MAX
+        while time.monotonic() - since < QUIET and time.monotonic() < deadline:
             time.sleep(1)
             now = self.agent_calls()
             if now != calls:
@@ -173,13 +177,14 @@ class Fleet:
         self.running = []
 
 
-async def _one_run(node: Node, vms: list[str], per_agent: int) -> list[str]:
+async def _one_run(node: Node, vms: list[str], per_agent: int,
+                   concurrency: int) -> list[str]:
     """One run on ``node``; returns the error codes of its targets that failed (a bare
     agent may die under this load: counted, not fatal)."""
     headers = {"Authorization": f"OAuth {node.session}"}
     targets = [vm for _ in range(per_agent) for vm in vms]
     async with httpx.AsyncClient(base_url=node.url, headers=headers, timeout=600) as client:
-        run_uuid = await runs.start(client, targets, max_concurrency=len(vms))
+        run_uuid = await runs.start(client, targets, max_concurrency=concurrency)
         run = await runs.wait(client, run_uuid)
     if len(run.get("targets") or []) != len(targets):
         raise api.ApiCallError(f"run {run_uuid}: {len(run.get('targets') or [])} targets of "
@@ -188,7 +193,7 @@ async def _one_run(node: Node, vms: list[str], per_agent: int) -> list[str]:
 
 
 async def measure(fleet: Fleet, vms: list[str], per_agent: int, agent_pids: list[int],
-                  count: int) -> Phase:
+                  count: int, concurrency: int) -> Phase:
     phase = Phase(nodes=count)
     phase.reshare_seconds = await asyncio.to_thread(fleet.ensure, count)
     nodes = list(fleet.running)
@@ -198,7 +203,8 @@ async def measure(fleet: Fleet, vms: list[str], per_agent: int, agent_pids: list
     before = ([cpu_ms(n.pid, children=False) for n in nodes], _cpu_of(pg),
               total_cpu_ms(agent_pids), _machine_busy_ticks())
     started = time.perf_counter()
-    failed = await asyncio.gather(*(_one_run(node, part, per_agent)
+    each = math.ceil(concurrency / count)
+    failed = await asyncio.gather(*(_one_run(node, part, per_agent, each)
                                     for node, part in zip(nodes, slices, strict=True)))
     phase.failed = [code for codes in failed for code in codes]
     phase.seconds = time.perf_counter() - started
@@ -213,7 +219,7 @@ async def measure(fleet: Fleet, vms: list[str], per_agent: int, agent_pids: list
     return phase
 
 
-def render(phases: list[Phase], agents: int, hosts: int, per_agent: int,
+def render(phases: list[Phase], agents: int, hosts: int, per_agent: int, concurrency: int,
            load: float) -> str:
     by_n: dict[int, list[Phase]] = {}
     for phase in phases:
@@ -226,7 +232,8 @@ def render(phases: list[Phase], agents: int, hosts: int, per_agent: int,
     lines = [
         f"Runs of `{COMMAND}` over {agents} bare agents in {hosts} agent-socket-directory "
         f"hosts, {per_agent} commands per agent per phase; N nodes = N runs at once, one per "
-        f"node, each over {agents}/N agents, all in flight; {os.cpu_count()} cores; "
+        f"node, each over {agents}/N agents, {concurrency} in flight in all; "
+        f"{os.cpu_count()} cores; "
         f"load average at the start: {load:.1f} (1 min); {time.strftime('%Y-%m-%d %H:%M %Z')}",
         "",
         "| nodes | phases | commands/s (each phase) | commands/s | vs 1 node | CPU ms/command "
@@ -288,12 +295,15 @@ async def main_async(args: argparse.Namespace, db: str, work: Path) -> str:
                 for k, group in enumerate(groups):
                     await api.add_socket_dir_host(client, f"agents-{k}",
                                                   group.sockets[0].parent)
-            vms = [socket_vm_uuid(str(s)) for group in groups for s in group.sockets]
             pids = [p.pid for group in groups for p in group.processes]
             phases = []
             for n in phases_n:
                 await asyncio.to_thread(fleet.quiet)
-                phase = await measure(fleet, vms, args.per_agent, pids, n)
+                # An agent that died (it happens under this load) is left out from then on.
+                vms = [socket_vm_uuid(str(sock)) for group in groups
+                       for i, sock in enumerate(group.sockets)
+                       if group.processes[i].poll() is None]
+                phase = await measure(fleet, vms, args.per_agent, pids, n, args.concurrency)
                 print(f"{n} nodes: {phase.commands} commands in {phase.seconds:.1f} s "
                       f"({phase.commands / phase.seconds:.0f}/s, {len(phase.failed)} failed), "
                       f"machine busy {phase.busy_cores:.2f} cores", file=sys.stderr, flush=True)
@@ -301,7 +311,7 @@ async def main_async(args: argparse.Namespace, db: str, work: Path) -> str:
             exited = sum(len(group.exited()) for group in groups)
     finally:
         await asyncio.to_thread(fleet.stop)
-    return (render(phases, args.agents, args.hosts, args.per_agent, load)
+    return (render(phases, args.agents, args.hosts, args.per_agent, args.concurrency, load)
             + f"\nBare agents that exited during the bench: {exited}.\n")
 
 
@@ -315,6 +325,8 @@ def main() -> None:
                         help="commands per agent in each phase")
     parser.add_argument("--phases", default="1,2,3,3,2,1",
                         help="node counts of the phases, in order (1 to 3)")
+    parser.add_argument("--concurrency", type=int, default=200,
+                        help="targets in flight in all, split among the phase's runs")
     parser.add_argument("--nice", type=int, default=10)
     parser.add_argument("--out", type=Path, default=Path("bench/results/nodes.md"))
     args = parser.parse_args()
