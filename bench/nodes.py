@@ -103,14 +103,21 @@ def _postgres_pids() -> list[int]:
     return pids
 
 
-def _cpu_of(pids: list[int]) -> float:
-    total = 0.0
+def _cpu_by_pid(pids: list[int]) -> dict[int, float]:
+    found = {}
     for pid in pids:
         try:
-            total += cpu_ms(pid, children=False)
+            found[pid] = cpu_ms(pid, children=False)
         except OSError:
             pass
-    return total
+    return found
+
+
+def _cpu_since(before: dict[int, float]) -> float:
+    """CPU ms spent since ``before`` by PostgreSQL's processes: those still there, and new
+    ones in full (a backend that exited meanwhile is not counted: its share is lost)."""
+    after = _cpu_by_pid(_postgres_pids())
+    return sum(ms - before.get(pid, 0.0) for pid, ms in after.items())
 
 
 class Fleet:
@@ -199,8 +206,8 @@ async def measure(fleet: Fleet, vms: list[str], per_agent: int, agent_pids: list
     nodes = list(fleet.running)
     size = math.ceil(len(vms) / count)
     slices = [vms[k * size:(k + 1) * size] for k in range(count)]
-    pg = _postgres_pids()
-    before = ([cpu_ms(n.pid, children=False) for n in nodes], _cpu_of(pg),
+    pg = _cpu_by_pid(_postgres_pids())
+    before = ([cpu_ms(n.pid, children=False) for n in nodes], 0.0,
               total_cpu_ms(agent_pids), _machine_busy_ticks())
     started = time.perf_counter()
     each = math.ceil(concurrency / count)
@@ -208,7 +215,7 @@ async def measure(fleet: Fleet, vms: list[str], per_agent: int, agent_pids: list
                                     for node, part in zip(nodes, slices, strict=True)))
     phase.failed = [code for codes in failed for code in codes]
     phase.seconds = time.perf_counter() - started
-    after = ([cpu_ms(n.pid, children=False) for n in nodes], _cpu_of(pg),
+    after = ([cpu_ms(n.pid, children=False) for n in nodes], _cpu_since(pg),
              total_cpu_ms(agent_pids), _machine_busy_ticks())
     phase.node_cpu_ms = [b - a for a, b in zip(before[0], after[0], strict=True)]
     phase.node_commands = [len(part) * per_agent for part in slices]
