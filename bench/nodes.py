@@ -227,7 +227,7 @@ async def measure(fleet: Fleet, vms: list[str], per_agent: int, agent_pids: list
 
 
 def render(phases: list[Phase], agents: int, hosts: int, per_agent: int, concurrency: int,
-           load: float) -> str:
+           started: str, load: float) -> str:
     by_n: dict[int, list[Phase]] = {}
     for phase in phases:
         by_n.setdefault(phase.nodes, []).append(phase)
@@ -241,7 +241,7 @@ def render(phases: list[Phase], agents: int, hosts: int, per_agent: int, concurr
         f"hosts, {per_agent} commands per agent per phase; N nodes = N runs at once, one per "
         f"node, each over {agents}/N agents, {concurrency} in flight in all; "
         f"{os.cpu_count()} cores; "
-        f"load average at the start: {load:.1f} (1 min); {time.strftime('%Y-%m-%d %H:%M %Z')}",
+        f"started {started}, load average then {load:.1f} (1 min)",
         "",
         "| nodes | phases | commands/s (each phase) | commands/s | vs 1 node | CPU ms/command "
         "per node | nodes' CPU ms/command | PostgreSQL ms/command | agents ms/command | "
@@ -287,6 +287,7 @@ def _postgres(work: Path) -> Iterator[str]:
 async def main_async(args: argparse.Namespace, db: str, work: Path) -> str:
     phases_n = [int(x) for x in args.phases.split(",")]
     load = os.getloadavg()[0]
+    started = time.strftime("%Y-%m-%d %H:%M %Z")
     fleet = Fleet(db, work, args.hosts)
     try:
         async with AsyncExitStack() as stack:
@@ -318,7 +319,8 @@ async def main_async(args: argparse.Namespace, db: str, work: Path) -> str:
             exited = sum(len(group.exited()) for group in groups)
     finally:
         await asyncio.to_thread(fleet.stop)
-    return (render(phases, args.agents, args.hosts, args.per_agent, args.concurrency, load)
+    return (render(phases, args.agents, args.hosts, args.per_agent, args.concurrency, started,
+                   load)
             + f"\nBare agents that exited during the bench: {exited}.\n")
 
 
