@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: bootstrap demo demo-down test lint bench bench-scale
+.PHONY: bootstrap demo demo-down test lint bench bench-scale bench-nodes
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -27,3 +27,7 @@ bench: bootstrap
 # The engine at fleet scale: 200, 2,000 and (when the memory allows) 10,000 bare agents.
 bench-scale: bootstrap
 	@$(PY) -m bench.scale
+
+# Runs over 600 bare agents with 1, 2 and 3 nodes on one throwaway PostgreSQL (issue 12).
+bench-nodes: bootstrap
+	@$(PY) -m bench.nodes

@@ -100,6 +100,14 @@ class Node:
         return httpx.Client(base_url=self.url, timeout=timeout,
                             headers={"Authorization": f"OAuth {self.session}"})
 
+    def metric(self, name: str) -> float:
+        """The value of an unlabelled metric of this node (its ``/metrics``, from loopback)."""
+        text = httpx.get(f"{self.url}/metrics", timeout=30).text
+        for line in text.splitlines():
+            if line.startswith((f"{name} ", f"{name}_total ")):
+                return float(line.split()[1])
+        raise AssertionError(f"no metric {name} on node {self.name}")
+
     def kill(self) -> None:
         """``kill -9``: no shutdown at all."""
         assert self.process is not None

@@ -246,3 +246,47 @@ async def test_a_miss_on_another_node_has_the_owner_resync(
     reply = await second.query_vms(vm_query("name=newer"))
     assert [vm["uuid"] for vm in reply["inventories"]] == [C]
     assert second.host_listings == 0  # the owner listed it
+
+
+async def owners(database: str) -> dict[str | None, int]:
+    """Hosts by owning node in the database (a lease run out counts as no owner)."""
+    engine = create_engine(database)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            rows = (await session.execute(text(
+                "SELECT CASE WHEN lease_expires > now() THEN owner_node END AS owner, "
+                "count(*) FROM hosts GROUP BY owner"))).all()
+    finally:
+        await engine.dispose()
+    return {row[0]: int(row[1]) for row in rows}
+
+
+async def test_hosts_are_shared_out_among_the_live_nodes(
+        database: str, hosts: MemoryHosts, open_node: OpenNode) -> None:
+    # Before: the first node took every host and kept it; a node started later got none.
+    uris = [f"memory://host-{n}" for n in range(6)]
+    for uri in uris:
+        hosts.add(uri)
+    first = await open_node(host_lease=1.5)
+    for n, uri in enumerate(uris):
+        await first.add_host(name=f"host-{n}", uri=uri)
+    assert first.owned_host_count() == 6  # alone: every host is its share
+    nodes = [first, await open_node(host_lease=1.5), await open_node(host_lease=1.5)]
+
+    async def counts() -> list[int]:
+        owned = [node.owned_host_count() for node in nodes]
+        assert sum(owned) <= len(uris), owned  # never two owners of a host
+        return owned
+
+    # The first releases its surplus, the others take it: 2 each, every host owned.
+    await until(counts, [2, 2, 2], timeout=20)
+    assert await owners(database) == {node.node_id: 2 for node in nodes}
+    assert [node.live_nodes() for node in nodes] == [3, 3, 3]
+    for uri in uris:  # listed and watched by its one owner only
+        assert hosts.hosts[uri].live_watchers == 1
+
+    # A node stops: its hosts go to the two others, up to their share (3 each).
+    await first.aclose()
+    nodes = nodes[1:]
+    await until(counts, [3, 3], timeout=20)
+    assert await owners(database) == {node.node_id: 3 for node in nodes}

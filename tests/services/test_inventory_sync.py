@@ -235,3 +235,20 @@ async def _live(host: MemoryHost) -> int:
 
 async def _state(inventory: Inventory, uuid: str) -> str:
     return (await inventory.resolve(uuid)).state
+
+
+async def test_a_restarted_node_on_sqlite_takes_every_host_back(
+        hosts: MemoryHosts, open_inventory: OpenInventory) -> None:
+    # SQLite is one node: its share is every host, taken again after a clean stop (which
+    # released them), through the claim of free hosts (FOR UPDATE SKIP LOCKED is PostgreSQL's;
+    # SQLite runs the same statement without it).
+    hosts.add(LOCAL, seen("web", A))
+    for n in range(3):
+        hosts.add(f"memory://other-{n}")
+    first = await open_inventory()
+    for n in range(3):
+        await first.add_host(name=f"other-{n}", uri=f"memory://other-{n}")
+    assert first.owned_host_count() == 4
+    await first.aclose()
+    again = await open_inventory()
+    assert (again.owned_host_count(), again.live_nodes()) == (4, 1)

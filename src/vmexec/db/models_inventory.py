@@ -4,7 +4,7 @@ The hypervisor is the source of truth for what VMs exist and their state; these 
 it does not know: when vmexec first saw a VM (``createDate``), when its state last changed
 (``lastOpDate``), and the per-VM guest-agent switch (``SetVmQga``). Several nodes on one
 database share them; a host's row also says which node owns it (lists and watches it) until
-when.
+when, and each live node's heartbeat says how many nodes share the hosts out.
 """
 
 from __future__ import annotations
@@ -74,3 +74,13 @@ class VmRow(Base):
     owner_account_uuid: Mapped[str | None] = mapped_column(String(UUID_LEN), index=True)
     create_date: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     last_op_date: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class NodeHeartbeatRow(Base):
+    """A node alive until ``lease_expires`` (renewed with its host leases, in the same
+    transaction and to the same time): the nodes the hosts are shared out among."""
+
+    __tablename__ = "node_heartbeats"
+
+    node_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    lease_expires: Mapped[datetime] = mapped_column(UtcDateTime)

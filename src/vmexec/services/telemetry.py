@@ -260,6 +260,9 @@ class Metrics:
         c.add("gauge", "vmexec_hosts_owned", "Hosts this node owns: it lists and watches them "
               "(each host has one owner among the nodes on a database)", (),
               lambda: {(): inventory.owned_host_count()})
+        c.add("gauge", "vmexec_nodes_live", "Nodes with a fresh heartbeat on this database at "
+              "this node's last host-lease renewal, itself included (the hosts are shared "
+              "out among them)", (), lambda: {(): inventory.live_nodes()})
         c.add("gauge", "vmexec_libvirt_connections", "libvirt hosts this node has its shared "
               "connection open to (closed after libvirt_idle_close unused)", (),
               lambda: {(): inventory.libvirt_connections()})

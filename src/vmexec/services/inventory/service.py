@@ -119,6 +119,10 @@ class Inventory:
         """How many hosts this node owns (lists and watches) now."""
         return self._sync.owned_count()
 
+    def live_nodes(self) -> int:
+        """Nodes sharing the hosts out, this one included, as of its last lease renewal."""
+        return self._sync.live_nodes
+
     def libvirt_connections(self) -> int:
         """How many libvirt hosts this node has its shared connection open to now (event
         subscriptions, one per owned libvirt host, come on top)."""

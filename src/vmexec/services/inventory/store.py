@@ -10,20 +10,23 @@ notification leaves on commit), so peers' views follow within a round trip.
 
 Each host has one owning node (a lease on its row, :meth:`claim_hosts`); only the owner lists
 the host and writes its VMs, so writes of one host are serialised by that node's per-host lock.
+The hosts are shared out among the live nodes (those with a fresh heartbeat row): a node takes
+free hosts only up to its share, ``ceil(hosts / live nodes)``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
-from sqlalchemy import delete, or_, select, text, update
+from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vmexec.db.models import utcnow
-from vmexec.db.models_inventory import HostRow, VmRow
+from vmexec.db.models_inventory import HostRow, NodeHeartbeatRow, VmRow
 from vmexec.db.upsert import insert_for, is_postgresql
 from vmexec.services.errors import HostExists
 from vmexec.services.inventory.records import HostRecord, VmRecord
@@ -53,6 +56,19 @@ async def announce(session: AsyncSession) -> None:
     SQLite serves a single node and has no one to tell)."""
     if is_postgresql(session):
         await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+
+
+@dataclass(frozen=True, slots=True)
+class HostClaim:
+    """What a claim found: the hosts the node owns now, and its share of all hosts,
+    ``ceil(hosts / live_nodes)`` (``live_nodes`` counts it too). A node owning more than its
+    share (it was alone, or added hosts) releases the surplus (:meth:`.release_host`) for the
+    nodes below theirs to take; the shares add up to at least the hosts, so every host has a
+    taker."""
+
+    owned: set[str]
+    share: int
+    live_nodes: int
 
 
 class InventoryStore:
@@ -153,19 +169,51 @@ class InventoryStore:
 
     # --- host leases -------------------------------------------------------------------------
 
-    async def claim_hosts(self, node: str, lease: float) -> set[str]:
-        """Renew ``node``'s leases and take every host nobody holds (never owned, released, or
-        its lease expired): one atomic UPDATE, so two nodes never both get a host. Returns the
-        UUIDs of the hosts ``node`` owns now."""
+    async def claim_hosts(self, node: str, lease: float) -> HostClaim:
+        """Renew ``node``'s heartbeat and host leases, and take hosts nobody holds (never
+        owned, released, or its lease expired) while ``node`` owns fewer than its share; see
+        :class:`HostClaim`. One transaction; the take is an atomic UPDATE that re-checks the
+        row it locks, so two nodes never both get a host."""
         now = utcnow()
+        until = now + timedelta(seconds=lease)
         async with self._db() as session, session.begin():
-            owned = await session.scalars(
-                update(HostRow)
-                .where(or_(HostRow.owner_node == node, HostRow.owner_node.is_(None),
-                           HostRow.lease_expires.is_(None), HostRow.lease_expires < now))
-                .values(owner_node=node, lease_expires=now + timedelta(seconds=lease))
-                .returning(HostRow.uuid))
-            return set(owned.all())
+            # The heartbeat and the host leases end at the same instant: a node that died
+            # stops counting as live exactly when its hosts become free to take.
+            await session.execute(
+                insert_for(session, NodeHeartbeatRow).values(node_id=node, lease_expires=until)
+                .on_conflict_do_update(index_elements=[NodeHeartbeatRow.node_id],
+                                       set_={"lease_expires": until}))
+            await session.execute(delete(NodeHeartbeatRow).where(
+                NodeHeartbeatRow.lease_expires < now))
+            counts = (await session.execute(select(
+                select(func.count()).select_from(NodeHeartbeatRow).scalar_subquery(),
+                select(func.count()).select_from(HostRow).scalar_subquery()))).one()
+            live, hosts = int(counts[0]), int(counts[1])
+            share = math.ceil(hosts / max(live, 1))
+            owned = set((await session.scalars(
+                update(HostRow).where(HostRow.owner_node == node)
+                .values(lease_expires=until).returning(HostRow.uuid))).all())
+            if len(owned) < share:
+                free = or_(HostRow.owner_node.is_(None), HostRow.lease_expires.is_(None),
+                           HostRow.lease_expires < now)
+                candidates = (select(HostRow.uuid).where(free).order_by(HostRow.uuid)
+                              .limit(share - len(owned)).with_for_update(skip_locked=True))
+                # The outer WHERE repeats `free`: PostgreSQL re-evaluates it on the row
+                # version it locks, so a host a peer took meanwhile is left out.
+                taken = await session.scalars(
+                    update(HostRow).where(HostRow.uuid.in_(candidates), free)
+                    .values(owner_node=node, lease_expires=until).returning(HostRow.uuid))
+                owned |= set(taken.all())
+            return HostClaim(owned=owned, share=share, live_nodes=live)
+
+    async def release_host(self, node: str, host_uuid: str) -> bool:
+        """Give up ``node``'s lease on one host (it owns more than its share): a peer below
+        its share takes it at its next claim. Whether ``node`` held it."""
+        async with self._db() as session, session.begin():
+            result = await session.execute(
+                update(HostRow).where(HostRow.uuid == host_uuid, HostRow.owner_node == node)
+                .values(owner_node=None, lease_expires=None))
+            return bool(getattr(result, "rowcount", 0))
 
     async def peer_owners(self, node: str) -> set[str]:
         """The other nodes that hold a live lease on a host now."""
@@ -184,10 +232,13 @@ class InventoryStore:
                                       {"channel": channel, "payload": payload})
 
     async def release_hosts(self, node: str) -> None:
-        """End ``node``'s leases (it shuts down): a peer takes its hosts at its next claim."""
+        """End ``node``'s leases and heartbeat (it shuts down): its peers count one node less
+        and take its hosts at their next claim."""
         async with self._db() as session, session.begin():
             await session.execute(update(HostRow).where(HostRow.owner_node == node)
                                   .values(owner_node=None, lease_expires=None))
+            await session.execute(delete(NodeHeartbeatRow).where(
+                NodeHeartbeatRow.node_id == node))
 
     # --- writes of the owner, and of the API ---------------------------------------------------
 

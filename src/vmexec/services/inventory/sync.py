@@ -14,6 +14,12 @@ owner lists the host, watches its events and writes its VMs; the other nodes re-
 database (when a peer announces a change, when a lookup misses, at every resync). A node whose
 owner died takes its hosts once their leases expire; a node shutting down releases its leases,
 so a peer takes them at its next renewal.
+
+The hosts are shared out: a node takes free hosts only up to its share, ``ceil(hosts / live
+nodes)`` (live: a heartbeat renewed with the host leases), and a node above its share (it was
+alone when the others started, or added hosts) releases the surplus at its next renewal, for a
+node below its share to take at its own. A released host is unowned until then: at most a third
+of a lease (its VMs are still read from the database and usable meanwhile).
 """
 
 from __future__ import annotations
@@ -84,6 +90,8 @@ class Sync:
         #: The hosts this node owns (lists, watches, writes), as of the last claim.
         self.owned: set[str] = set()
         self._owned_until = float("-inf")
+        #: Nodes with a fresh heartbeat at the last claim, this one included.
+        self.live_nodes = 0
         self._lease_task: asyncio.Task[None] | None = None
         #: Listings of hosts this node made (its share of the resync work), for metrics.
         self.listings = 0
@@ -176,10 +184,13 @@ class Sync:
         self._adopting.discard(host_uuid)
 
     async def _claim(self) -> set[str]:
-        """Renew and take leases; returns the hosts this node gained."""
+        """Renew and take leases, release the hosts beyond this node's share; returns the
+        hosts this node gained."""
         started = time.monotonic()
-        owned = await self._store.claim_hosts(self.node_id, self.lease)
+        claim = await self._store.claim_hosts(self.node_id, self.lease)
+        owned = claim.owned
         self._owned_until = started + self.lease
+        self.live_nodes = claim.live_nodes
         gained, lost = owned - self.owned, self.owned - owned
         self.owned = owned
         for host_uuid in lost:
@@ -187,10 +198,39 @@ class Sync:
             watcher = self._watchers.pop(host_uuid, None)
             if watcher is not None:
                 await watcher.aclose()
+        # Never both: a node below its share releases nothing, one above it takes nothing.
+        surplus = len(owned) - claim.share
+        if surplus > 0:
+            # A fixed choice (the last by UUID) among the hosts no resync or event holds now:
+            # waiting for a listing (up to LIST_TIMEOUT) would delay the next renewal.
+            free = [u for u in sorted(owned) if not self._lock_for(u).locked()]
+            released = free[len(free) - min(surplus, len(free)):]
+            for host_uuid in released:
+                await self._release(host_uuid)
+                gained.discard(host_uuid)
+            if released:
+                log.info("node %s released %d hosts to its peers (%d live nodes: a share "
+                         "of %d)", self.node_id, len(released), claim.live_nodes, claim.share)
         if gained:
             log.info("node %s owns %d more hosts (%d in all)", self.node_id, len(gained),
-                     len(owned))
+                     len(self.owned))
         return gained
+
+    async def _release(self, host_uuid: str) -> None:
+        """Hand one host over: stop using it as its owner first (under its lock, so no
+        resync or event of this node writes it after), then end the lease."""
+        async with self._lock_for(host_uuid):
+            self.owned.discard(host_uuid)
+            await self._store.release_host(self.node_id, host_uuid)
+        watcher = self._watchers.pop(host_uuid, None)
+        if watcher is not None:
+            # Its events are ignored from now on (owns() is false); a host gone from the
+            # network must not hold the next renewal.
+            try:
+                await asyncio.wait_for(watcher.aclose(), CLOSE_TIMEOUT)
+            except TimeoutError:
+                log.warning("the event subscription of a released host did not close "
+                            "within %g s", CLOSE_TIMEOUT)
 
     async def _keep_leases(self) -> None:
         while True:
