@@ -5,10 +5,11 @@ over N bare agents, side by side in one run, for each N asked (``make bench-scal
 Bare agents are real ``qemu-ga -m unix-listen`` processes on the HOST (control-plane load
 only), standing in for guests the same way for raw and vmexec: each with a ``/var/lib/vmexec``
 of its own on a tmpfs of its own (``--agent-fs``: each guest has its own file system, and this
-host's disk makes creating a file cost 0.4 to 0.6 ms of CPU), all of them in one CPU cgroup
-(``--cpu-weight``: guests on vCPUs of their own would not take the CPU from the client under
-test, and per-process ``--nice`` cannot stop thousands of processes from doing so). Each agent
-runs ``--per-agent`` commands per
+host's disk makes creating a file cost 0.4 to 0.6 ms of CPU), at a lower priority (``--nice``:
+guests on vCPUs of their own would not take the CPU from the client under test). One CPU
+cgroup for the fleet (``--cpu-weight``) is an option, off by default: it helped at 200 agents
+but starved 2,000 (each agent waited its turn inside the group; see bench/README.md). Each
+agent runs ``--per-agent`` commands per
 client: raw (half), engine, one API run of every command (``maxConcurrency`` = the agents),
 raw (the other half), so a change in the machine's load hits raw on both sides. The server's
 RSS is read before the agents are registered, idle after the run (per VM it ran a command on)
@@ -224,9 +225,10 @@ def main(argv: list[str] | None = None) -> int:
                         "skipped (and said)")
     p.add_argument("--per-agent", type=int, default=2, help="commands per agent per client")
     p.add_argument("--nice", type=int, default=10)
-    p.add_argument("--cpu-weight", type=int, default=100,
-                   help="the agents' one CPU cgroup's weight (100 = one ordinary process); "
-                        "0: no cgroup, each agent competes on its own (at --nice)")
+    p.add_argument("--cpu-weight", type=int, default=0,
+                   help="put the agents in one CPU cgroup of this weight (100 = one "
+                        "ordinary process); 0 (the default): none, each agent competes on its "
+                        "own (at --nice)")
     p.add_argument("--agent-fs", choices=get_args(RunDirFs), default="tmpfs",
                    help="each agent's /var/lib/vmexec: a tmpfs of its own (as cheap as a "
                         "guest's file system), or a directory of the host's disk (where a "
