@@ -27,6 +27,7 @@ import httpx
 
 from vmexec.agent.client import GuestAgent
 from vmexec.agent.directory import AgentDirectory
+from vmexec.agent.errors import AgentError
 from vmexec.agent.targets import SocketTarget
 from vmexec.agent.transport.unix import UnixSocketTransport
 from vmexec.execution.engine import CLEANUP_DELAY, Executor
@@ -147,6 +148,10 @@ class _Meter:
         await _run(run_one, 0, self.config.agents, self.config.concurrency)
 
 
+#: Seconds the raw client keeps trying an agent the server may still hold after DeleteHost.
+RECONNECT_WITHIN = 30.0
+
+
 class _RawClients:
     """The raw client: one :class:`GuestAgent` on vmexec's unix-socket transport per agent."""
 
@@ -156,8 +161,23 @@ class _RawClients:
     async def one(self, k: int) -> float:
         return await socket_exec(self.agents[k % len(self.agents)])
 
-    async def connect(self) -> None:
-        await asyncio.gather(*(agent.ping(timeout=10) for agent in self.agents))
+    async def connect(self, within: float = RECONNECT_WITHIN) -> None:
+        """Ping every agent, retrying one that another client still holds (an agent socket
+        serves one client at a time: the server lets go of it when its last call, e.g. a
+        cleanup up to CLEANUP_INTERVAL after the runs, is done) for ``within`` seconds."""
+        await asyncio.gather(*(self._reach(agent, within) for agent in self.agents))
+
+    @staticmethod
+    async def _reach(agent: GuestAgent, within: float) -> None:
+        deadline = time.monotonic() + within
+        while True:
+            try:
+                await agent.ping(timeout=10)
+                return
+            except AgentError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
 
     async def release(self) -> None:
         for agent in self.agents:

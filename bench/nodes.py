@@ -41,11 +41,12 @@ from collections.abc import Iterator
 from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import get_args
 
 import httpx
 
 from vmexec.hypervisor.sockets import socket_vm_uuid
-from vmexec.lab.bare_agents import BareAgents
+from vmexec.lab.bare_agents import BareAgents, RunDirFs
 
 from . import api, runs
 from .baselines import COMMAND
@@ -292,7 +293,8 @@ async def main_async(args: argparse.Namespace, db: str, work: Path) -> str:
     try:
         async with AsyncExitStack() as stack:
             groups = [await stack.enter_async_context(
-                BareAgents(args.agents // args.hosts, nice=args.nice))
+                BareAgents(args.agents // args.hosts, nice=args.nice,
+                           private_run_dir=True, run_dir_fs=args.agent_fs))
                 for _ in range(args.hosts)]
             print(f"{args.agents} agents up", file=sys.stderr, flush=True)
             await asyncio.to_thread(fleet.ensure, 1, shared=False)
@@ -337,6 +339,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=200,
                         help="targets in flight in all, split among the phase's runs")
     parser.add_argument("--nice", type=int, default=10)
+    parser.add_argument("--agent-fs", choices=get_args(RunDirFs), default="tmpfs",
+                        help="each agent's /var/lib/vmexec: a tmpfs of its own, or the host's "
+                             "disk (see bench/scale.py)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/nodes.md"))
     args = parser.parse_args()
     if args.agents % args.hosts:
