@@ -41,6 +41,12 @@ def _log_file(path: Path) -> BinaryIO:
     return open(path, "wb")
 
 
+def _make_mount_point() -> None:
+    # The private run directories' mount point (empty, never written: the mounts hide it), on
+    # a fresh host where no guest-side run made it yet; once per fleet, not per agent.
+    Path(LINUX_RUN_DIR).mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
 class BareAgentsError(RuntimeError):
     """A bare agent did not start or did not accept connections in time."""
 
@@ -99,6 +105,8 @@ class BareAgents:
                 raise FileNotFoundError(f"no executable qemu-ga at {self.qemu_ga}")
             if self.cpu_weight is not None:
                 self._cpu_group = CpuGroup(self._dir.name, self.cpu_weight)
+            if self.private_run_dir:
+                _make_mount_point()
             for i in range(self.count):
                 self._spawn(self._dir, i)
             await asyncio.gather(*(self._wait_ready(i) for i in range(self.count)))
@@ -123,9 +131,6 @@ class BareAgents:
             # agent's commands see a directory of their own as /var/lib/vmexec. Without it
             # every agent's runs create and delete their files in one host directory, and
             # its lock, not vmexec, bounds the throughput measured.
-            # The mount point (empty, never written: the mounts hide it) on a fresh host,
-            # where no guest-side run made it yet.
-            Path(LINUX_RUN_DIR).mkdir(mode=0o700, parents=True, exist_ok=True)
             if self.run_dir_fs == "tmpfs":
                 mount = ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE},mode=700",
                          "vmexec-bare-agent", LINUX_RUN_DIR]
