@@ -17,6 +17,7 @@ from vmexec.agent.directory import AgentDirectory
 from vmexec.api.services import Services
 from vmexec.config import Settings
 from vmexec.db.models import Execution
+from vmexec.db.writes import execute_writes
 from vmexec.execution.models import ExecRequest
 from vmexec.server import running_services
 from vmexec.services.errors import ExecutionNotFound
@@ -54,8 +55,8 @@ async def _recorded(services: Services, command: str, caller: Caller = ALICE,
     """Record an execution as a run's target does: in the caller's own transaction."""
     uuid, request = new_uuid(), ExecRequest(command)
     async with services.db() as db:
-        await db.execute(services.executions.record(caller, VM_1.uuid, request, uuid=uuid,
-                                                    run_uuid=run_uuid))
+        await execute_writes(db, [services.executions.record(
+            caller, VM_1.uuid, request, uuid=uuid, run_uuid=run_uuid)])
         await db.commit()
     return uuid, request
 

@@ -37,24 +37,34 @@ class Guest:
     cleanup: GuestCleanup
     #: The Linux guest's default shell: bash until a guest shows it has none.
     interpreter: str = "bash"
-    #: For its last runs, a time before which they had certainly not ended: seconds from the
-    #: guest-exec's reply to the last status poll that found them running.
+    #: For its last runs, when they ended (an estimate): seconds from the guest-exec's reply.
     exits: deque[float] = field(default_factory=lambda: deque(maxlen=EXIT_SAMPLES))
+    #: For its last status polls, half their round trip: when the agent looked (seconds).
+    half_trips: deque[float] = field(default_factory=lambda: deque(maxlen=EXIT_SAMPLES))
 
     def first_poll(self) -> float:
-        """Seconds after a guest-exec's reply to send the run's first status poll: a poll
-        before the command can have ended costs an agent round trip (and, in an emulated
-        guest, CPU the command needs). The quickest recent end's lower bound: a trivial
-        command is then found at the first or second poll (see :meth:`ended`)."""
+        """Seconds after a guest-exec's reply to send the run's first status poll, so that
+        the agent looks just when the guest's recent commands ended: a poll before that
+        costs an agent round trip (and, in an emulated guest, CPU the command needs) and
+        the next poll comes a round trip later; one after it is time lost. A quarter of the
+        recent runs ended sooner (being early costs more than being late)."""
         if not self.exits:
             return 0.0
-        return min(FIRST_POLL_MAX, min(self.exits))
+        ends = sorted(self.exits)
+        trips = sorted(self.half_trips)
+        half_trip = trips[len(trips) // 2] if trips else 0.0
+        return max(0.0, min(FIRST_POLL_MAX, ends[len(ends) // 4] - half_trip))
 
-    def ended(self, first_poll: float, last_running: float | None) -> None:
-        """Learn from a run found ended: ``last_running`` is when a poll last found it running
-        (None: the first poll, at ``first_poll``, found it ended, maybe long before: the
-        next first poll comes at half of it)."""
-        self.exits.append(first_poll / 2 if last_running is None else last_running)
+    def polled(self, sent: float, replied: float) -> None:
+        """Learn the agent's round trip from one status poll (loop times)."""
+        self.half_trips.append((replied - sent) / 2)
+
+    def ended(self, running_at: float | None, ended_at: float) -> None:
+        """Learn from a run found ended: when (seconds from its guest-exec's reply) the agent
+        last found it running (None: never) and then found it ended. It ended in between:
+        the middle is the estimate (from the start when no poll found it running, so that a
+        first poll that finds the end comes sooner next time)."""
+        self.exits.append(((running_at or 0.0) + ended_at) / 2)
 
 
 @dataclass

@@ -17,8 +17,9 @@ once when a read could not take everything), and at an interval growing by 1.5 p
 found nothing, up to :data:`OUTPUT_POLL_MAX` (0.5 s). So a chunk reaches the caller about
 50 ms (+ a few agent round trips) after it was written while output flows, and at most 0.5 s
 after it after a quiet spell (and 0.2 s after the start for the first). The first status poll
-waits as long as the guest's recent commands certainly ran (:meth:`.runs.Guest.first_poll`,
-at most 20 ms): a trivial command then costs one or two polls, not three or four. A read of an idle
+goes out so that the agent looks when the guest's recent commands ended (learnt from when the
+agent found them running and then ended: :meth:`.runs.Guest.first_poll`, at most 20 ms): a
+trivial command then costs one or two polls, not three or four. A read of an idle
 stream costs one agent call (see :mod:`.following`): a quiet command costs 4 calls a second
 for its two streams on top of the status polls. Measured on a TCG lab VM: a line every 0.1 s
 reaches the caller p50 53 ms / p90 86 ms after the guest wrote it; lines 0.5-3 s apart p50
@@ -69,10 +70,10 @@ async def wait_for_end(run: Run, files: RunFiles, deadline: float,
     loop = asyncio.get_running_loop()
     began = loop.time()
     delay = POLL_START
-    # The first poll when the guest's recent commands were still running (Guest.first_poll).
-    first_poll = run.guest.first_poll()
-    status_at = began + first_poll
-    last_running: float | None = None
+    # The first poll when the guest's recent commands ended (Guest.first_poll).
+    status_at = began + run.guest.first_poll()
+    #: When the agent last found the run running (seconds from began, the middle of the poll).
+    running_at: float | None = None
     output_at = began + FOLLOW_AFTER
     output_delay = OUTPUT_POLL_MIN
     timeout = run.request.timeout
@@ -93,16 +94,18 @@ async def wait_for_end(run: Run, files: RunFiles, deadline: float,
             except agent_errors.AgentError as exc:
                 await wait_for_agent(run, exc, until)
                 continue
+            replied = loop.time()
+            run.guest.polled(now, replied)
+            looked_at = (now + replied) / 2 - began
             if reply.exited:
                 run.ended = True
-                run.guest.ended(first_poll, last_running)
+                run.guest.ended(running_at, looked_at)
                 yield reply
                 return
-            last_running = now - began
+            running_at = looked_at
             # From the reply, and no sooner than a round trip: polls sent back to back
             # while many runs share the machine (and round trips grow) would be most of
             # the engine's work, and each tells only "running".
-            replied = loop.time()
             status_at = replied + max(delay, replied - now)
             delay = min(delay * POLL_GROWTH, POLL_MAX)
         chunks: list[OutputChunk] = []

@@ -196,10 +196,10 @@ class ExecutionService:
 
     # --- executions (a run's targets) ----------------------------------------------------
     def record(self, caller: Caller, vm_uuid: str, request: ExecRequest, *, uuid: str,
-               run_uuid: str | None = None) -> Executable:
+               run_uuid: str | None = None) -> Rows:
         """The INSERT of execution ``uuid`` (state Running), for the caller's transaction."""
-        return insert(Execution).values(
-            **self.record_values(caller, vm_uuid, request, uuid=uuid, run_uuid=run_uuid))
+        return Rows(RECORD, self.record_values(caller, vm_uuid, request, uuid=uuid,
+                                               run_uuid=run_uuid))
 
     def record_values(self, caller: Caller, vm_uuid: str, request: ExecRequest, *, uuid: str,
                       run_uuid: str | None = None) -> dict[str, Any]:

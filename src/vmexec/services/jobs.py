@@ -34,7 +34,7 @@ from datetime import timedelta
 from typing import Any, Protocol, cast
 
 import httpx
-from sqlalchemy import Executable, Table, delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -58,6 +58,17 @@ _JOBS = cast(Table, Job.__table__)
 class JobState(enum.StrEnum):
     RUNNING = "running"
     DONE = "done"
+
+
+#: A job's INSERT and the UPDATE that stores its reply, built once: the parameters go with
+#: each execution (building a statement with its values costs more than running it).
+_INSERT = insert(_JOBS)
+_STORE = update(_JOBS).where(
+    _JOBS.c.uuid == bindparam("b_uuid"), _JOBS.c.owner_node == bindparam("b_node"),
+    _JOBS.c.state == JobState.RUNNING).values(
+    state=JobState.DONE, status=bindparam("b_status"),
+    result=bindparam("b_result", type_=_JOBS.c.result.type),
+    finished_at=bindparam("b_finished", type_=_JOBS.c.finished_at.type))
 
 
 class JobError(Exception):
@@ -184,7 +195,7 @@ class JobService:
 
     async def start(self, *, uuid: str, api: str, account_uuid: str,
                     request: Mapping[str, Any], work: Work, webhook: str | None = None,
-                    writes: Sequence[Executable] = (),
+                    writes: Sequence[Write] = (),
                     timeout: float | None = None) -> asyncio.Task[JobReply]:
         """Record job ``uuid`` (with ``writes``, in one transaction), owned by this node, and
         start ``work`` in the background; the task yields the reply once it is stored.
@@ -199,15 +210,14 @@ class JobService:
             try:
                 # Core statements of the table: the ORM's unit of work, or even its bulk path
                 # for an entity's statement, costs several times more here.
-                await db.execute(insert(_JOBS).values(
+                await db.execute(_INSERT, dict(
                     uuid=uuid, api=api, account_uuid=account_uuid, state=JobState.RUNNING,
                     request=dict(request), webhook=webhook,
                     webhook_state="pending" if webhook else None,
                     created_at=now, expires_at=now + self._retention,
                     owner_node=self._lease.node, lease_expires=self._lease.until(now),
                     deadline=None if timeout is None else now + timedelta(seconds=timeout)))
-                for statement in writes:
-                    await db.execute(statement)
+                await execute_writes(db, writes)
                 await db.commit()
             except IntegrityError:
                 raise DuplicateJob(f"job[uuid:{uuid}] exists already; X-Job-UUID must be "
@@ -251,12 +261,10 @@ class JobService:
         job was purged meanwhile (retention shorter than the job: the writes are kept). One
         UPDATE, no read first: this is on every command's hot path."""
         async with self._db() as db:
-            result = await db.execute(
-                update(Job).where(leases.owned(uuid, self._lease),
-                                  Job.state == JobState.RUNNING).values(
-                    state=JobState.DONE, status=reply.status,
-                    result=reply.whole() if reply.stored is None else reply.stored,
-                    finished_at=utcnow()))
+            result = await db.execute(_STORE, dict(
+                b_uuid=uuid, b_node=self._lease.node, b_status=reply.status,
+                b_result=reply.whole() if reply.stored is None else reply.stored,
+                b_finished=utcnow()))
             if getattr(result, "rowcount", 1):
                 await execute_writes(db, reply.writes)
                 await db.commit()
