@@ -85,6 +85,25 @@ async def test_a_reader_here_follows_from_memory(db: async_sessionmaker[AsyncSes
     assert [c.data for c in await asyncio.wait_for(reader, 10)] == [b"a", b"b"]
 
 
+async def test_an_execution_is_watched_while_a_reader_follows_it(
+        db: async_sessionmaker[AsyncSession]) -> None:
+    # What the engine paces its reads of the guest's output files by (issue 16).
+    hub = OutputHub(db, cap=1 << 20)
+    recorder = hub.open(UUID)
+    assert not hub.watched(UUID)
+    readers = [asyncio.ensure_future(_collect(hub)) for _ in range(2)]
+    await asyncio.sleep(0)
+    assert hub.watched(UUID)
+    readers[0].cancel()  # one reader goes away: the other still reads
+    with pytest.raises(asyncio.CancelledError):
+        await readers[0]
+    assert hub.watched(UUID)
+    await recorder.discard()
+    hub.close(UUID)
+    await asyncio.wait_for(readers[1], 10)
+    assert not hub.watched(UUID)
+
+
 async def test_the_cap_keeps_whole_characters(db: async_sessionmaker[AsyncSession]) -> None:
     hub = OutputHub(db, cap=5)
     recorder = hub.open(UUID)

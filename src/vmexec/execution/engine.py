@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from datetime import datetime
 
 from vmexec.agent import errors as agent_errors
@@ -137,16 +137,20 @@ class Executor:
         return result
 
     def stream(self, target: AgentTarget, request: ExecRequest, *,
-               run_id: str | None = None) -> AsyncIterator[OutputChunk | ExecResult]:
+               run_id: str | None = None, watched: Callable[[], bool] | None = None
+               ) -> AsyncIterator[OutputChunk | ExecResult]:
         """Like :meth:`run`, yielding output chunks as they appear and the result last.
 
         Costs a command that ends within :data:`~.waiting.FOLLOW_AFTER` what :meth:`run`
-        does; then the output files are polled adaptively (see :mod:`.waiting`). Each
+        does; then the output files are polled adaptively (see :mod:`.waiting`): at the
+        live pace while ``watched()`` (default: always), at a slow one while not (nobody
+        reads the output now; it costs the guest agent calls all the same). Each
         stream's chunks come in order, cut on UTF-8 character boundaries, and together are
         its ``data`` in the result (they stop at ``max_output_bytes``, as the data does).
         The run can be cancelled from the moment this returns, before any iteration.
         """
-        return self._execute(self._new_run(target, request, run_id), follow=True)
+        return self._execute(self._new_run(target, request, run_id), follow=True,
+                             watched=watched)
 
     async def cancel(self, target: AgentTarget, run_id: str, *,
                      platform: Platform = Platform.LINUX) -> bool:
@@ -194,7 +198,8 @@ class Executor:
         # The command itself is in the guest already; the run only needs the output limit.
         limit = AGENT_OUTPUT_CAP if max_output_bytes is None else max_output_bytes
         run = Run(ExecRequest("(recovered)", platform=platform, max_output_bytes=limit),
-                  check_run_id(run_id), guest, agent, launched=True)
+                  check_run_id(run_id), guest, agent, launched=True,
+                  in_flight=self._active.__len__)
         run.start_settled.set()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -273,7 +278,7 @@ class Executor:
         """A run of ``request``, known to :meth:`cancel` from now on, until it ends (or its
         iterator is dropped unstarted: the registry holds runs weakly)."""
         run = Run(request, run_id or new_run_id(), self._guest(target, request.platform),
-                  self.agents.get(target))
+                  self.agents.get(target), in_flight=self._active.__len__)
         self._active[run.run_id] = run
         return run
 
@@ -337,10 +342,12 @@ class Executor:
             run.launched = True
             return
 
-    async def _execute(self, run: Run, *, follow: bool) -> AsyncIterator[OutputChunk | ExecResult]:
+    async def _execute(self, run: Run, *, follow: bool,
+                       watched: Callable[[], bool] | None = None
+                       ) -> AsyncIterator[OutputChunk | ExecResult]:
         follower: OutputFollower | None = None
         failed = False
-        steps = self._run_until_end(run, follow)
+        steps = self._run_until_end(run, follow, watched)
         try:
             async for item in steps:
                 if isinstance(item, OutputFollower):
@@ -368,7 +375,8 @@ class Executor:
             elif follower is not None:
                 await follower.close()  # (a no-op at the end: closed before the result)
 
-    async def _run_until_end(self, run: Run, follow: bool
+    async def _run_until_end(self, run: Run, follow: bool,
+                             watched: Callable[[], bool] | None = None
                              ) -> AsyncGenerator[OutputChunk | ExecResult | OutputFollower]:
         """Start the run and follow it to its result (yielding its output follower first
         when ``follow``, for the caller to close whatever happens).
@@ -390,7 +398,8 @@ class Executor:
                 files = run.files = RunFiles(run.agent, guest.platform, run.run_id,
                                              guest.run_dir)
                 if follow:
-                    follower = OutputFollower(files, request.max_output_bytes)
+                    follower = OutputFollower(files, request.max_output_bytes,
+                                              *([watched] if watched else []))
                     yield follower
                 reply = status = None
                 async for item in wait_for_end(run, files, deadline, follower):

@@ -19,6 +19,7 @@ holds no more either.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 from vmexec.agent import errors as agent_errors
 from vmexec.agent.client import GuestAgent
@@ -127,11 +128,15 @@ class StreamFollower:
 
 
 class OutputFollower:
-    """Both output streams of one run, followed while it runs."""
+    """Both output streams of one run, followed while it runs; ``watched`` says whether
+    someone reads them now (they are read at the live pace only then: see
+    :mod:`.waiting`)."""
 
-    def __init__(self, files: RunFiles, limit: int) -> None:
+    def __init__(self, files: RunFiles, limit: int,
+                 watched: Callable[[], bool] = lambda: True) -> None:
         self.streams = [StreamFollower(files.agent, files.path(kind), name, limit)
                         for name, kind in _KINDS.items()]
+        self.watched = watched
 
     @property
     def more(self) -> bool:

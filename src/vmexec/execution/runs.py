@@ -88,6 +88,8 @@ class Run:
     start_settled: asyncio.Event = field(default_factory=asyncio.Event)
     #: Whether the command is known to have ended (or its result is being collected).
     ended: bool = False
+    #: How many runs the engine follows now (it paces the status polls by it).
+    in_flight: Callable[[], int] = lambda: 1
     #: Whether :meth:`Executor.cancel` stopped it (or kept it from starting).
     cancelled: bool = False
     #: Whether a cancel is deciding (waiting for the start, looking at the status).

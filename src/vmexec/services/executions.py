@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -371,7 +372,9 @@ class ExecutionService:
                 return _never_started(uuid)
             _check_usable(vm)
             result: ExecResult | None = None
-            async for item in self._executor.stream(vm.target, request, run_id=uuid):
+            async for item in self._executor.stream(
+                    vm.target, request, run_id=uuid,
+                    watched=functools.partial(self.output.watched, uuid)):
                 if isinstance(item, ExecResult):
                     result = item
                 else:

@@ -231,6 +231,8 @@ class OutputHub:
         self._db = db
         self.cap = cap
         self._live: dict[str, _Live] = {}
+        #: Readers in :meth:`follow` now, by execution.
+        self._readers: dict[str, int] = {}
 
     def open(self, uuid: str) -> OutputRecorder:
         """Start recording execution ``uuid`` here (before it runs, so readers find it)."""
@@ -260,6 +262,11 @@ class OutputHub:
     def is_live(self, uuid: str) -> bool:
         return uuid in self._live
 
+    def watched(self, uuid: str) -> bool:
+        """Whether someone here reads execution ``uuid``'s output as it comes (an SSE reader
+        of it or of its run): the engine follows it at the live pace only then."""
+        return uuid in self._readers
+
     def snapshot(self, uuid: str) -> list[Chunk] | None:
         """The chunks so far of ``uuid`` if it runs here, else None."""
         live = self._live.get(uuid)
@@ -275,20 +282,27 @@ class OutputHub:
         """The output of execution ``uuid`` after byte ``after``, as it comes, until the
         execution ends (at once for one that has ended)."""
         position = after
-        while True:
-            live = self._live.get(uuid)
-            if live is not None:
-                async for chunk in _follow_live(live, position):
+        self._readers[uuid] = self._readers.get(uuid, 0) + 1
+        try:
+            while True:
+                live = self._live.get(uuid)
+                if live is not None:
+                    async for chunk in _follow_live(live, position):
+                        yield chunk
+                    return
+                chunks, running = await self._stored(uuid, position)
+                for chunk in chunks:
                     yield chunk
-                return
-            chunks, running = await self._stored(uuid, position)
-            for chunk in chunks:
-                yield chunk
-                position = chunk.end
-            if not running:
-                return
-            # Run by another process, or between its record and its start here: poll.
-            await asyncio.sleep(POLL_SECONDS)
+                    position = chunk.end
+                if not running:
+                    return
+                # Run by another process, or between its record and its start here: poll.
+                await asyncio.sleep(POLL_SECONDS)
+        finally:
+            if self._readers[uuid] > 1:
+                self._readers[uuid] -= 1
+            else:
+                del self._readers[uuid]
 
     async def size(self, uuid: str) -> int:
         """Bytes of output kept of ``uuid`` so far (both streams)."""
