@@ -171,8 +171,17 @@ def test_a_poll_past_the_announced_api_timeout_is_a_timeout_error(cluster: Clust
         job = accepted.json()["location"].rsplit("/", 1)[1]
         api_timeout = accepted.json()["apiTimeout"] / 1000
         a.kill()
+        # The job keeps the deadline A announced; within it, a poll on B is still 202 {}.
+        [[kept]] = psql(cluster.db, "SELECT extract(epoch FROM deadline - created_at) "
+                                    f"FROM api_jobs WHERE uuid = '{job}'")
+        assert abs(float(kept) - api_timeout) < 2, (kept, api_timeout)
         with b.client() as client:
-            reply = wait_for(lambda: _finished(client, job), api_timeout + 60,
+            assert _finished(client, job) is None
+            # Past it (moved back, not waited for: the apiTimeout is the command's timeout
+            # plus 45 s): the poll answers the timeout error.
+            psql(cluster.db, "UPDATE api_jobs SET deadline = deadline - interval "
+                             f"'{api_timeout + 60:.0f} seconds' WHERE uuid = '{job}'")
+            reply = wait_for(lambda: _finished(client, job), 30,
                              "the poll answered past the apiTimeout")
         assert reply.status_code == 503, reply.text
         assert reply.json()["error"]["code"] == "SYS.1001"
