@@ -177,8 +177,10 @@ class ScriptedExecutor(Executor):
         return await self._interpret(request, run_id, sleep=True)
 
     async def stream(self, target: AgentTarget, request: ExecRequest, *,
-                     run_id: str | None = None) -> AsyncIterator[OutputChunk | ExecResult]:
-        """Chunks as the script echoes them (live, between its sleeps), then the result."""
+                     run_id: str | None = None, watched: Callable[[], bool] | None = None
+                     ) -> AsyncIterator[OutputChunk | ExecResult]:
+        """Chunks as the script echoes them (live, between its sleeps, ``watched`` or not:
+        the pace of reading a guest's files is the real engine's), then the result."""
         assert run_id is not None, "the API always names its runs"
         self.guest.requests[run_id] = request
         self.guest.runs.append(run_id)
