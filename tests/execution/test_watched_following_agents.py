@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -28,22 +27,16 @@ pytestmark = pytest.mark.agents
 @pytest.fixture
 async def engine() -> AsyncIterator[tuple[Executor, SocketTarget, Counter[str]]]:
     """An executor over one bare agent, and a count of its agent calls by command."""
-    hosts = LibvirtHosts()
-    agents = AgentDirectory(hosts)
-    executor = Executor(agents)
     calls: Counter[str] = Counter()
+
+    def observe(command: str, error: str | None, seconds: float) -> None:
+        calls[command] += 1
+
+    hosts = LibvirtHosts()
+    agents = AgentDirectory(hosts, observe=observe)
+    executor = Executor(agents)
     async with BareAgents(1, private_run_dir=True) as bare:
-        target = SocketTarget(str(bare.sockets[0]))
-        transport = agents.get(target).transport
-        original = transport.execute
-
-        async def counted(command: str, arguments: Mapping[str, Any] | None = None, *,
-                          timeout: float = 5.0) -> Any:
-            calls[command] += 1
-            return await original(command, arguments, timeout=timeout)
-
-        transport.execute = counted  # type: ignore[method-assign]
-        yield executor, target, calls
+        yield executor, SocketTarget(str(bare.sockets[0])), calls
         await executor.aclose()
     await agents.aclose()
     hosts.close()
