@@ -63,9 +63,7 @@ class JobState(enum.StrEnum):
 #: A job's INSERT and the UPDATE that stores its reply, built once: the parameters go with
 #: each execution (building a statement with its values costs more than running it).
 _INSERT = insert(_JOBS)
-_STORE = update(_JOBS).where(
-    _JOBS.c.uuid == bindparam("b_uuid"), _JOBS.c.owner_node == bindparam("b_node"),
-    _JOBS.c.state == JobState.RUNNING).values(
+_STORE = update(_JOBS).where(leases.OWNED_BOUND, _JOBS.c.state == JobState.RUNNING).values(
     state=JobState.DONE, status=bindparam("b_status"),
     result=bindparam("b_result", type_=_JOBS.c.result.type),
     finished_at=bindparam("b_finished", type_=_JOBS.c.finished_at.type))

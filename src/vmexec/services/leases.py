@@ -24,7 +24,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Row, Table, and_, or_, select, update
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Row,
+    Table,
+    and_,
+    bindparam,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vmexec.db.models import Job, utcnow
@@ -117,7 +127,17 @@ async def owned_by_others(db: AsyncSession, uuids: set[str], lease: NodeLease) -
 
 def owned(uuid: str, lease: NodeLease) -> ColumnElement[bool]:
     """The WHERE clause of a write that only the owner of job ``uuid`` may make."""
-    return and_(_JOBS.c.uuid == uuid, _JOBS.c.owner_node == lease.node)
+    return _owned_by(uuid, lease.node)
+
+
+def _owned_by(uuid: str | BindParameter[str], node: str | BindParameter[str]
+              ) -> ColumnElement[bool]:
+    return and_(_JOBS.c.uuid == uuid, _JOBS.c.owner_node == node)
+
+
+#: :func:`owned` for a statement built once: the job's uuid and this node's id are the bind
+#: parameters ``b_uuid`` and ``b_node``.
+OWNED_BOUND = _owned_by(bindparam("b_uuid"), bindparam("b_node"))
 
 
 async def still_owned(db: AsyncSession, uuid: str, lease: NodeLease) -> bool:
