@@ -398,8 +398,7 @@ class Executor:
                 files = run.files = RunFiles(run.agent, guest.platform, run.run_id,
                                              guest.run_dir)
                 if follow:
-                    follower = OutputFollower(files, request.max_output_bytes,
-                                              *([watched] if watched else []))
+                    follower = OutputFollower(files, request.max_output_bytes, watched)
                     yield follower
                 reply = status = None
                 async for item in wait_for_end(run, files, deadline, follower):

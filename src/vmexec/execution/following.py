@@ -127,16 +127,20 @@ class StreamFollower:
                 await self.agent.file_close(handle)
 
 
+def _always() -> bool:
+    return True
+
+
 class OutputFollower:
     """Both output streams of one run, followed while it runs; ``watched`` says whether
     someone reads them now (they are read at the live pace only then: see
     :mod:`.waiting`)."""
 
     def __init__(self, files: RunFiles, limit: int,
-                 watched: Callable[[], bool] = lambda: True) -> None:
+                 watched: Callable[[], bool] | None = None) -> None:
         self.streams = [StreamFollower(files.agent, files.path(kind), name, limit)
                         for name, kind in _KINDS.items()]
-        self.watched = watched
+        self.watched = watched or _always
 
     @property
     def more(self) -> bool:
