@@ -159,7 +159,9 @@ async def running_services(settings: Settings, *, executor: ExecutorFactory = Ex
         executions = ExecutionService(
             runner, vms, jobs, error_reply, db=db, output_cap=settings.output_cap,
             retention=timedelta(seconds=settings.execution_retention), metrics=metrics)
-        metrics.watch(inventory=vms, jobs=jobs, throttle=auth.throttle)
+        stack.push_async_callback(executions.output.aclose)
+        metrics.watch(inventory=vms, jobs=jobs, throttle=auth.throttle,
+                      output=executions.output)
         runs = RunService(db, executions, vms, jobs, error_reply,
                           retention=timedelta(seconds=settings.execution_retention),
                           metrics=metrics)

@@ -1,24 +1,26 @@
 """Executions' output (services/output.py) on a real SQLite database: batched writes while a
-command runs, a reader in another process (another hub) following from the database, offsets
-across streams, and the cap cut on UTF-8 boundaries."""
+command runs, a reader in another process (another hub) following from the database and
+making the execution watched where it runs, offsets across streams, and the cap cut on UTF-8
+boundaries."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import insert, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vmexec.db.migrate import upgrade
-from vmexec.db.models import Execution, utcnow
+from vmexec.db.models import Execution, OutputWatch, utcnow
 from vmexec.db.session import create_engine, create_sessionmaker
 from vmexec.db.writes import execute_writes
 from vmexec.execution.models import OutputChunk, StreamName
+from vmexec.services import output
 from vmexec.services.output import Chunk, OutputHub, _utf8_prefix
 
 UUID = "ab" * 16
@@ -102,6 +104,43 @@ async def test_an_execution_is_watched_while_a_reader_follows_it(
     hub.close(UUID)
     await asyncio.wait_for(readers[1], 10)
     assert not hub.watched(UUID)
+    await hub.aclose()
+
+
+async def _until(predicate: Callable[[], bool], what: str) -> None:
+    async with asyncio.timeout(10):
+        while not predicate():  # noqa: ASYNC110 - watched() reads the marks in the background
+            await asyncio.sleep(0.02)
+
+
+async def test_a_reader_on_another_node_makes_the_execution_watched_where_it_runs(
+        db: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch) -> None:
+    # Before: only readers of the node running it counted, so a reader on another node got
+    # the output at the unwatched pace (read every 2 s), about 3 s behind the guest.
+    monkeypatch.setattr(output, "REMOTE_WATCH_TTL", 1.5)
+    monkeypatch.setattr(output, "REMOTE_WATCH_RENEW", 0.2)
+    monkeypatch.setattr(output, "REMOTE_WATCH_POLL", 0.05)
+    runner, elsewhere = OutputHub(db, cap=1 << 20), OutputHub(db, cap=1 << 20)
+    recorder = runner.open(UUID)
+    assert not runner.watched(UUID)
+    reader = asyncio.ensure_future(_collect(elsewhere))
+    await _until(lambda: runner.watched(UUID), "the reader elsewhere counts where it runs")
+    # Renewed while it reads: still watched after twice the mark's lifetime.
+    loop = asyncio.get_running_loop()
+    until = loop.time() + 2 * output.REMOTE_WATCH_TTL
+    while loop.time() < until:
+        assert runner.watched(UUID)
+        await asyncio.sleep(0.1)
+    reader.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await reader
+    await _until(lambda: not runner.watched(UUID), "a reader gone stops counting")
+    await elsewhere.purge_watches()
+    async with db() as session:
+        assert await session.scalar(select(func.count()).select_from(OutputWatch)) == 0
+    await recorder.discard()
+    runner.close(UUID)
+    await runner.aclose()
 
 
 async def test_the_cap_keeps_whole_characters(db: async_sessionmaker[AsyncSession]) -> None:

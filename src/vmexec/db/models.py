@@ -192,3 +192,14 @@ class ExecutionOutput(Base):
     #: Byte offset of the chunk's first byte in the execution's combined output (both streams).
     offset: Mapped[int] = mapped_column(BigInteger)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class OutputWatch(Base):
+    """Someone on another node reads an execution's output as it comes, until
+    ``watched_until``: the node running it then follows its output at the live pace (the
+    reader's node renews the row while it polls; a row past its time means nothing)."""
+
+    __tablename__ = "output_watches"
+
+    execution_uuid: Mapped[str] = mapped_column(String(UUID_LEN), primary_key=True)
+    watched_until: Mapped[datetime] = mapped_column(UtcDateTime, index=True)

@@ -358,7 +358,8 @@ class ExecutionService:
                 ExecutionOutput.execution_uuid.in_(expired)))
             result = await db.execute(delete(Execution).where(Execution.uuid.in_(expired)))
             await db.commit()
-            return int(getattr(result, "rowcount", 0) or 0)
+        await self.output.purge_watches()
+        return int(getattr(result, "rowcount", 0) or 0)
 
     # --- one execution -------------------------------------------------------------------
     async def _conduct(self, vm: VmRef, request: ExecRequest, uuid: str) -> Finished:

@@ -12,6 +12,11 @@ the guest wrote them), which is what a reader resumes from (SSE's ``Last-Event-I
 - :class:`OutputHub` keeps the chunks of this process's running executions and wakes their
   readers. :meth:`OutputHub.follow` serves a reader from memory while the execution runs here,
   and from the database otherwise (ended, or run by another process, which it polls).
+- :meth:`OutputHub.watched`: whether anyone reads an execution's output as it comes, here or
+  on another node (the engine follows the guest's output at the live pace only then). A
+  reader polling the database for an execution another node runs says so in
+  ``output_watches`` (renewed while it reads); the node running it reads those marks at most
+  every :data:`REMOTE_WATCH_POLL` while its engine asks.
 """
 
 from __future__ import annotations
@@ -19,14 +24,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, func, insert, select
+from sqlalchemy import Table, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from vmexec.db.models import Execution, ExecutionOutput
+from vmexec.db.models import Execution, ExecutionOutput, OutputWatch, utcnow
+from vmexec.db.upsert import insert_for
 from vmexec.db.writes import Rows, Write
 from vmexec.execution.models import OutputChunk, StreamName, StreamOutput
 from vmexec.zstack.exec import ExecutionState
@@ -43,6 +51,13 @@ FLUSH_SECONDS = 0.5
 FLUSH_BYTES = 256 * 1024
 #: How often a reader polls the database for an execution run by another process.
 POLL_SECONDS = 0.5
+#: Such a reader marks the execution watched for REMOTE_WATCH_TTL seconds, renewed every
+#: REMOTE_WATCH_RENEW while it reads: a reader that went away (its node killed) stops
+#: counting a few seconds later.
+REMOTE_WATCH_TTL, REMOTE_WATCH_RENEW = 6.0, 2.0
+#: The node running executions reads the marks at most this often (seconds), and only while
+#: its engine asks (executions run here).
+REMOTE_WATCH_POLL = 0.5
 
 
 #: The streams, iterated once: iterating an Enum class is slow, and a run over thousands of
@@ -233,6 +248,10 @@ class OutputHub:
         self._live: dict[str, _Live] = {}
         #: Readers in :meth:`follow` now, by execution.
         self._readers: dict[str, int] = {}
+        #: Executions readers on other nodes watch (as last read), when read, and the read.
+        self._remote: frozenset[str] = frozenset()
+        self._remote_read_at = -math.inf
+        self._remote_reading: asyncio.Task[None] | None = None
 
     def open(self, uuid: str) -> OutputRecorder:
         """Start recording execution ``uuid`` here (before it runs, so readers find it)."""
@@ -263,9 +282,58 @@ class OutputHub:
         return uuid in self._live
 
     def watched(self, uuid: str) -> bool:
-        """Whether someone here reads execution ``uuid``'s output as it comes (an SSE reader
-        of it or of its run): the engine follows it at the live pace only then."""
-        return uuid in self._readers
+        """Whether someone reads execution ``uuid``'s output as it comes (an SSE reader of it
+        or of its run, here or on another node): the engine follows it at the live pace only
+        then. A reader elsewhere counts once this node has read its mark (within
+        :data:`REMOTE_WATCH_POLL` of a call)."""
+        if uuid in self._readers:
+            return True
+        loop = asyncio.get_running_loop()
+        if self._remote_reading is None and loop.time() >= self._remote_read_at + REMOTE_WATCH_POLL:
+            self._remote_read_at = loop.time()
+            self._remote_reading = loop.create_task(self._read_remote_watches())
+        return uuid in self._remote
+
+    def watched_count(self) -> int:
+        """How many executions running here are :meth:`watched`."""
+        return sum(1 for uuid in list(self._live) if self.watched(uuid))
+
+    async def _read_remote_watches(self) -> None:
+        try:
+            async with self._db() as db:
+                self._remote = frozenset(await db.scalars(
+                    select(OutputWatch.execution_uuid)
+                    .where(OutputWatch.watched_until > utcnow())))
+        except Exception:
+            # Output is still followed, at the slow pace: not worth failing a command for.
+            log.warning("reading the output watches of other nodes failed", exc_info=True)
+        finally:
+            self._remote_reading = None
+
+    async def _mark_watched(self, uuid: str) -> None:
+        until = utcnow() + timedelta(seconds=REMOTE_WATCH_TTL)
+        try:
+            async with self._db() as db:
+                mark = insert_for(db, OutputWatch.__table__).values(
+                    execution_uuid=uuid, watched_until=until)
+                await db.execute(mark.on_conflict_do_update(
+                    index_elements=["execution_uuid"], set_={"watched_until": until}))
+                await db.commit()
+        except Exception:
+            # The reader still gets the output, a few seconds behind the guest.
+            log.warning("marking execution %s watched failed", uuid, exc_info=True)
+
+    async def purge_watches(self) -> None:
+        """Delete the marks past their time (with the retention purge)."""
+        async with self._db() as db:
+            await db.execute(delete(OutputWatch).where(OutputWatch.watched_until <= utcnow()))
+            await db.commit()
+
+    async def aclose(self) -> None:
+        """Wait for a read of other nodes' marks under way (one query; cancelled, it would
+        leave its database connection unreturned)."""
+        if self._remote_reading is not None:
+            await asyncio.shield(self._remote_reading)
 
     def snapshot(self, uuid: str) -> list[Chunk] | None:
         """The chunks so far of ``uuid`` if it runs here, else None."""
@@ -282,6 +350,8 @@ class OutputHub:
         """The output of execution ``uuid`` after byte ``after``, as it comes, until the
         execution ends (at once for one that has ended)."""
         position = after
+        mark_at = -math.inf
+        loop = asyncio.get_running_loop()
         self._readers[uuid] = self._readers.get(uuid, 0) + 1
         try:
             while True:
@@ -296,7 +366,11 @@ class OutputHub:
                     position = chunk.end
                 if not running:
                     return
-                # Run by another process, or between its record and its start here: poll.
+                # Run by another process, or between its record and its start here: poll,
+                # and let the node running it know someone reads.
+                if loop.time() >= mark_at:
+                    mark_at = loop.time() + REMOTE_WATCH_RENEW
+                    await asyncio.shield(self._mark_watched(uuid))
                 await asyncio.sleep(POLL_SECONDS)
         finally:
             if self._readers[uuid] > 1:

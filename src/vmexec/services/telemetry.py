@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from vmexec.services.inventory import Inventory
     from vmexec.services.jobs import JobService
     from vmexec.services.login_throttle import LoginThrottle
+    from vmexec.services.output import OutputHub
 
 #: The logger of the one line per execution (``extra`` carries the fields; see vmexec.logs).
 EXECUTION_LOG = "vmexec.execution"
@@ -250,8 +251,10 @@ class Metrics:
         children[1].observe(seconds)
 
     # --- read at scrape time ------------------------------------------------------------------
-    def watch(self, *, inventory: Inventory, jobs: JobService, throttle: LoginThrottle) -> None:
-        """Read hosts, VMs, running jobs and login failures from these at each scrape."""
+    def watch(self, *, inventory: Inventory, jobs: JobService, throttle: LoginThrottle,
+              output: OutputHub) -> None:
+        """Read hosts, VMs, running jobs, watched executions and login failures from these at
+        each scrape."""
         c = self._scraped
         c.add("gauge", "vmexec_hosts", "Hosts, by connection status", ("status",),
               lambda: {(status,): n for status, n in inventory.host_counts().items()})
@@ -270,6 +273,10 @@ class Metrics:
               "(resyncs of the hosts it owns)", (), lambda: {(): inventory.host_listings})
         c.add("gauge", "vmexec_jobs_running", "Async jobs of this process running now", (),
               lambda: {(): jobs.running})
+        c.add("gauge", "vmexec_executions_watched", "Executions running here whose output "
+              "someone reads as it comes (an SSE reader on this node or another): their "
+              "output is read from the guest at the live pace", (),
+              lambda: {(): output.watched_count()})
         c.add("counter", "vmexec_login_failures", "Logins refused for a wrong name or "
               "password", (), lambda: {(): throttle.failures})
         c.add("counter", "vmexec_login_throttled", "Login attempts refused unchecked after "
