@@ -18,12 +18,11 @@ from urllib.parse import urlsplit
 from fixtures.server import RunningServer
 
 from api.conftest import VM_1
+from api.openapi_document import openapi_document
 from vmexec.api.app import SESSIONLESS_BODIES
 from vmexec.api.limits import DEFAULT_BODY_LIMIT
 from vmexec.api.schemas.exec import MAX_BODY_BYTES as EXEC_LIMIT
-from vmexec.config import Settings
 from vmexec.execution.models import MAX_COMMAND_CHARS, MAX_STDIN_BYTES
-from vmexec.server import create_app
 
 EXEC = "/zstack/v1/vm-instances/commands/exec"
 LOGIN = "/zstack/v1/accounts/login"
@@ -173,7 +172,7 @@ def _limit(path: str) -> int:
 def test_only_the_logins_take_a_body_without_a_session() -> None:
     # The middleware's list of sessionless bodies is the document's: an API with a body and no
     # security requirement must be in it (else its clients would be refused), and nothing else.
-    spec = create_app(Settings(db="sqlite://")).openapi()
+    spec = openapi_document()
     sessionless = {(method.upper(), path) for path, operations in spec["paths"].items()
                    for method, operation in operations.items()
                    if "requestBody" in operation and not operation.get("security")}

@@ -10,13 +10,12 @@ import pytest
 from fixtures.server import RunningServer
 
 from api.conftest import VM_1
-from vmexec.config import Settings
-from vmexec.server import create_app
+from api.openapi_document import openapi_document
 
 
 @pytest.fixture(scope="module")
 def spec() -> dict[str, Any]:
-    return create_app(Settings(db="sqlite://")).openapi()
+    return openapi_document()
 
 
 def _parameter(spec: dict[str, Any], path: str, name: str) -> dict[str, Any]:

@@ -32,10 +32,9 @@ from fixtures.zstack_sdk import URL_PREFIX, sdk_date, signed_headers
 from api.accounts_helpers import Account, Key, create_account, create_key, give, set_key_state
 from api.conftest import LOCAL, with_sources
 from api.doubles import FakeGuest, ScriptedExecutor
+from api.openapi_document import openapi_document
 from vmexec.agent.directory import AgentDirectory
 from vmexec.api.cookies import CSRF_HEADER, SAFE_METHODS, SESSION_COOKIE, csrf_token
-from vmexec.config import Settings
-from vmexec.server import create_app
 from vmexec.services.access_keys import sign
 
 OWNED = seen("owned", "0a" * 16)
@@ -59,14 +58,10 @@ ACTS_AS = {"admin": "admin", "owner": "owner", "valid key": "owner", "other": "o
 NO_CSRF = (403, "ID.1002")
 
 
-def _spec() -> dict[str, Any]:
-    return create_app(Settings(db="sqlite://")).openapi()
-
-
 def _operations() -> dict[str, tuple[str, str, bool]]:
     """operationId -> (method, path template, needs credentials)."""
     return {op["operationId"]: (method.upper(), path, "security" in op)
-            for path, ops in _spec()["paths"].items() for method, op in ops.items()}
+            for path, ops in openapi_document()["paths"].items() for method, op in ops.items()}
 
 
 # --- the world the requests run in -----------------------------------------------------------
