@@ -157,6 +157,13 @@ class Settings(BaseSettings):
     password_check_queue: int = Field(
         default=32, ge=0, description="password checks that may wait for one; more are "
                                       "refused at once (retry in 1 s)")
+    password_hash_time_cost: int = Field(
+        default=3, ge=1, le=64,
+        description="argon2id passes per password hash (RFC 9106's recommendation: 3)")
+    password_hash_memory_kib: int = Field(
+        default=64 * 1024, ge=1024, le=4 * 1024 * 1024,
+        description="argon2id memory per password hash, KiB (RFC 9106's recommendation: "
+                    "64 MiB); a hash keeps the parameters it was made with")
     session_timeout: float = Field(default=7200.0, gt=0, description="seconds; renewed on use")
     post_wait: float = Field(default=5.0, ge=0,
                              description="seconds a POST exec waits before answering 202")

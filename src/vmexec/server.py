@@ -81,7 +81,9 @@ def auth_service(settings: Settings, db: async_sessionmaker[AsyncSession]) -> Au
     """The sessions and accounts service as ``settings`` configure it."""
     return AuthService(
         db, session_timeout=timedelta(seconds=settings.session_timeout),
-        passwords=PasswordChecker(concurrency=settings.password_check_concurrency,
+        passwords=PasswordChecker(time_cost=settings.password_hash_time_cost,
+                                  memory_kib=settings.password_hash_memory_kib,
+                                  concurrency=settings.password_check_concurrency,
                                   queue=settings.password_check_queue),
         throttle=LoginThrottle(ThrottleLimits(
             max_failures_per_account=settings.login_max_failures_per_account,

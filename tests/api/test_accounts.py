@@ -4,9 +4,11 @@ its other sessions end (issue 10, B11)."""
 from __future__ import annotations
 
 import re
+import sqlite3
 
 import httpx
-from fixtures.server import RunningServer, sha512_hex
+import pytest
+from fixtures.server import RunningServer, ServerFactory, sha512_hex
 
 from api.test_sessions import AUTHENTICATED, ZSTACK_DATE
 
@@ -105,3 +107,24 @@ def test_wrong_old_passwords_count_as_failed_logins(start_scripted) -> None:
                             oldPassword=sha512_hex("password"))
         assert _error_code(throttled) == "ID.1008"
         assert int(throttled.headers["Retry-After"]) >= 1
+
+
+def _stored_hash(server: RunningServer, account: str) -> str:
+    db_file = server.settings.db.split("///", 1)[1]
+    with sqlite3.connect(db_file) as conn:
+        (stored,) = conn.execute("SELECT password_hash FROM accounts WHERE name = ?",
+                                 (account,)).fetchone()
+    conn.close()
+    return str(stored)
+
+
+@pytest.mark.parametrize(("cost", "parameters"), [
+    ({}, "m=65536,t=3,p=4"),  # the defaults: RFC 9106's recommendation
+    ({"password_hash_time_cost": 2, "password_hash_memory_kib": 2048}, "m=2048,t=2,p=4"),
+])
+def test_the_hash_cost_settings_make_the_stored_hashes(
+        server_factory: ServerFactory, cost: dict[str, int], parameters: str) -> None:
+    defaults = {"password_hash_time_cost": 3, "password_hash_memory_kib": 64 * 1024}
+    server = server_factory(**{**defaults, **cost})
+    assert _stored_hash(server, "admin").startswith(f"$argon2id$v=19${parameters}$")
+    server.login()  # and the hash is checked with the parameters it keeps

@@ -18,6 +18,8 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.admin_password.get_secret_value() == "password"
     assert (settings.session_timeout, settings.post_wait) == (7200, 5)
     assert settings.job_retention == 7 * 86400
+    # argon2id as RFC 9106 recommends (tests' servers use a cheaper one: fixtures/server.py)
+    assert (settings.password_hash_time_cost, settings.password_hash_memory_kib) == (3, 65536)
 
 
 def test_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

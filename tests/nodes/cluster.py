@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from fixtures.server import free_port, login
+from fixtures.server import CHEAP_PASSWORD_HASHES, free_port, login
 
 SERVE = [sys.executable, "-m", "vmexec.cli.main", "serve"]
 #: A fixed secret key: the nodes must share it (it encrypts access keys in the database).
@@ -36,7 +36,8 @@ RUNS = "/zstack/v1/vm-instances/commands/runs"
 
 def _env(**values: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VMEXEC_")}
-    return {**env, **values}
+    cheap = {f"VMEXEC_{k.upper()}": str(v) for k, v in CHEAP_PASSWORD_HASHES.items()}
+    return {**env, **cheap, **values}
 
 
 class Node:

@@ -38,12 +38,15 @@ class PasswordCheckBusy(Exception):
 class PasswordChecker:
     """Hashes and verifies passwords (the SHA-512 hex digests ZStack clients send).
 
-    ``hasher`` is argon2-cffi's ``PasswordHasher`` (tests pass a subclass that counts calls).
+    ``hasher`` is argon2-cffi's ``PasswordHasher`` (tests pass a subclass that counts calls);
+    without one, argon2id with ``time_cost`` passes over ``memory_kib`` KiB (argon2-cffi's
+    defaults, RFC 9106's recommendation). A stored hash keeps the parameters it was made with,
+    and is checked with them.
     """
 
-    def __init__(self, hasher: PasswordHasher | None = None, *, concurrency: int = 1,
-                 queue: int = 32) -> None:
-        self.hasher = hasher or PasswordHasher()
+    def __init__(self, hasher: PasswordHasher | None = None, *, time_cost: int = 3,
+                 memory_kib: int = 64 * 1024, concurrency: int = 1, queue: int = 32) -> None:
+        self.hasher = hasher or PasswordHasher(time_cost=time_cost, memory_cost=memory_kib)
         self._pool = ThreadPoolExecutor(max_workers=concurrency,
                                         thread_name_prefix="vmexec-argon2")
         self._slots = asyncio.Semaphore(concurrency)
