@@ -5,7 +5,9 @@ a transaction each would make the database the bottleneck (SQLite has one writer
 gives it one connection). :class:`GroupCommit` keeps one writer task: whatever was queued
 since its last transaction is executed in the next one, in queue order, and every waiter is
 resumed once its writes are committed. A failing group is retried one submission at a time,
-so one bad statement fails only its own caller.
+so one bad statement fails only its own caller. A group that fails because the database is
+away is tried again, whole, until it is back (:mod:`vmexec.db.outages`): the writes queued are
+run targets' results.
 
 A write is a statement, or :class:`~vmexec.db.writes.Rows`: one row's parameters for a
 statement built once; the rows of one statement in a group go as one ``executemany``
@@ -22,6 +24,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from vmexec.db.outages import until_written
 from vmexec.db.writes import Rows, Write, execute_writes
 
 log = logging.getLogger(__name__)
@@ -29,6 +32,9 @@ log = logging.getLogger(__name__)
 __all__ = ["GroupCommit", "Rows", "Write"]
 
 _Entry = tuple[Sequence[Write], "asyncio.Future[None] | None"]
+
+#: How long a stop waits for the queued writes to commit (seconds).
+CLOSE_WAIT = 30.0
 
 
 class GroupCommit:
@@ -86,18 +92,27 @@ class GroupCommit:
                 _resolve(future)
 
     async def _transaction(self, writes: Sequence[Write]) -> None:
-        if not writes:
-            return
+        if writes:
+            await until_written(lambda: self._try(writes), what="committing queued writes")
+
+    async def _try(self, writes: Sequence[Write]) -> None:
         async with self._db() as db:
             await execute_writes(db, writes)
             await db.commit()
 
-    async def aclose(self) -> None:
-        """Commit what is queued, then stop."""
+    async def aclose(self, wait: float = CLOSE_WAIT) -> None:
+        """Commit what is queued, then stop; after ``wait`` seconds (the database is away)
+        give up on it (what it holds is found unfinished at the next start)."""
         writer = self._writer
-        if writer is not None:
-            with contextlib.suppress(Exception):
-                await writer
+        if writer is None:
+            return
+        done, _ = await asyncio.wait({writer}, timeout=wait)
+        if not done:
+            log.warning("queued writes not committed within %.0fs of the stop: given up",
+                        wait)
+            writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await writer
 
 
 def _resolve(future: asyncio.Future[None] | None) -> None:

@@ -39,6 +39,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vmexec.db.models import Job, utcnow
+from vmexec.db.outages import until_written
 from vmexec.db.writes import Write, execute_writes
 from vmexec.services import leases
 from vmexec.services.leases import NodeLease
@@ -245,7 +246,10 @@ class JobService:
         except Exception as exc:
             log.exception("job %s failed unexpectedly", uuid)
             reply = self._error_reply(exc)
-        stored = await self._store(uuid, reply)
+        # Through a database outage: the reply (and the command's record and output in it)
+        # exists only here until it commits.
+        stored = await until_written(functools.partial(self._store, uuid, reply),
+                                     what=f"storing the reply of job {uuid}")
         if stored and webhook:
             # Owned still (the store said so): the delivery takes the job's place.
             self._spawn(self._deliver(uuid, webhook, reply, checked=True), owned=uuid)
@@ -269,6 +273,12 @@ class JobService:
                 return True
             owner = (await db.execute(select(Job.owner_node, Job.state)
                                       .where(Job.uuid == uuid))).first()
+            if owner is not None and (owner.owner_node, owner.state) == (
+                    self._lease.node, JobState.DONE):
+                # Stored by an earlier try whose commit went through but whose answer was lost
+                # with the connection.
+                await db.rollback()
+                return True
             if owner is not None:
                 await db.rollback()
                 log.warning("job %s is no longer this node's (owner %s, %s): its reply is not "
