@@ -8,6 +8,7 @@ import time
 import uuid
 
 import pytest
+from fixtures.postgres import PostgresServer
 from fixtures.server import RunningServer
 
 from api.doubles import FakeGuest
@@ -71,3 +72,32 @@ def test_executions_on_postgresql(start_scripted, postgres_url: str) -> None:
         assert text(output) == "50%_done\\\nerr\n" and result["body"]["exitCode"] == 2
     assert psql(postgres_url, f"SELECT count(*) FROM execution_output "
                               f"WHERE execution_uuid = '{job}'") == [["2"]]
+
+
+def test_a_database_restart_mid_command_loses_nothing(
+        start_scripted, fake_guest: FakeGuest, own_postgres: PostgresServer) -> None:
+    # PostgreSQL stops while a command runs and comes back after it ended: meanwhile calls
+    # that need the database get a clear retryable error (before: 503 SYS.1000, an internal
+    # error with a traceback in the log); the command's result is stored once it is back
+    # (before: dropped, the job 202 until its deadline).
+    server: RunningServer = start_scripted(db=own_postgres.create_database())
+    with server.client() as client:
+        location = accepted(client.post(EXEC, json=body("echo before\nsleep 3\necho after"),
+                                        headers={"Prefer": "respond-async"}))
+        deadline = time.monotonic() + 10
+        while location.rsplit("/", 1)[1] not in fake_guest.runs:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        own_postgres.stop(fast=True)
+        away = client.get("/zstack/v1/vm-instances/commands/executions")
+        error_of(away, 503, "SYS.1006")
+        assert away.headers["Retry-After"] == "2"
+        time.sleep(4)  # the command ends while the database is away
+        own_postgres.start()
+        done = poll(client, location, timeout=60)
+        assert done.status_code == 200, done.text
+        assert done.json()["stdout"] == "before\nafter\n"
+        [execution] = client.get("/zstack/v1/vm-instances/commands/executions",
+                                 params={"q": f"uuid={location.rsplit('/', 1)[1]}"}
+                                 ).json()["inventories"]
+        assert execution["state"] == "Succeeded"

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import tempfile
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from fixtures.postgres import PostgresServer, _bin_dir
+from fixtures.postgres import PostgresServer
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -42,19 +40,12 @@ OUTAGE = 2.0
 
 
 @pytest.fixture
-async def postgres(tmp_path: Path) -> AsyncIterator[tuple[PostgresServer, str]]:
-    bin_dir = _bin_dir()
-    assert bin_dir is not None, "PostgreSQL is not installed (scripts/bootstrap.sh)"
-    server = PostgresServer(bin_dir, Path(tempfile.mkdtemp(prefix="vmexec-pg-outage-")))
-    server.start()
-    try:
-        url = server.create_database()
-        engine = create_engine(url)
-        await upgrade(engine)
-        await engine.dispose()
-        yield server, url
-    finally:
-        server.stop(fast=True)
+async def postgres(own_postgres: PostgresServer) -> tuple[PostgresServer, str]:
+    url = own_postgres.create_database()
+    engine = create_engine(url)
+    await upgrade(engine)
+    await engine.dispose()
+    return own_postgres, url
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from vmexec.db.outages import is_outage
 from vmexec.execution import errors as exec_errors
 from vmexec.services import auth, jobs
 from vmexec.services import errors as service_errors
@@ -171,7 +172,21 @@ def to_failure(exc: BaseException) -> ApiFailure:
             return invalid_argument(exc.message)
         case TimeoutError():
             return api_error(Code.SYS_TIMEOUT, str(exc) or "timed out")
+    if is_outage(exc):
+        return _database_away(exc)
     return api_error(Code.SYS_INTERNAL, f"{type(exc).__name__}: {exc}")
+
+
+#: What a client is told to wait before it retries a call the database could not serve.
+DATABASE_RETRY_AFTER = 2
+
+
+def _database_away(exc: BaseException) -> ApiFailure:
+    away = api_error(Code.SYS_OPERATION_ERROR,
+                     f"the database cannot be reached or is too busy now; retry in "
+                     f"{DATABASE_RETRY_AFTER}s ({type(exc).__name__})")
+    away.headers["Retry-After"] = str(DATABASE_RETRY_AFTER)
+    return away
 
 
 # --- request validation: which pydantic errors are "wrong type" (400) vs "bad value" (503) ----
@@ -235,7 +250,12 @@ async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
     return response
 
 
-async def _on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
+async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    if is_outage(exc):
+        # Not a bug: the database is away (restarting, failing over) or saturated.
+        log.warning("%s %s: the database is unavailable: %s: %s", request.method,
+                    request.url.path, type(exc).__name__, exc)
+        return _database_away(exc).response()
     # A bug, not a client error; logged with its traceback, answered as ZStack answers it.
     log.exception("unexpected error serving a request", exc_info=exc)
     return api_error(Code.SYS_INTERNAL, f"{type(exc).__name__}: {exc}").response()
