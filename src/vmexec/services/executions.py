@@ -39,7 +39,8 @@ from sqlalchemy import Executable, Table, and_, bindparam, delete, insert, or_, 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vmexec.db.models import Execution, ExecutionOutput, Job, utcnow
-from vmexec.db.writes import Rows, execute_writes
+from vmexec.db.outages import until_written
+from vmexec.db.writes import Rows, Write, execute_writes
 from vmexec.execution.engine import Executor
 from vmexec.execution.errors import ExecError, GuestUnavailable, UnavailableReason
 from vmexec.execution.models import (
@@ -400,10 +401,14 @@ class ExecutionService:
         if commit is not None:
             await commit(*finished.reply.writes)
         else:
-            async with self._db() as db:
-                await execute_writes(db, finished.reply.writes)
-                await db.commit()
+            await until_written(functools.partial(self._write, finished.reply.writes),
+                                what="storing an execution's end")
         return replace(finished, reply=JobReply(finished.reply.status, finished.reply.whole()))
+
+    async def _write(self, writes: Sequence[Write]) -> None:
+        async with self._db() as db:
+            await execute_writes(db, writes)
+            await db.commit()
 
     async def _finish(self, uuid: str, vm_uuid: str, request: ExecRequest,
                       run: Awaitable[ExecResult], recorder: OutputRecorder) -> Finished:
