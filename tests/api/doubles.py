@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -50,6 +51,14 @@ class FakeGuest:
     started: asyncio.Event | None = None
     runs: list[str] = field(default_factory=list)
     files: dict[str, bytes] = field(default_factory=lambda: {"/etc/hostname": b"fake\n"})
+
+    def wait_started(self, run_id: str, timeout: float = 10.0) -> None:
+        """Block (a test's thread, not the server's loop) until run ``run_id`` started in
+        "the guest". Raises AssertionError after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while run_id not in self.runs:
+            assert time.monotonic() < deadline, f"run {run_id} did not start"
+            time.sleep(0.02)
 
 
 class MemoryFiles(GuestFiles):

@@ -259,10 +259,7 @@ def test_a_job_survives_a_restart(start_scripted, fake_guest: FakeGuest) -> None
         location = accepted(client.post(EXEC, json=body("echo a\nsleep 60\necho b"),
                                         headers={"Prefer": "respond-async"}))
     job = location.rsplit("/", 1)[1]
-    deadline = time.monotonic() + 10
-    while job not in fake_guest.runs:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    fake_guest.wait_started(job)
     first.stop()  # the command still "runs in the guest"; vmexec goes away
 
     second: RunningServer = start_scripted()  # same database file

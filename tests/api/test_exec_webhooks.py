@@ -144,10 +144,7 @@ def test_the_destination_is_checked_again_at_delivery(
         location = accepted(client.post(EXEC, json=body("echo a\nsleep 60\necho b"),
                                         headers={"X-Web-Hook": receiver.url}))
     job = location.rsplit("/", 1)[1]
-    deadline = time.monotonic() + 10
-    while job not in fake_guest.runs:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    fake_guest.wait_started(job)
     first.stop()
 
     second: RunningServer = start_scripted()  # same database, default policy

@@ -383,10 +383,7 @@ def test_an_execution_resumed_after_a_restart_keeps_its_output(
     server = start_scripted()
     with server.client() as client:
         job = start(client, "echo a\nsleep 30\necho b", commandTimeout=60)
-    deadline = time.monotonic() + 10
-    while job not in fake_guest.runs:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    fake_guest.wait_started(job)
     server.stop()
     again = start_scripted()  # resumes the job: the guest's result, by its run id
     with again.client() as client:

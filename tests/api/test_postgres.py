@@ -35,10 +35,7 @@ def test_the_api_on_postgresql(start_scripted, fake_guest: FakeGuest,
         error_of(client.put(EXEC, json=body(), headers={"X-Job-UUID": job}), 503, "SYS.1007")
         running = accepted(client.post(EXEC, json=body("echo a\nsleep 60\necho b"),
                                        headers={"Prefer": "respond-async"}))
-    deadline = time.monotonic() + 10
-    while running.rsplit("/", 1)[1] not in fake_guest.runs:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    fake_guest.wait_started(running.rsplit("/", 1)[1])
     first.stop()
 
     second: RunningServer = start_scripted(db=postgres_url)  # migrations again: a no-op
@@ -84,10 +81,7 @@ def test_a_database_restart_mid_command_loses_nothing(
     with server.client() as client:
         location = accepted(client.post(EXEC, json=body("echo before\nsleep 3\necho after"),
                                         headers={"Prefer": "respond-async"}))
-        deadline = time.monotonic() + 10
-        while location.rsplit("/", 1)[1] not in fake_guest.runs:
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        fake_guest.wait_started(location.rsplit("/", 1)[1])
         own_postgres.stop(fast=True)
         away = client.get("/zstack/v1/vm-instances/commands/executions")
         error_of(away, 503, "SYS.1006")
