@@ -39,6 +39,9 @@ class StreamFollower:
     starts with those same pieces (:meth:`read`), never their join.
     """
 
+    __slots__ = ("_handed", "_held", "_known_size", "agent", "handed_out", "handle", "limit",
+                 "more", "name", "path", "size")
+
     def __init__(self, agent: GuestAgent, path: str, name: StreamName, limit: int) -> None:
         self.agent = agent
         self.path = path
@@ -135,6 +138,8 @@ class OutputFollower:
     """Both output streams of one run, followed while it runs; ``watched`` says whether
     someone reads them now (they are read at the live pace only then: see
     :mod:`.waiting`)."""
+
+    __slots__ = ("streams", "watched")
 
     def __init__(self, files: RunFiles, limit: int,
                  watched: Callable[[], bool] | None = None) -> None:

@@ -30,6 +30,8 @@ WRITE_CHUNK = 48 * 1024
 
 
 class RunFiles:
+    __slots__ = ("agent", "platform", "run_dir", "run_id")
+
     def __init__(self, agent: GuestAgent, platform: GuestPlatform, run_id: str,
                  run_dir: str | None) -> None:
         self.agent = agent

@@ -14,6 +14,7 @@ from vmexec.agent import errors as agent_errors
 from vmexec.agent.client import GuestAgent
 from vmexec.execution.cleanup import GuestCleanup
 from vmexec.execution.faults import BACKOFF_MAX, CALL_TIMEOUT, await_agent
+from vmexec.execution.flag import Flag
 from vmexec.execution.guestfiles import RunFiles
 from vmexec.execution.models import ExecRequest
 from vmexec.execution.platform import GuestPlatform
@@ -67,9 +68,10 @@ class Guest:
         self.exits.append(((running_at or 0.0) + ended_at) / 2)
 
 
-@dataclass
+@dataclass(slots=True, weakref_slot=True)
 class Run:
-    """One run of a command in a guest, as the engine follows it."""
+    """One run of a command in a guest, as the engine follows it. (Slots: a fleet run keeps
+    thousands in flight.)"""
 
     request: ExecRequest
     run_id: str
@@ -85,7 +87,7 @@ class Run:
     #: Whether a guest-exec that starts it went out (its reply may still be awaited).
     starting: bool = False
     #: Set once the start is settled: launched, failed, or given up before the guest-exec.
-    start_settled: asyncio.Event = field(default_factory=asyncio.Event)
+    start_settled: Flag = field(default_factory=Flag)
     #: Whether the command is known to have ended (or its result is being collected).
     ended: bool = False
     #: How many runs the engine follows now (it paces the status polls by it).
@@ -96,7 +98,7 @@ class Run:
     cancelling: bool = False
     #: The run's files, once it has some to follow or recover.
     files: RunFiles | None = None
-    _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
+    _wake: Flag = field(default_factory=Flag, init=False, repr=False)
 
     def wake(self) -> None:
         """End the current :meth:`nap` at once (something changed: poll now)."""

@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from vmexec.db.models import Execution, ExecutionOutput, OutputWatch, utcnow
 from vmexec.db.upsert import insert_for
 from vmexec.db.writes import Rows, Write
+from vmexec.execution.flag import Flag
 from vmexec.execution.models import OutputChunk, StreamName, StreamOutput
 from vmexec.zstack.exec import ExecutionState
 
@@ -91,7 +92,7 @@ class _Live:
     chunks: list[Chunk] = field(default_factory=list)
     size: int = 0
     ended: bool = False
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    changed: Flag = field(default_factory=Flag)
 
     def append(self, chunk: Chunk) -> None:
         self.chunks.append(chunk)
@@ -105,7 +106,7 @@ class _Live:
     def _wake(self) -> None:
         # Readers waiting now are woken; the next ones wait on a fresh event.
         self.changed.set()
-        self.changed = asyncio.Event()
+        self.changed = Flag()
 
 
 def _utf8_prefix(data: bytes, limit: int) -> bytes:
@@ -123,6 +124,9 @@ def _utf8_prefix(data: bytes, limit: int) -> bytes:
 class OutputRecorder:
     """Records the output of one execution (see the module docstring). Not thread-safe; one
     per execution, used by the task that runs it."""
+
+    __slots__ = ("_cap", "_db", "_ended", "_live", "_pending", "_pending_bytes", "_seq",
+                 "_timer", "_writing", "dropped", "seen", "stored", "uuid")
 
     def __init__(self, uuid: str, live: _Live, db: async_sessionmaker[AsyncSession], *,
                  cap: int) -> None:
