@@ -22,6 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -37,7 +38,7 @@ from vmexec.hypervisor.sockets import socket_vm_uuid
 from vmexec.lab.bare_agents import BareAgents
 
 from . import api, runs
-from .baselines import COMMAND, EXPECTED, socket_exec
+from .baselines import COMMAND, EXEC_ARGS, EXPECTED, socket_exec
 from .cpu import cpu_ms, total_cpu_ms
 from .server import ApiServer, PeakSampler
 
@@ -155,11 +156,12 @@ RECONNECT_WITHIN = 30.0
 class _RawClients:
     """The raw client: one :class:`GuestAgent` on vmexec's unix-socket transport per agent."""
 
-    def __init__(self, sockets: list[str]) -> None:
+    def __init__(self, sockets: list[str], exec_args: dict[str, Any] = EXEC_ARGS) -> None:
         self.agents = [GuestAgent(UnixSocketTransport(path)) for path in sockets]
+        self.exec_args = exec_args
 
     async def one(self, k: int) -> float:
-        return await socket_exec(self.agents[k % len(self.agents)])
+        return await socket_exec(self.agents[k % len(self.agents)], self.exec_args)
 
     async def connect(self, within: float = RECONNECT_WITHIN) -> None:
         """Ping every agent, retrying one that another client still holds (an agent socket

@@ -4,27 +4,44 @@ that the machine's drift hits all methods alike."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import random
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
+import libvirt
 
 from vmexec.agent.directory import AgentDirectory
 from vmexec.agent.targets import LibvirtTarget
-from vmexec.execution.engine import Executor
-from vmexec.execution.models import ExecRequest, Shell
+from vmexec.execution.engine import PLATFORMS, Executor
+from vmexec.execution.models import ExecRequest, Platform, Shell
 from vmexec.hypervisor.libvirt_host import LibvirtHosts
 from vmexec.lab import LabVm
 
 from . import api
-from .baselines import COMMAND, EXPECTED, PEER_POLL, RAW_POLL, LibvirtLoop, virsh_exec
+from .baselines import (
+    BASH_EXEC_ARGS,
+    COMMAND,
+    EXPECTED,
+    PEER_POLL,
+    RAW_POLL,
+    LibvirtLoop,
+    virsh_exec,
+)
 from .server import ApiServer
 from .trace import Call, RunBreakdown, breakdown, deferred_breakdown, record_calls
 
 METHODS: dict[str, str] = {
     "a": "(a) raw guest-exec + guest-exec-status, libvirt-python, 2 ms polls",
+    "a_bash": "(a') the raw pair of (a) running `bash -c` (issue 3's default shell), nothing "
+              "of vmexec's",
+    "a_launch": "(a'') the raw pair of (a) running the engine's own launch: bash, its prelude "
+                "and run files, no vmexec code",
     "b": "(b) `virsh qemu-agent-command` pair, one process per call",
     "c": "(c) 1 s polling rule, ZStack agent (sleep 1 s, then status; repeat)",
     "c_pve": "(c') 1 s polling rule, Proxmox `qm guest exec` (status at once, then 1/s)",
@@ -38,6 +55,8 @@ POLLING = ("c", "c_pve")
 TRACED = ("a", "d", "d_sh")
 #: Seconds to wait for the engine's deferred cleanup (2 s after a run) after tracing.
 DEFERRED_WAIT = 3.0
+#: Where (a'') keeps its runs' files in the guest (removed at the end).
+RAW_RUN_DIR = "/tmp/vmexec-bench-raw"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +89,14 @@ def schedule(iterations: int, polling: int, rng: random.Random) -> list[list[str
     return rounds
 
 
+def _check_launch(status: dict[str, Any]) -> None:
+    """The launch's status line (``VMEXEC1 0 exited …``), then the command's inline output."""
+    out = base64.b64decode(status.get("out-data", ""))
+    if (status.get("exitcode") != 0 or not out.startswith(b"VMEXEC1 0 exited ")
+            or not out.endswith(b"\n" + EXPECTED)):
+        raise RuntimeError(f"(a''): unexpected result {status!r}")
+
+
 class _Methods:
     """Every method, as ``await self.run(name)`` -> milliseconds."""
 
@@ -83,7 +110,8 @@ class _Methods:
         self.http = httpx.Client(base_url=server.url, headers=server.auth, timeout=120)
         self.server_ms: list[float] = []
         self._table: dict[str, Callable[[], Awaitable[float]]] = {
-            "a": self._raw, "b": self._virsh, "c": self._zstack, "c_pve": self._proxmox,
+            "a": self._raw, "a_bash": self._raw_bash, "a_launch": self._raw_launch,
+            "b": self._virsh, "c": self._zstack, "c_pve": self._proxmox,
             "d": self._engine, "d_sh": self._engine_sh, "e": self._api}
 
     async def run(self, method: str) -> float:
@@ -94,6 +122,16 @@ class _Methods:
     # add to their time. (The engine's deferred cleanup then runs during the engine's runs.)
     async def _raw(self) -> float:
         return self.raw.run(RAW_POLL)
+
+    async def _raw_bash(self) -> float:
+        return self.raw.run(RAW_POLL, exec_args=BASH_EXEC_ARGS)
+
+    async def _raw_launch(self) -> float:
+        launch = PLATFORMS[Platform.LINUX].launch(ExecRequest(COMMAND), uuid.uuid4().hex,
+                                                  run_dir=RAW_RUN_DIR, interpreter="bash")
+        return self.raw.run(RAW_POLL, exec_args={"path": launch.path, "arg": launch.args,
+                                                 "capture-output": True},
+                            check=_check_launch)
 
     async def _zstack(self) -> float:
         return self.raw.run(PEER_POLL, sleep_first=True)
@@ -123,6 +161,8 @@ class _Methods:
         return elapsed
 
     async def aclose(self) -> None:
+        with contextlib.suppress(libvirt.libvirtError):
+            self.raw.call("guest-exec", {"path": "rm", "arg": ["-rf", "--", RAW_RUN_DIR]})
         self.http.close()
         await self.executor.aclose()
         await self.agents.aclose()
@@ -137,7 +177,7 @@ async def measure(vm: LabVm, server: ApiServer, config: LatencyConfig) -> Latenc
     result = LatencyResult()
     try:
         for _ in range(config.warmup):
-            for method in ("a", "b", "d", "d_sh", "e"):
+            for method in ("a", "a_bash", "a_launch", "b", "d", "d_sh", "e"):
                 await methods.run(method)
         methods.server_ms.clear()
         for round_ in schedule(config.iterations, config.polling_iterations, rng):

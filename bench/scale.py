@@ -10,10 +10,13 @@ guests on vCPUs of their own would not take the CPU from the client under test).
 cgroup for the fleet (``--cpu-weight``) is an option, off by default: it helped at 200 agents
 but starved 2,000 (each agent waited its turn inside the group; see bench/README.md). Each
 agent runs ``--per-agent`` commands per
-client: raw (half), engine, one API run of every command (``maxConcurrency`` = the agents),
-raw (the other half), so a change in the machine's load hits raw on both sides. The server's
-RSS is read before the agents are registered, idle after the run (per VM it ran a command on)
-and at its peak during the run (per in-flight target).
+client: raw (half), raw under ``bash`` (half), engine, one API run of every command
+(``maxConcurrency`` = the agents), raw under bash and raw (the other halves), so a change in
+the machine's load hits both raw rows on both sides. Raw under bash runs the same ``echo hi``
+as the engine's default shell does (issue 3), without anything of vmexec's: where the agents
+share the machine's cores, what it reaches is the most any client honouring that default can.
+The server's RSS is read before the agents are registered, idle after the run (per VM it ran a
+command on) and at its peak during the run (per in-flight target).
 
     .venv/bin/python bench/scale.py --agents 200,2000,10000
 """
@@ -36,6 +39,7 @@ from vmexec.hypervisor.sockets import socket_vm_uuid
 from vmexec.lab.bare_agents import BareAgents, RunDirFs
 
 from . import api, runs
+from .baselines import BASH_EXEC_ARGS
 from .fanout import FanoutConfig, Phase, RunOne, _Engine, _Meter, _RawClients
 from .server import ApiServer, PeakSampler
 from .stats import percentile
@@ -68,6 +72,9 @@ class ScaleRow:
     agents: int
     commands: int
     raw: Phase = field(default_factory=Phase)
+    #: The raw client running the command under ``bash`` (the engine's default shell): the
+    #: most any client honouring that default can reach here, the engine's ceiling.
+    raw_bash: Phase = field(default_factory=Phase)
     engine: Phase = field(default_factory=Phase)
     run: Phase = field(default_factory=Phase)
     #: Server RSS (KiB): before the agents were registered, idle after the run, peak in it.
@@ -128,6 +135,20 @@ async def _direct(meter: _Meter, phase: Phase, one: RunOne, count: int) -> None:
     await meter.measure(phase, one, 0, count)
 
 
+async def _raw_bash(meter: _Meter, row: ScaleRow, sockets: list[str], start: int,
+                    count: int) -> None:
+    """``count`` commands of the raw client under bash, after waiting for the agents (the
+    server may still hold some after DeleteHost)."""
+    raw = _RawClients(sockets, BASH_EXEC_ARGS)
+    try:
+        await raw.connect()
+        if start == 0:
+            await meter.warm(raw.one)
+        await meter.measure(row.raw_bash, _tolerant(raw.one, row, "raw bash"), start, count)
+    finally:
+        await raw.release()
+
+
 async def measure(server: ApiServer, agents: int, per_agent: int, fleet: Fleet) -> ScaleRow:
     commands = agents * per_agent
     row = ScaleRow(agents, commands)
@@ -145,6 +166,7 @@ async def measure(server: ApiServer, agents: int, per_agent: int, fleet: Fleet) 
             await _direct(meter, row.raw, _tolerant(raw.one, row, "raw"), half)
         finally:
             await raw.release()
+        await _raw_bash(meter, row, sockets, 0, half)
         engine = _Engine(sockets)
         try:
             await _direct(meter, row.engine, _tolerant(engine.one, row, "engine"), commands)
@@ -165,6 +187,7 @@ async def measure(server: ApiServer, agents: int, per_agent: int, fleet: Fleet) 
         row.peak_kib = peak.peak_kib
         row.after_kib = server.memory().rss_kib
         await api.delete_host(client, host)
+        await _raw_bash(meter, row, sockets, half, commands - half)
         try:
             # (An agent lost on the way is counted by the commands that fail on it.)
             await asyncio.gather(*(agent.ping(timeout=10) for agent in raw.agents),
@@ -173,7 +196,7 @@ async def measure(server: ApiServer, agents: int, per_agent: int, fleet: Fleet) 
         finally:
             await raw.release()
         row.exited = len(bare.exited())
-    for phase in (row.raw, row.engine):
+    for phase in (row.raw, row.raw_bash, row.engine):
         _drop_failed(phase)
     return row
 
@@ -193,10 +216,11 @@ def render(rows: list[ScaleRow], fleet: Fleet) -> str:
         f"### Fleet scale: raw, engine and one API run over N bare agents "
         f"({fleet})",
         "",
-        "| agents | commands | raw /s | engine /s (x raw) | API run /s (x raw) | p50 ms raw / "
-        "engine | CPU ms per command, bench / server / agents: raw; engine; run | server RSS "
-        "per VM KiB | per in-flight target KiB | failed targets | agents gone |",
-        "|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---:|",
+        "| agents | commands | raw /s | raw, bash /s (x raw) | engine /s (x raw) | API run /s "
+        "(x raw) | p50 ms raw / engine | CPU ms per command, bench / server / agents: raw; raw, "
+        "bash; engine; run | server RSS per VM KiB | per in-flight target KiB | failed targets "
+        "| agents gone |",
+        "|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---:|",
     ]
     for r in rows:
         raw = r.raw.rate
@@ -204,9 +228,11 @@ def render(rows: list[ScaleRow], fleet: Fleet) -> str:
             {**r.failed_direct, **{f"run: {c}": n for c, n in r.failed.items()}}).most_common())
         failed = failed or "0"
         lines.append(
-            f"| {r.agents} | {r.commands} | {raw:.0f} | {r.engine.rate:.0f} "
+            f"| {r.agents} | {r.commands} | {raw:.0f} | {r.raw_bash.rate:.0f} "
+            f"({r.raw_bash.rate / raw:.2f}) | {r.engine.rate:.0f} "
             f"({r.engine.rate / raw:.2f}) | {r.run.rate:.0f} ({r.run.rate / raw:.2f}) | "
-            f"{_p50(r.raw)} / {_p50(r.engine)} | {_cpu(r.raw)}; {_cpu(r.engine)}; {_cpu(r.run)} "
+            f"{_p50(r.raw)} / {_p50(r.engine)} | {_cpu(r.raw)}; {_cpu(r.raw_bash)}; "
+            f"{_cpu(r.engine)}; {_cpu(r.run)} "
             f"| {r.per_vm_kib:.1f} | {r.per_inflight_kib:.1f} | {failed} | {r.exited} |")
     return "\n".join(lines) + "\n"
 

@@ -78,9 +78,11 @@ def test_bench_runs_and_reports_every_row(lab_vms: list[LabVm], tmp_path: Path) 
     assert "### 3. Large output: 1 MiB" in table
     checked = targets(report)
     assert len(report.live.line_ms) == 3
-    assert "### 4. Live output" in table and "### 5. One run of" in table
+    assert "### 4. Live output" in table and "### 5. Runs of" in table
+    live = report.live
+    assert not live.failed and min(live.start_kib, live.after_kib, live.peak_kib) > 0
     assert "### 6. A 1 MiB file into and out of a lab VM" in table
-    assert len(checked) == 10  # 7, and files: upload, download, memory
+    assert len(checked) == 11  # 8, and files: upload, download, memory
     assert report.files is not None and len(report.files.api_down) == 1
     for target in checked:
         assert target.row() in table
