@@ -130,7 +130,7 @@ class _Methods:
         launch = PLATFORMS[Platform.LINUX].launch(ExecRequest(COMMAND), uuid.uuid4().hex,
                                                   run_dir=RAW_RUN_DIR, interpreter="bash")
         return self.raw.run(RAW_POLL, exec_args={"path": launch.path, "arg": launch.args,
-                                                 "capture-output": True},
+                                                 "capture-output": launch.capture_output},
                             check=_check_launch)
 
     async def _zstack(self) -> float:

@@ -48,13 +48,15 @@ async def test_clear_makes_the_next_wait_block_until_set_again(kind: type) -> No
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.__name__)
 async def test_a_wait_given_up_by_a_timeout_leaves_the_others_waiting(kind: type) -> None:
     flag = kind()
+    other = asyncio.create_task(flag.wait())
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.01):
             await flag.wait()
-    other = asyncio.create_task(flag.wait())
+    later = asyncio.create_task(flag.wait())
     await asyncio.sleep(0)
+    assert not other.done() and not later.done()
     flag.set()
-    assert await other is True
+    assert await other is True and await later is True
 
 
 async def test_a_flag_forgets_its_waiters_once_they_are_woken_or_gone() -> None:

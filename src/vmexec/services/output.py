@@ -104,7 +104,7 @@ class _Live:
         self._wake()
 
     def _wake(self) -> None:
-        # Readers waiting now are woken; the next ones wait on a fresh event.
+        # Readers waiting now are woken; the next ones wait on a fresh flag.
         self.changed.set()
         self.changed = Flag()
 
